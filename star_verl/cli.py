@@ -1,0 +1,32 @@
+"""The `star-verl` command. Each subcommand lives in its own module and is imported only when used,
+so `star-verl --version` and `star-verl recipes` never import torch or veRL."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from star_verl import __version__
+
+# name -> (module with `main(argv) -> int`, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "recipes": ("star_verl.recipes", "list the shipped recipes"),
+    "eval": ("star_verl.eval.cli", "score generations, generate with a model, compare runs"),
+    "curves": ("star_verl.rewards.curves", "plot reward components per step from trainer.rollout_data_dir"),
+    "doctor": ("star_verl.doctor", "preflight check of the environment, a recipe and its data"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="star-verl", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"star-verl {__version__}")
+    parser.add_argument("command", choices=sorted(SUBCOMMANDS), help="; ".join(f"{k}: {v[1]}" for k, v in SUBCOMMANDS.items()))
+    parser.add_argument("args", nargs=argparse.REMAINDER, help="arguments of the command (see `star-verl COMMAND --help`)")
+    ns = parser.parse_args(argv)
+    module = importlib.import_module(SUBCOMMANDS[ns.command][0])
+    return int(module.main(ns.args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Converters' library code: every converter writes rows through `star_verl.prep.schema`."""
