@@ -1,0 +1,33 @@
+"""Session-wide fixtures shared by the test modules (expensive things are built once)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+# veRL prints accelerator warnings at import; keep Ray and tokenizers quiet and single-threaded on 2 cores.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen25vl(tmp_path_factory) -> str:
+    """Path of a tiny random Qwen2.5-VL checkpoint (model, tokenizer, processor) built locally."""
+    from tests.tiny_qwen import build_tiny_qwen25vl
+
+    return str(build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny_qwen25vl")))
+
+
+@pytest.fixture(scope="session")
+def ray_local():
+    """One local Ray cluster for every test that needs Ray workers (started once: ~10 s on 2 cores)."""
+    import ray
+
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
+    yield ray
+    ray.shutdown()
