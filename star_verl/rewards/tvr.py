@@ -1,8 +1,36 @@
-"""STAR-R1's dense, penalised TVR reward (work in progress: settings first)."""
+"""STAR-R1's dense, penalised TVR reward.
+
+    score = w_format * format + r_pos + r_incorrect + r_under
+    r_pos       = 5.0 * n_exact + 1.5 * n_attr + 0.5 * n_index      (one-to-one tiered matching)
+    r_incorrect = -1.0 * n_incorrect                                  (n_pred - n_exact by default)
+    r_under     = -1.0 * max(0, n_gt - n_pred)
+
+`format` is 1.0 for exactly one `<think>` block followed by exactly one `<answer>` block with only
+white space around them (`star_verl.tasks.tags`): repeated, nested or stray tags earn nothing.
+Predictions are the `index.attribute.value` items of the last `<answer>` block
+(`star_verl.tasks.tvr.response_triplets`, the parser the metrics use). Identical predictions earn
+credit once, but every item is a prediction: a duplicate counts in n_pred and is incorrect.
+
+Bounded work and range: only the first `tvr_max_items` items (default 64; TRANCE has at most 4
+transformations) are read; the rest of the answer is ignored. The tag parse is linear in the
+response length, so any response (megabytes, binary junk) scores quickly and never raises, and the
+score stays above -(tvr_max_items * incorrect + n_gt * under) (-68 with the defaults): one junk
+response cannot blow up a GRPO group's standard deviation.
+
+`tvr_mode="naive"`: score = w_format * format + acc, acc being 1 only for exactly the right set
+(STAR-R1's "naive GRPO" ablation; the format term stays, as in the dense reward, so the ablation
+changes only the accuracy reward; set `tvr_format_weight: 0` for a pure 0/1 reward). The dense
+terms r_pos, r_incorrect and r_under are then 0.0; n_pred, n_exact and diff are still reported.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
+
+from star_verl.tasks.tags import parse_tags
+from star_verl.tasks.tvr import TVRGroundTruth, apply_prediction, match_triplets, parse_tvr_ground_truth, response_triplets
 
 TVR_MODES = ("dense", "naive")
 INCORRECT_MODES = ("not_exact", "no_credit")
@@ -12,7 +40,9 @@ INCORRECT_MODES = ("not_exact", "no_credit")
 class TVRRewardSettings:
     """Every weight and term of the TVR reward (`reward.custom_reward_function.reward_kwargs`).
 
-    A weight of 0 drops its term, so each ablation recipe is only settings."""
+    A weight of 0 drops its term, so each ablation recipe is only settings. A credit tier with
+    weight 0 is also left out of the matching: its predictions fall to the next tier (with the
+    index+attribute tier off, `2.color.red` against `2.color.cyan` earns the index credit)."""
 
     tvr_mode: str = "dense"  # "dense": STAR-R1's reward; "naive": binary exact-set reward (+ format term)
     tvr_format_weight: float = 1.0
@@ -22,4 +52,47 @@ class TVRRewardSettings:
     tvr_incorrect_penalty: float = 1.0  # per incorrect prediction
     tvr_incorrect_mode: str = "not_exact"  # "not_exact": every non-exact prediction; "no_credit": predictions earning nothing
     tvr_under_penalty: float = 1.0  # per missing prediction when n_pred < n_gt
-    tvr_max_items: int = 64  # items parsed from one answer (bounds the work; the rest count as predictions)
+    tvr_max_items: int = 64  # items read per answer (bounds work and the penalty); the rest are ignored
+
+    def __post_init__(self):
+        if self.tvr_mode not in TVR_MODES:
+            raise ValueError(f"tvr_mode must be one of {TVR_MODES}, got {self.tvr_mode!r}")
+        if self.tvr_incorrect_mode not in INCORRECT_MODES:
+            raise ValueError(f"tvr_incorrect_mode must be one of {INCORRECT_MODES}, got {self.tvr_incorrect_mode!r}")
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name.endswith(("_weight", "_penalty")):
+                if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                    raise ValueError(f"{f.name} must be a finite number >= 0 (penalties are magnitudes), got {value!r}")
+        if isinstance(self.tvr_max_items, bool) or not isinstance(self.tvr_max_items, int) or self.tvr_max_items < 1:
+            raise ValueError(f"tvr_max_items must be an integer >= 1, got {self.tvr_max_items!r}")
+
+
+def tvr_reward(solution_str: object, gt: Mapping[str, Any] | TVRGroundTruth, settings: TVRRewardSettings | None = None) -> dict[str, float]:
+    """The reward components (keys of REWARD_KEYS) of one response. Never raises on the response;
+    a malformed ground truth raises (ValueError/KeyError/TypeError)."""
+    s = settings or TVRRewardSettings()
+    g = gt if isinstance(gt, TVRGroundTruth) else parse_tvr_ground_truth(gt)
+    tags = parse_tags(solution_str)
+    pred = response_triplets(tags, limit=s.tvr_max_items)
+    n_pred, n_gt = len(pred), len(g.transformations)
+    m = match_triplets(pred, g.transformations, tiers=(s.tvr_attr_weight > 0, s.tvr_index_weight > 0))
+    acc = m.n_exact == n_gt and m.n_unique == n_gt
+    fmt = 1.0 if tags.well_formed else 0.0
+    out = {
+        "acc": float(acc),
+        "format": fmt,
+        "n_pred": float(n_pred),
+        "n_gt": float(n_gt),
+        "n_exact": float(m.n_exact),
+        "diff": float(apply_prediction(pred, g)["diff"]),
+    }
+    if s.tvr_mode == "naive":
+        out.update(score=s.tvr_format_weight * fmt + float(acc), r_pos=0.0, r_incorrect=0.0, r_under=0.0)
+        return out
+    r_pos = s.tvr_exact_weight * m.n_exact + s.tvr_attr_weight * m.n_attr + s.tvr_index_weight * m.n_index
+    credited = m.n_exact if s.tvr_incorrect_mode == "not_exact" else m.n_exact + m.n_attr + m.n_index
+    r_incorrect = -s.tvr_incorrect_penalty * (n_pred - credited) + 0.0
+    r_under = -s.tvr_under_penalty * max(0, n_gt - n_pred) + 0.0  # + 0.0: no -0.0 in logs
+    out.update(score=s.tvr_format_weight * fmt + r_pos + r_incorrect + r_under, r_pos=r_pos, r_incorrect=r_incorrect, r_under=r_under)
+    return out
