@@ -1,8 +1,39 @@
-"""The reference-aware multi-view reward (MindCube, SPAR, MMSI): R_total = R_format + R_ans + R_ref."""
+"""The reference-aware multi-view reward (MindCube, SPAR, MMSI): R_total = R_format + R_ans + R_ref.
+
+- R_format = `mv_format_weight` for a well-formed `<think>...</think><answer>...</answer>` response
+  (`star_verl.tasks.tags`), else 0.
+- R_ans = `mv_answer_weight` x (1 for the right option letter | SPAR's MRA for a number | mean
+  per-component MRA for a view change), from the last `<answer>` block (`star_verl.tasks.multiview`).
+- R_ref (only where the ground truth has `references`; 0 when `ref_weight` is 0): the step-1 triplets of the
+  `<think>` part are matched one-to-one with the K key references (`star_verl.tasks.references`):
+
+      raw   = (n_exact + ref_pair_credit * n_pair
+               - ref_spurious_penalty * n_spurious
+               - ref_under_penalty * max(0, K - n_pred)) / K
+      R_ref = ref_weight * max(-ref_penalty_cap, raw)          # raw <= 1
+
+  n_exact: key references anchored with the right relation; n_pair: right pair, wrong or missing
+  relation; n_spurious: predicted triplets that anchor no key reference; n_pred: distinct predicted
+  triplets (at most `ref_max_triplets`). The matching maximises raw, so the model always gets the
+  most favourable reading of its triplets.
+
+Guarantees (enforced by `MultiViewRewardSettings`, proven by tests/test_multiview_reward_on_cpu.py):
+- R_ref lies in [-ref_weight * ref_penalty_cap, ref_weight], and ref_weight * (1 + ref_penalty_cap)
+  < mv_answer_weight, so a right answer with no references always beats a wrong answer with perfect ones;
+- with ref_spurious_penalty > 0 and ref_spurious_penalty >= ref_under_penalty (the defaults), adding
+  a triplet that anchors nothing never raises R_ref: listing every object never pays.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+from star_verl.tasks.multiview import parse_multiview_ground_truth, score_answer
+from star_verl.tasks.references import match_references, parse_reference_triplets
+from star_verl.tasks.tags import parse_tags
 
 
 @dataclass(frozen=True)
@@ -10,13 +41,62 @@ class MultiViewRewardSettings:
     """Settings of the multi-view reward (`reward.custom_reward_function.reward_kwargs`).
 
     Names are prefixed (`mv_`, `ref_`) like TVR's (`tvr_`), so one `reward_kwargs` block can hold both
-    families without a name meaning two things."""
+    families without a name meaning two things. Credits and penalties of R_ref are in units of one key
+    reference (a sample's R_ref is normalised by its number of key references)."""
 
     mv_format_weight: float = 1.0  # R_format for a well-formed <think><answer> response
     mv_answer_weight: float = 1.0  # R_ans = mv_answer_weight * (1 right option | MRA | view-change MRA)
     ref_weight: float = 0.5  # scale of R_ref; 0 turns the reference term off (the paper's ablation)
-    ref_pair_credit: float = 0.5  # credit (of 1 per key reference) for the right object pair with a wrong/missing relation
-    ref_spurious_penalty: float = 0.25  # per predicted triplet that anchors no key reference (of 1 per key reference)
+    ref_pair_credit: float = 0.5  # credit for the right object pair with a wrong or missing relation (right relation: 1)
+    ref_spurious_penalty: float = 0.5  # per predicted triplet that anchors no key reference
     ref_under_penalty: float = 0.5  # per key reference missing from the count when fewer triplets than key references are named
     ref_penalty_cap: float = 0.5  # R_ref >= -ref_weight * ref_penalty_cap
-    ref_max_triplets: int = 64  # triplets parsed from step 1 beyond this are ignored (bounded work)
+    ref_max_triplets: int = 64  # distinct step-1 triplets read per response (bounds work and credit)
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "ref_max_triplets":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                    raise ValueError(f"ref_max_triplets must be a positive integer, got {value!r}")
+            elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise ValueError(f"{f.name} must be a finite number >= 0, got {value!r}")
+        if self.ref_pair_credit > 1:
+            raise ValueError(f"ref_pair_credit must be <= 1 (the credit of a right relation), got {self.ref_pair_credit}")
+        if self.ref_weight > 0 and not self.ref_weight * (1 + self.ref_penalty_cap) < self.mv_answer_weight:
+            raise ValueError(
+                f"ref_weight * (1 + ref_penalty_cap) = {self.ref_weight * (1 + self.ref_penalty_cap)} must stay below "
+                f"mv_answer_weight = {self.mv_answer_weight}: otherwise references could outscore a right answer"
+            )
+
+
+def reference_term(think: str | None, gt_refs, settings: MultiViewRewardSettings) -> dict[str, float]:
+    """R_ref and its counts for the `<think>` text against the key references (non-empty)."""
+    predicted = parse_reference_triplets(think or "", settings.ref_max_triplets)
+    match = match_references(predicted, gt_refs, exact_value=1.0 + settings.ref_spurious_penalty, pair_value=settings.ref_pair_credit + settings.ref_spurious_penalty)
+    n_gt, n_pred = len(gt_refs), len(predicted)
+    n_spurious = n_pred - match.n_exact - match.n_pair
+    raw = (match.n_exact + settings.ref_pair_credit * match.n_pair - settings.ref_spurious_penalty * n_spurious - settings.ref_under_penalty * max(0, n_gt - n_pred)) / n_gt
+    return {"r_ref": settings.ref_weight * max(-settings.ref_penalty_cap, min(1.0, raw)), "n_pred": n_pred, "n_gt": n_gt, "n_exact": match.n_exact}
+
+
+def multiview_reward(data_source: str, solution_str: Any, gt_dict: Mapping[str, Any], settings: MultiViewRewardSettings) -> dict[str, float]:
+    """Score one response; never raises on the response (the ground truth is validated and may raise).
+    `data_source` is not needed by the formula (the ground truth's type decides) but is kept in the signature
+    so every family's scorer is called the same way."""
+    del data_source
+    gt = parse_multiview_ground_truth(gt_dict)
+    tagged = parse_tags(solution_str)
+    answer = score_answer(gt, tagged.answer)
+    out = {
+        "format": settings.mv_format_weight if tagged.well_formed else 0.0,
+        "r_ans": settings.mv_answer_weight * answer.value,
+        "acc": 1.0 if answer.correct else 0.0,
+        "r_ref": 0.0,
+        "has_ref": 1.0 if gt.references else 0.0,
+        "n_gt": float(len(gt.references)),
+    }
+    if gt.references:  # counted also with ref_weight 0, so the ablation logs how references evolve
+        out.update(reference_term(tagged.think, gt.references, settings))
+    out["score"] = out["format"] + out["r_ans"] + out["r_ref"]
+    return out

@@ -1,0 +1,102 @@
+"""Multi-view ground truth (MindCube, SPAR, MMSI) and answer scoring: one scorer for reward and metrics.
+
+Ground truth (DESIGN.md), validated strictly because a bad one is always a data bug:
+- `{"type": "choice", "answer": "C", "options": ["A", "B", "C", "D"], ...}`: the answer is one of the
+  options, the options are distinct single capital letters;
+- `{"type": "numeric", "answer": 2.6, ...}`: a finite number (not a numeric string);
+- `{"type": "view_change", "answer": "move_right:1.6,move_down:0,...", ...}`: all five components;
+- every type: `task` (a string) and optional `references` (`[[obj1, obj2|null, relation|null], ...]`,
+  relations from `star_verl.tasks.references.RELATIONS` or a synonym); no other keys (a typo such as
+  "refrences" must not silently drop the references).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from star_verl.tasks.choice import extract_option_letter
+from star_verl.tasks.numeric import extract_number, mean_relative_accuracy
+from star_verl.tasks.references import Reference, reference_from_ground_truth
+from star_verl.tasks.view_change import extract_view_change, parse_view_change, view_change_score
+
+ANSWER_TYPES = ("choice", "numeric", "view_change")
+_KEYS = {"type", "answer", "options", "references", "task"}
+
+
+@dataclass(frozen=True)
+class MultiViewGroundTruth:
+    type: str
+    answer: str | float | tuple[float, ...]  # letter, number, or the five view-change components
+    options: tuple[str, ...]  # choice only
+    references: tuple[Reference, ...]
+    task: str
+
+
+@dataclass(frozen=True)
+class AnswerScore:
+    value: float  # 1/0 for a choice, MRA for a number, mean component MRA for a view change; in [0, 1]
+    correct: bool  # value == 1
+    parsed: Any  # what was read from the answer (None when absent)
+
+
+def parse_multiview_ground_truth(gt: Mapping[str, Any]) -> MultiViewGroundTruth:
+    """Validate and normalise a multi-view ground truth; raises KeyError/TypeError/ValueError."""
+    if not isinstance(gt, Mapping):
+        raise TypeError(f"ground truth must be an object, got {type(gt).__name__}")
+    unknown = sorted(set(gt) - _KEYS)
+    if unknown:
+        raise KeyError(f"unknown ground-truth key(s) {unknown}; allowed: {sorted(_KEYS)}")
+    for key in ("type", "answer", "task"):
+        if key not in gt:
+            raise KeyError(f"ground truth has no {key!r}")
+    kind, answer, task = gt["type"], gt["answer"], gt["task"]
+    if not isinstance(task, str):
+        raise TypeError(f"task must be a string, got {task!r}")
+    options: tuple[str, ...] = ()
+    if kind == "choice":
+        raw_options = gt.get("options")
+        if not isinstance(raw_options, (list, tuple)) or len(raw_options) < 2:
+            raise ValueError(f"choice ground truth needs 'options' with at least two letters, got {raw_options!r}")
+        if any(not (isinstance(o, str) and len(o) == 1 and "A" <= o <= "Z") for o in raw_options) or len(set(raw_options)) != len(raw_options):
+            raise ValueError(f"options must be distinct single capital letters, got {raw_options!r}")
+        options = tuple(raw_options)
+        if answer not in options:
+            raise ValueError(f"choice answer {answer!r} is not one of the options {list(options)}")
+        value: str | float | tuple[float, ...] = answer
+    elif kind == "numeric":
+        if isinstance(answer, bool) or not isinstance(answer, (int, float)) or not math.isfinite(answer):
+            raise TypeError(f"numeric answer must be a finite number, got {answer!r}")
+        value = float(answer)
+    elif kind == "view_change":
+        value = parse_view_change(answer)
+    else:
+        raise ValueError(f"answer type {kind!r} is not one of {ANSWER_TYPES}")
+    if kind != "choice" and "options" in gt:
+        raise KeyError(f"'options' belongs to choice ground truth only, not {kind!r}")
+    raw_refs = gt.get("references")
+    if raw_refs is None:
+        raw_refs = []
+    if not isinstance(raw_refs, (list, tuple)):
+        raise TypeError(f"references must be a list, got {type(raw_refs).__name__}")
+    references = tuple(reference_from_ground_truth(item) for item in raw_refs)
+    if len({r.key() for r in references}) != len(references):
+        raise ValueError(f"references repeat a reference after normalisation: {raw_refs!r}")
+    return MultiViewGroundTruth(type=kind, answer=value, options=options, references=references, task=task)
+
+
+def score_answer(gt: MultiViewGroundTruth, answer_text: str | None) -> AnswerScore:
+    """Score the text of an answer (the `<answer>` block's content) against a parsed ground truth."""
+    if gt.type == "choice":
+        letter = extract_option_letter(answer_text, gt.options)
+        right = letter is not None and letter == gt.answer
+        return AnswerScore(1.0 if right else 0.0, right, letter)
+    if gt.type == "numeric":
+        number = extract_number(answer_text)
+        value = 0.0 if number is None else mean_relative_accuracy(number, gt.answer)  # type: ignore[arg-type]
+        return AnswerScore(value, value == 1.0, number)
+    components = extract_view_change(answer_text)
+    value = view_change_score(components, gt.answer)  # type: ignore[arg-type]
+    return AnswerScore(value, value == 1.0, components)
