@@ -51,13 +51,14 @@ OBJECT_SYNONYMS = {
     "trash bin": "trash can", "waste bin": "trash can", "wastebasket": "trash can", "cellphone": "phone", "telephone": "phone",
 }  # fmt: skip
 _ARTICLES = {"a", "an", "the"}
-_IRREGULAR_PLURALS = {"shelves": "shelf", "knives": "knife", "leaves": "leaf", "people": "person", "men": "man", "women": "woman", "children": "child", "feet": "foot", "mice": "mouse", "dice": "die", "boxes": "box"}
+_IRREGULAR_PLURALS = {"shelves": "shelf", "knives": "knife", "leaves": "leaf", "people": "person", "children": "child", "feet": "foot", "mice": "mouse"}
 _NO_SINGULAR = {"glass", "grass", "bus", "lens", "series", "species", "news", "pants", "scissors", "jeans", "stairs", "glasses", "dress", "chess", "tennis"}
 
 _BRACKET = re.compile(r"\[([^\[\]\n]{1,200})\]")
 _STEP1 = re.compile(r"^[^\w\n]*step\s*1\b", re.IGNORECASE | re.MULTILINE)
 _STEP = re.compile(r"^[^\w\n]*step\s*([123])\b", re.IGNORECASE | re.MULTILINE)
 _VIEW_HEADING = re.compile(r"(?<![\w])(?:image|view)\s*(\d+)\b", re.IGNORECASE)
+_HEADING_LABEL = re.compile(r"^[\s*#:._-]*(?:\([^()\n]*\))?")  # what follows "Step k": " (cross-view mapping):**"
 _PAREN = re.compile(r"\([^()]*\)")
 _NON_WORD = re.compile(r"[^a-z0-9 ]+")
 _HAS_LETTER = re.compile(r"[a-z]")
@@ -68,8 +69,9 @@ DEFAULT_MAX_TRIPLETS = 64
 
 
 def _singular(word: str) -> str:
-    if word in _IRREGULAR_PLURALS:
-        return _IRREGULAR_PLURALS[word]
+    for plural, singular in _IRREGULAR_PLURALS.items():
+        if word.endswith(plural):  # also compounds: "bookshelves"
+            return word[: len(word) - len(plural)] + singular
     if len(word) <= 3 or word in _NO_SINGULAR or not word.endswith("s"):
         return word
     if word.endswith("ies"):
@@ -313,8 +315,8 @@ def three_step_structure(response: object, n_images: int | None = None) -> Three
         if number in firsts:
             start = firsts[number][1]
             later = [s for n, (s, _) in firsts.items() if s > start]
-            body = think[start : min(later) if later else len(think)]
-            if not _HAS_LETTER.search(body.lower().strip(" :*-#\n()")):
+            body = _HEADING_LABEL.sub("", think[start : min(later) if later else len(think)], count=1)
+            if not _HAS_LETTER.search(body.lower()):
                 reasons.append(f"'Step {number}' is empty")
     step1 = step1_text(think) if 1 in firsts else ""
     triplets = parse_reference_triplets(step1) if step1 else []
