@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
+from star_verl.rewards import finalize
 from star_verl.tasks.multiview import parse_multiview_ground_truth, score_answer
 from star_verl.tasks.references import match_references, parse_reference_triplets
 from star_verl.tasks.tags import parse_tags
@@ -81,7 +82,7 @@ def reference_term(think: str | None, gt_refs, settings: MultiViewRewardSettings
 
 
 def multiview_reward(data_source: str, solution_str: Any, gt_dict: Mapping[str, Any], settings: MultiViewRewardSettings) -> dict[str, float]:
-    """Score one response; never raises on the response (the ground truth is validated and may raise).
+    """Score one response (all of REWARD_KEYS, in order); never raises on the response (the ground truth is validated and may raise).
     `data_source` is not needed by the formula (the ground truth's type decides) but is kept in the signature
     so every family's scorer is called the same way."""
     del data_source
@@ -99,4 +100,4 @@ def multiview_reward(data_source: str, solution_str: Any, gt_dict: Mapping[str, 
     if gt.references:  # counted also with ref_weight 0, so the ablation logs how references evolve
         out.update(reference_term(tagged.think, gt.references, settings))
     out["score"] = out["format"] + out["r_ans"] + out["r_ref"]
-    return out
+    return finalize(out)  # every REWARD_KEYS entry; TVR's terms are 0.0
