@@ -1,0 +1,326 @@
+"""The benchmarks' own scorers, reproduced with their quirks so numbers compare with published ones.
+
+Each function below re-implements, from reading the upstream source, what the benchmark's official
+evaluation does with one model output. Nothing here is "fixed": where the official code does
+something surprising, so does this module, and the comment says so. The `strict` protocol
+(`star_verl.eval.scoring`) is where the model's meaning is scored with the reward's parsers.
+
+Sources (read for this module; no code copied):
+- MindCube: github.com/mll-lab-nu/MindCube @6d8fd9a, `src/evaluation/core/extractors.py`
+  (`extract_answer`, `get_setting_from_id`) and `src/evaluation/evaluator.py` (correctness and the
+  overall accuracy that excludes the translation setting).
+- SPAR-Bench: github.com/EvolvingLMMs-Lab/lmms-eval, `lmms_eval/tasks/sparbench/utils.py`
+  (`exact_match`, `process_na`, `mean_relative_accuracy`, `compute_vci_metric`,
+  `sparbench_aggregate_results`).
+- MMSI-Bench: github.com/InternRobotics/MMSI-Bench `README.md` ("Answer Extraction",
+  `extract_single_choice_with_word_boundary`), which lmms-eval's `mmsi_bench/utils.py` also follows;
+  compared with the VLMEvalKit class `MMSIBenchDataset.evaluate` (see `mmsi_correct`).
+
+Every function takes any model output (None, bytes, odd text) and never raises on it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from star_verl.tasks.numeric import mean_relative_accuracy  # SPAR-Bench's MRA, thresholds as np.linspace builds them
+from star_verl.tasks.tags import as_text, last_answer
+
+# --------------------------------------------------------------------------------------------------
+# What the harness hands to the scorer
+# --------------------------------------------------------------------------------------------------
+_THINK_BLOCK = re.compile(r"<think>.*?</think>", re.DOTALL)
+
+
+def harness_text(benchmark_family: str, response: object) -> str:
+    """The text a benchmark's own harness would give its scorer, for a model that answers in
+    STAR-R1's `<think>...</think><answer>...</answer>` format.
+
+    - MindCube: the whole response. MindCube's own prompts ask for `<think>...</think><answer>A.
+      ...</answer>` and its extractor runs over the full text (reasoning included).
+    - SPAR-Bench and MMSI-Bench ask for a bare letter or number. Their harnesses (lmms-eval >= 0.7,
+      VLMEvalKit) drop `<think>` blocks before scoring; a STAR-R1-format model puts its answer in
+      `<answer>` tags, so the scorer gets the content of the last `<answer>...</answer>` block when
+      there is one, else the response without its `<think>` blocks.
+    """
+    text = as_text(response)
+    if benchmark_family == "mindcube":
+        return text
+    answer = last_answer(text)
+    if answer is not None:
+        return answer
+    return _THINK_BLOCK.sub("", text)
+
+
+# --------------------------------------------------------------------------------------------------
+# MindCube (src/evaluation)
+# --------------------------------------------------------------------------------------------------
+MINDCUBE_SETTINGS = ("around", "rotation", "translation", "among", "other")
+MINDCUBE_EXCLUDED_FROM_OVERALL = ("translation",)
+
+# The extractor's ordered pattern list after the `<Answer>` section (case-sensitive, last match wins).
+_MC_FIRST = re.compile(r"([A-E])\.")
+_MC_ANSWER_SECTION = re.compile(r"<Answer>(.*?)(?:<|$)", re.DOTALL)  # capital A: `<answer>` does not match
+_MC_SECTION_PATTERNS = tuple(
+    re.compile(p) for p in (r"[Mm]y answer is ([A-E])", r"[Mm]y answer is ([A-E])\.", r"[Tt]he answer is ([A-E])", r"(?:Answer: )?([A-E])\.", r"\b([A-E])\b")
+)
+_MC_PATTERNS = tuple(
+    re.compile(p)
+    for p in (
+        r"(?:Answer: )?([A-E])\. [A-Za-z0-9 \-\(\)'\",]+(?=(?:\n|$|\.|\"))",
+        r"(?:Answer: )?([A-E])\. [A-Za-z0-9 \-\(\)'\"]+",
+        r"(?:Answer: )?([A-E])(?:\.|$|\s)",
+        r"(?:^|\n)(?:Answer: )?([A-E])(?:\.|$|\s)",
+        r"[\*\"]([A-E])[\*\"]",
+        r"\bAnswer:?\s*([A-E])\b",
+        r"[Mm]y answer is ([A-E])",
+        r"[Mm]y answer is ([A-E])\.",
+        r"answer is ([A-E])",
+    )
+)
+_MC_LINE_FULL = re.compile(r"([A-E])\. [A-Za-z0-9 \-\(\)'\",]+")
+_MC_LINE_BARE = re.compile(r"\b([A-E])\b")
+
+
+def _last_group(pattern: re.Pattern[str], text: str) -> str | None:
+    last = None
+    for match in pattern.finditer(text):
+        last = match.group(1)
+    return last
+
+
+def mindcube_extract_answer(response: object) -> str | None:
+    """MindCube's `extract_answer`: the first rule that matches wins, and within a rule the LAST match.
+
+    Quirk kept: rule 1 is the last `X.` (X in A-E) anywhere in the text, reasoning included, so
+    "... option B. Final: <answer>C</answer>" gives B.
+    """
+    text = as_text(response)
+    if not text:
+        return None
+    found = _last_group(_MC_FIRST, text)
+    if found:
+        return found
+    section = _MC_ANSWER_SECTION.search(text)
+    if section:
+        for pattern in _MC_SECTION_PATTERNS:
+            found = _last_group(pattern, section.group(1))
+            if found:
+                return found
+    for pattern in _MC_PATTERNS:
+        found = _last_group(pattern, text)
+        if found:
+            return found
+    lines = text.split("\n")
+    line_hits = [m.group(1) for m in (_MC_LINE_FULL.search(line) for line in lines) if m]
+    if line_hits:
+        return line_hits[-1]
+    for line in reversed(lines):
+        match = _MC_LINE_BARE.search(line)
+        if match:
+            return match.group(1)
+    return None
+
+
+def mindcube_setting(item_id: str) -> str:
+    """MindCube's `get_setting_from_id`: the setting is a substring of the item id, in this order."""
+    lowered = (item_id or "").lower()
+    for setting in ("around", "rotation", "translation", "among"):
+        if setting in lowered:
+            return setting
+    return "other"
+
+
+def mindcube_correct(response: object, gt_answer: str) -> bool:
+    """Correct iff the extracted letter equals `gt_answer` exactly (no case folding, no stripping)."""
+    extracted = mindcube_extract_answer(response)
+    return bool(extracted) and extracted == gt_answer
+
+
+def mindcube_aggregate(rows: Iterable[tuple[str, bool]]) -> dict:
+    """(setting, correct) pairs -> MindCube's results: per-setting accuracy, and the overall micro
+    accuracy over every setting except translation (tracked, excluded)."""
+    counts = {s: [0, 0] for s in MINDCUBE_SETTINGS}
+    for setting, correct in rows:
+        counts.setdefault(setting, [0, 0])
+        counts[setting][0] += 1
+        counts[setting][1] += int(bool(correct))
+    settings = {s: {"n": n, "correct": c, "accuracy": 100.0 * c / n} for s, (n, c) in counts.items() if n}
+    n_all = sum(n for s, (n, _) in counts.items() if s not in MINDCUBE_EXCLUDED_FROM_OVERALL)
+    c_all = sum(c for s, (_, c) in counts.items() if s not in MINDCUBE_EXCLUDED_FROM_OVERALL)
+    return {"overall": 100.0 * c_all / n_all if n_all else None, "n_overall": n_all, "correct_overall": c_all, "settings": settings}
+
+
+# --------------------------------------------------------------------------------------------------
+# SPAR-Bench (lmms-eval tasks/sparbench/utils.py)
+# --------------------------------------------------------------------------------------------------
+SPAR_MCA_TASKS = (
+    "obj_spatial_relation_oo", "obj_spatial_relation_oc_mv", "obj_spatial_relation_oo_mv",
+    "spatial_imagination_oc", "spatial_imagination_oo", "spatial_imagination_oc_mv", "spatial_imagination_oo_mv",
+    "position_matching", "camera_motion_infer", "distance_infer_center_oo", "distance_infer_center_oo_mv",
+)  # fmt: skip
+SPAR_NA_TASKS = (
+    "depth_prediction_oc", "depth_prediction_oo", "distance_prediction_oc", "distance_prediction_oo",
+    "depth_prediction_oc_mv", "depth_prediction_oo_mv", "distance_prediction_oo_mv", "distance_prediction_oc_mv",
+)  # fmt: skip
+SPAR_SPECIAL_TASKS = ("view_change_infer",)
+SPAR_TASKS = SPAR_MCA_TASKS + SPAR_NA_TASKS + SPAR_SPECIAL_TASKS
+SPAR_NA_LAST_NUMBER_TASKS = ("depth_prediction_oc_mv", "depth_prediction_oo_mv", "distance_prediction_oc_mv", "distance_prediction_oo_mv")
+SPAR_LEVELS = {
+    "low": SPAR_NA_TASKS,
+    "middle": ("view_change_infer", "position_matching", "camera_motion_infer"),
+    "high": tuple(t for t in SPAR_MCA_TASKS if t not in ("position_matching", "camera_motion_infer")),
+}
+# The metric name lmms-eval gives each task kind; its Low/Middle/High grouping strips the last
+# "_"-separated piece of "<task>_<metric>" to find the task, which fails for "vci_metric" (see below).
+SPAR_METRIC_NAME = {"mca": "accuracy", "na": "MRA:.5:.95:.05", "vci": "vci_metric"}
+_SPAR_NUMBER = re.compile(r"(?<!\^)\d+\.\d+|(?<!\^)\d+")
+
+
+def spar_task_kind(task: str, gt_type: str | None = None) -> str:
+    """'mca', 'na' or 'vci'. Tasks outside SPAR-Bench's 20 (SPAR-7M validation) are not in
+    lmms-eval's lists: they get the scorer of their ground-truth type instead of an error."""
+    if task in SPAR_MCA_TASKS:
+        return "mca"
+    if task in SPAR_NA_TASKS:
+        return "na"
+    if task in SPAR_SPECIAL_TASKS:
+        return "vci"
+    return {"choice": "mca", "numeric": "na", "view_change": "vci"}.get(gt_type or "", "mca")
+
+
+def spar_exact_match(pred: object, target: str) -> float:
+    """lmms-eval's MCA `exact_match` on lower-cased strings: equal, or `pred in target`, or
+    `pred[0] == target`. Quirks kept: an empty prediction is right (`"" in target`); so is any
+    prediction whose first character is the answer letter ("b, because ..." for "B")."""
+    p, t = as_text(pred).lower(), str(target).lower()
+    if p == t or p in t or p[0] == t:
+        return 1.0
+    return 0.0
+
+
+def spar_na_prediction(pred: object, task: str) -> float | None:
+    """lmms-eval's `process_na`: unsigned numbers (not after '^'); the FIRST for single-view tasks,
+    the LAST for the four `_mv` NA tasks, where no number at all gives -1. None: no number in a
+    single-view answer (lmms-eval raises there and scores 0)."""
+    numbers = [float(n) for n in _SPAR_NUMBER.findall(as_text(pred))]
+    if task in SPAR_NA_LAST_NUMBER_TASKS:
+        return numbers[-1] if numbers else -1.0
+    return numbers[0] if numbers else None
+
+
+def _parse_vci(text: str) -> dict[str, float]:
+    """lmms-eval's `parse_instruction`: 'k:v' items split on ',' and ':'; keys are NOT stripped
+    (" move_up:1" is an unknown key, read as 0) and any malformed item fails the whole string."""
+    out = {}
+    for item in text.split(","):
+        key, value = item.split(":")  # ValueError unless exactly one ':' (caught by the caller)
+        out[key] = float(value)
+    return out
+
+
+_VCI_COMPONENTS = (("move_right", "move_left"), ("move_up", "move_down"), ("move_forward", "move_backward"), ("rotate_right", "rotate_left"), ("rotate_up", "rotate_down"))
+
+
+def spar_vci(pred: object, answer: str) -> float:
+    """lmms-eval's `compute_vci_metric`: five signed components (right-left, up-down,
+    forward-backward, rotate right-left, rotate up-down), each scored with MRA, then averaged.
+
+    Quirk kept: the arguments of MRA are swapped (the ground truth is passed as the prediction), so
+    the relative error is |gt - pred| / |pred|, and the absolute error |gt| when the PREDICTED
+    component is 0. A string that fails to parse scores 0."""
+    try:
+        p, g = _parse_vci(as_text(pred)), _parse_vci(str(answer))
+    except ValueError:
+        return 0.0
+    scores = []
+    for plus, minus in _VCI_COMPONENTS:
+        p_val = p.get(plus, 0) - p.get(minus, 0)
+        g_val = g.get(plus, 0) - g.get(minus, 0)
+        scores.append(mean_relative_accuracy(g_val, p_val))  # the swap, as upstream
+    return float(np.mean(scores))
+
+
+def spar_score(task: str, pred: object, answer: str, gt_type: str | None = None) -> float:
+    """One SPAR-Bench sample's official score in [0, 1] (accuracy, MRA or the view-change metric)."""
+    kind = spar_task_kind(task, gt_type)
+    if kind == "mca":
+        return spar_exact_match(pred, answer)
+    if kind == "vci":
+        return spar_vci(pred, answer)
+    value = spar_na_prediction(pred, task)
+    try:
+        target = float(answer)
+    except (TypeError, ValueError):
+        return 0.0
+    return 0.0 if value is None else mean_relative_accuracy(value, target)
+
+
+def spar_aggregate(task_means: Mapping[str, float], task_kinds: Mapping[str, str], *, official_levels: bool = True) -> dict:
+    """lmms-eval's `sparbench_aggregate_results` on per-task mean scores (fractions): overall is the
+    unweighted mean over the tasks present; levels are the means of their tasks.
+
+    Quirk kept when `official_levels`: lmms-eval finds a task's level by stripping the last
+    "_"-piece of "<task>_<metric>"; for "view_change_infer_vci_metric" that leaves
+    "view_change_infer_vci", which is in no level, so Middle is the mean of position_matching and
+    camera_motion_infer only. `official_levels=False` (strict) counts view_change_infer in Middle.
+    An empty level is None (lmms-eval: NaN). Results are in percent."""
+    overall = float(np.mean(list(task_means.values()))) if task_means else None
+    levels = {}
+    for level, members in SPAR_LEVELS.items():
+        values = []
+        for task, mean in task_means.items():
+            key = f"{task}_{SPAR_METRIC_NAME[task_kinds[task]]}"
+            name = "_".join(key.split("_")[:-1]) if official_levels else task
+            if name in members:
+                values.append(mean)
+        levels[level] = 100.0 * float(np.mean(values)) if values else None
+    return {"overall": None if overall is None else 100.0 * overall, "levels": levels}
+
+
+# --------------------------------------------------------------------------------------------------
+# MMSI-Bench (README "Answer Extraction")
+# --------------------------------------------------------------------------------------------------
+_MMSI_DOUBLE_TICK = re.compile(r"``([^`]*)``")
+_MMSI_TICK = re.compile(r"`([^`]*)`")
+_MMSI_BRACE = re.compile(r"\{([^}]*)\}")
+_MMSI_LETTER = re.compile(r"\b[A-D]\b(?!\s[a-zA-Z])")
+
+
+def mmsi_extract(pred: object) -> str | None:
+    """The README's extraction: narrow to ``...``, then `...`, then {...} (each step applied to
+    the result of the previous one, first match each), then the FIRST capital A-D standing alone
+    and not followed by a space and a letter ("A chair" is not an answer). None: no letter."""
+    text = as_text(pred)
+    for pattern in (_MMSI_DOUBLE_TICK, _MMSI_TICK, _MMSI_BRACE):
+        match = pattern.search(text)
+        if match:
+            text = match.group(1)
+    match = _MMSI_LETTER.search(text)
+    return match.group() if match else None
+
+
+def mmsi_correct(pred: object, gt: str) -> bool:
+    """README: correct iff `gt.lower()` equals the first character of the extracted letter.
+
+    README vs code: the VLMEvalKit class (`MMSIBenchDataset.evaluate`) skips the {...} step and
+    also accepts "(x", "option x", "the answer is x" -- branches that can never fire on a one-letter
+    extraction -- and sends failed extractions to a GPT judge. We reproduce the README (the
+    benchmark's stated protocol, also lmms-eval's): offline, deterministic; a failed extraction is
+    wrong (no LLM judge)."""
+    letter = mmsi_extract(pred)
+    if letter is None:
+        return False
+    return str(gt).lower().replace("\n", " ").strip() == letter.lower()[0]
+
+
+_MMSI_DASH = re.compile(r"(?<=\.)\s*[-\u2014]\s*(?=[A-Z])")
+
+
+def mmsi_category(question_type: str) -> str:
+    """Category names with the en dash of the current HF data ("Positional Relationship (Cam.\u2013Obj.)"),
+    so hyphenated legacy copies ("(Cam.-Obj.)") group with them."""
+    return _MMSI_DASH.sub("\u2013", str(question_type)).strip()

@@ -1,0 +1,397 @@
+"""`star-verl eval score`: read generations, score each one under a protocol, aggregate per benchmark.
+
+Input lines (one JSON object per line), either
+- star-verl's own: `{"id", "data_source", "response", "ground_truth" (object or JSON string),
+  "extra_info" (optional object; `origin` picks the benchmark)}`, as `eval generate` writes them
+  (plus a `generation` object with the decoding settings); or
+- veRL's validation dumps (`trainer.validation_data_dir/<step>.jsonl`, written by
+  `_write_generations` in `verl/trainer/ppo/ray_trainer.py` and the v1 trainer): `{"input",
+  "output", "gts", "score", "step", <reward_extra_info keys>...}`. They carry no data source and no
+  extra_info: the family is read from the ground truth (TVR's `transformations`, else its `task`),
+  and `--origin` names the benchmark.
+
+Protocols:
+- `official`: each benchmark's own scorer (`star_verl.eval.official`), quirks included.
+- `strict`: the reward's parsers (`star_verl.rewards.compute_score`: `acc` is correctness, `r_ans`
+  with `mv_answer_weight=1` is the sample's score, e.g. the MRA).
+TVR has one protocol: TVR's official evaluator IS the metrics of `star_verl.tasks.tvr` (the
+reward's answer parser, state-based distance), so both protocols give the same TVR numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from star_verl.eval import official
+from star_verl.rewards import DATA_SOURCES, GroundTruthError, compute_score, load_ground_truth, validate_ground_truth
+from star_verl.tasks.tags import as_text, parse_tags
+
+PROTOCOLS = ("official", "strict")
+
+# extra_info.origin -> benchmark name (the key of metrics.json and of paper_numbers.json)
+ORIGIN_BENCHMARK = {
+    "trance": "tvr",
+    "synthetic": "tvr_synthetic",
+    "mindcube_tiny": "mindcube_tiny",
+    "sparbench": "sparbench",
+    "mmsi": "mmsi",
+    "mindcube": "mindcube",
+    "spar7m": "spar7m",
+}
+ORIGIN_FAMILY = {"trance": "tvr", "synthetic": "tvr", "mindcube_tiny": "mindcube", "mindcube": "mindcube", "sparbench": "spar", "spar7m": "spar", "mmsi": "mmsi"}
+
+# Task names that tell a family apart in a ground truth without a data source (veRL dumps).
+SPAR7M_EXTRA_TASKS = (
+    "depth_prediction_oc_mv", "distance_infer_center_oc", "distance_infer_center_oc_mv", "obj_spatial_relation_oc",
+    "spatial_imagination_map_mv", "spatial_imagination_oc_video", "spatial_imagination_oo_video",
+    "spatial_imagination_oc_video_hard", "spatial_imagination_oo_video_hard", "obj_count", "room_size",
+    "spatial_volume_infer", "appearance_order", "obj_frame_locate", "distance_prediction_oo_video",
+    "distance_infer_center_oo_video", "nav",
+)  # fmt: skip
+MMSI_CATEGORIES = (
+    "MSR", "Positional Relationship (Obj.\u2013Obj.)", "Positional Relationship (Cam.\u2013Cam.)",
+    "Positional Relationship (Cam.\u2013Obj.)", "Positional Relationship (Obj.\u2013Reg.)",
+    "Positional Relationship (Cam.\u2013Reg.)", "Positional Relationship (Reg.\u2013Reg.)", "Motion (Obj.)",
+    "Motion (Cam.)", "Attribute (Appr.)", "Attribute (Meas.)",
+)  # fmt: skip
+
+
+class InputError(ValueError):
+    """A generations line that cannot be scored: the file, the line number and the problem."""
+
+
+@dataclass
+class Sample:
+    line_no: int
+    id: str
+    family: str  # scoring family = data_source: tvr, mindcube, spar, mmsi
+    benchmark: str
+    response: str
+    gt: dict[str, Any]
+    extra_info: dict[str, Any]
+    generation: dict[str, Any] | None = None
+
+
+@dataclass
+class Scored:
+    sample: Sample
+    category: str  # TVR view; MindCube setting; SPAR task; MMSI category
+    correct: bool
+    score: float  # in [0, 1]: 1/0 for choices, MRA for numbers, TVR strict accuracy
+    diff: int | None = None  # TVR attribute distance
+    well_formed: bool = False
+    tvr: dict[str, float] | None = None  # TVR per-sample metrics
+    kind: str = ""  # SPAR: mca / na / vci
+
+
+@dataclass
+class ReadResult:
+    samples: list[Sample] = field(default_factory=list)
+    bad: list[str] = field(default_factory=list)
+    n_lines: int = 0
+    formats: set[str] = field(default_factory=set)
+
+
+def family_from_ground_truth(gt: Mapping[str, Any]) -> str | None:
+    """The data source of a ground truth without one (veRL dumps), or None when its task is unknown."""
+    if "transformations" in gt:
+        return "tvr"
+    task = str(gt.get("task", ""))
+    if task in official.MINDCUBE_SETTINGS:
+        return "mindcube"
+    if task in official.SPAR_TASKS or task in SPAR7M_EXTRA_TASKS:
+        return "spar"
+    if official.mmsi_category(task) in MMSI_CATEGORIES:
+        return "mmsi"
+    return None
+
+
+def _problem(path: Path, line_no: int, message: str) -> str:
+    return f"{path}:{line_no}: {message}"
+
+
+def _parse_line(path: Path, line_no: int, text: str, origin: str | None, data_source: str | None) -> tuple[Sample, str]:
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(_problem(path, line_no, f"not JSON ({exc.msg} at column {exc.colno})")) from None
+    if not isinstance(row, dict):
+        raise InputError(_problem(path, line_no, f"a line must be a JSON object, got {type(row).__name__}"))
+    if "gts" in row and "output" in row and "response" not in row:
+        fmt = "verl_dump"
+        gt_raw, response = row["gts"], row["output"]
+        extra_info: dict[str, Any] = {}
+        sample_id = str(row.get("uid") or f"step{row.get('step', '?')}/line{line_no}")
+        source = data_source
+    else:
+        fmt = "star_verl"
+        missing = [k for k in ("id", "data_source", "response", "ground_truth") if k not in row]
+        if missing:
+            raise InputError(_problem(path, line_no, f"missing field(s) {missing} (a star-verl line has id, data_source, response, ground_truth, extra_info; a veRL dump line has input, output, gts, score, step)"))
+        gt_raw, response, sample_id, source = row["ground_truth"], row["response"], str(row["id"]), row["data_source"]
+        extra_info = row.get("extra_info") or {}
+        if not isinstance(extra_info, dict):
+            raise InputError(_problem(path, line_no, f"extra_info must be an object, got {type(extra_info).__name__}"))
+    try:
+        gt = validate_ground_truth(source, gt_raw, extra_info) if source else None
+    except GroundTruthError as exc:
+        raise InputError(_problem(path, line_no, str(exc))) from None
+    if gt is None:  # a dump without --data-source: read the family off the ground truth
+        try:
+            loaded = load_ground_truth(gt_raw)
+        except GroundTruthError as exc:
+            raise InputError(_problem(path, line_no, str(exc))) from None
+        source = family_from_ground_truth(loaded)
+        if source is None:
+            raise InputError(_problem(path, line_no, f"cannot tell the data source of ground truth task {loaded.get('task')!r}; pass --data-source"))
+        try:
+            gt = validate_ground_truth(source, loaded)
+        except GroundTruthError as exc:
+            raise InputError(_problem(path, line_no, str(exc))) from None
+    sample_origin = extra_info.get("origin") or origin
+    if sample_origin:
+        if sample_origin not in ORIGIN_BENCHMARK:
+            raise InputError(_problem(path, line_no, f"unknown extra_info.origin {sample_origin!r}; expected one of {sorted(ORIGIN_BENCHMARK)}"))
+        if ORIGIN_FAMILY[sample_origin] != source:
+            raise InputError(_problem(path, line_no, f"origin {sample_origin!r} belongs to data_source {ORIGIN_FAMILY[sample_origin]!r}, not {source!r}"))
+        benchmark = ORIGIN_BENCHMARK[sample_origin]
+    else:
+        benchmark = source
+    generation = row.get("generation") if isinstance(row.get("generation"), dict) else None
+    sample = Sample(line_no, sample_id, source, benchmark, as_text(response), gt, dict(extra_info), generation)
+    return sample, fmt
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, str]]:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for line_no, line in enumerate(fh, 1):
+            if line.strip():
+                yield line_no, line
+
+
+def read_generations(path: str | Path, *, skip_bad: bool = False, origin: str | None = None, data_source: str | None = None) -> ReadResult:
+    """Every scorable line of a generations file. A bad line raises InputError (file:line: problem)
+    unless `skip_bad`, where it is listed in `ReadResult.bad` instead (never dropped silently)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: no such file")
+    if origin is not None and origin not in ORIGIN_BENCHMARK:
+        raise InputError(f"--origin {origin!r} is not one of {sorted(ORIGIN_BENCHMARK)}")
+    if data_source is not None and data_source not in DATA_SOURCES:
+        raise InputError(f"--data-source {data_source!r} is not one of {DATA_SOURCES}")
+    result = ReadResult()
+    for line_no, text in iter_lines(path):
+        result.n_lines += 1
+        try:
+            sample, fmt = _parse_line(path, line_no, text, origin, data_source)
+        except InputError as exc:
+            if not skip_bad:
+                raise
+            result.bad.append(str(exc))
+            continue
+        result.samples.append(sample)
+        result.formats.add(fmt)
+    return result
+
+
+# ---------------------------------------------------------------------------------------- scoring
+
+
+def _category(sample: Sample) -> str:
+    if sample.family == "tvr":
+        return str(sample.gt["view"])
+    task = str(sample.gt.get("task") or sample.extra_info.get("task") or "")
+    return official.mmsi_category(task) if sample.family == "mmsi" else task
+
+
+def score_sample(sample: Sample, protocol: str) -> Scored:
+    """One sample under a protocol. Never raises on the model's output (any text, however odd)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    response, gt = sample.response, sample.gt
+    category = _category(sample)
+    well_formed = parse_tags(response).well_formed
+    if sample.family == "tvr":
+        from star_verl.tasks.tvr import tvr_sample_metrics
+
+        metrics = tvr_sample_metrics(response, gt)
+        return Scored(sample, category, metrics["strict"] == 1.0, metrics["strict"], int(metrics["diff"]), well_formed, metrics)
+    kind = official.spar_task_kind(category, gt.get("type")) if sample.family == "spar" else "mca"
+    if protocol == "strict":
+        reward = compute_score(sample.family, response, gt, sample.extra_info, mv_answer_weight=1.0)
+        return Scored(sample, category, reward["acc"] == 1.0, reward["r_ans"], None, well_formed, kind=kind)
+    answer = gt["answer"]
+    if sample.family == "mindcube":
+        correct = official.mindcube_correct(response, str(answer))
+        return Scored(sample, category, correct, float(correct), None, well_formed)
+    if sample.family == "mmsi":
+        correct = official.mmsi_correct(official.harness_text("mmsi", response), str(answer))
+        return Scored(sample, category, correct, float(correct), None, well_formed)
+    value = official.spar_score(category, official.harness_text("spar", response), _answer_text(answer), gt.get("type"))
+    return Scored(sample, category, value == 1.0, value, None, well_formed, kind=kind)
+
+
+def _answer_text(answer: Any) -> str:
+    """SPAR-Bench's `answer` column is a string; ground truths store numbers as numbers ("3" -> 3)."""
+    if isinstance(answer, float) and answer.is_integer():
+        return str(int(answer))
+    return str(answer)
+
+
+# ------------------------------------------------------------------------------------- aggregation
+
+
+def _pct(x: float | None) -> float | None:
+    return None if x is None else 100.0 * x
+
+
+def _format_stats(rows: list[Scored]) -> dict[str, float]:
+    return {"n": len(rows), "well_formed": _pct(sum(r.well_formed for r in rows) / len(rows))}
+
+
+def aggregate_tvr(rows: list[Scored]) -> dict[str, Any]:
+    from star_verl.tasks.tvr import VIEWS, aggregate_tvr_metrics
+
+    agg = aggregate_tvr_metrics((r.category, r.tvr) for r in rows)
+
+    def block(prefix: str) -> dict[str, float]:
+        return {
+            "n": int(agg[f"{prefix}n"]),
+            "Acc": _pct(agg[f"{prefix}strict"]), "LAcc": _pct(agg[f"{prefix}loose"]),
+            "Diff": agg[f"{prefix}diff"], "NDiff": agg[f"{prefix}ndiff"],
+            "ObjAcc": _pct(agg[f"{prefix}obj_acc"]), "AttrAcc": _pct(agg[f"{prefix}attr_acc"]), "ValAcc": _pct(agg[f"{prefix}val_acc"]),
+            "StepDiff": agg[f"{prefix}step_diff"],
+            "ErrOverlap": _pct(agg[f"{prefix}err_overlap"]), "ErrInvalid": _pct(agg[f"{prefix}err_invalid"]),
+        }  # fmt: skip
+
+    views = {v: block(f"{v}/") for v in VIEWS if f"{v}/n" in agg}
+    total = block("")
+    total["TAcc"] = _pct(agg["tacc"])
+    ood = [views[v]["Acc"] for v in ("left", "right") if v in views]
+    headline = {
+        "TAcc": total["TAcc"],
+        "ID": views["center"]["Acc"] if "center" in views else None,
+        "OOD": sum(ood) / len(ood) if ood else None,
+        "NDiff": total["NDiff"],
+        "Diff": total["Diff"],
+    }
+    return {"family": "tvr", "unit": "percent except Diff, NDiff, StepDiff", "headline": headline, "total": total, "views": views, "format": _format_stats(rows)}
+
+
+def aggregate_mindcube(rows: list[Scored]) -> dict[str, Any]:
+    result = official.mindcube_aggregate((r.category, r.correct) for r in rows)
+    headline = {"overall": result["overall"], **{s: v["accuracy"] for s, v in result["settings"].items()}}
+    return {"family": "mindcube", "unit": "percent", "headline": headline, **result, "format": _format_stats(rows)}
+
+
+def aggregate_spar(rows: list[Scored], protocol: str) -> dict[str, Any]:
+    by_task: dict[str, list[Scored]] = defaultdict(list)
+    for r in rows:
+        by_task[r.category].append(r)
+    means = {t: sum(r.score for r in rs) / len(rs) for t, rs in sorted(by_task.items())}
+    kinds = {t: rs[0].kind for t, rs in by_task.items()}
+    agg = official.spar_aggregate(means, kinds, official_levels=protocol == "official")
+    tasks = {t: {"n": len(by_task[t]), "metric": official.SPAR_METRIC_NAME[kinds[t]], "value": 100.0 * m, "correct": sum(r.correct for r in by_task[t])} for t, m in means.items()}
+    headline = {"overall": agg["overall"], **{k.capitalize(): v for k, v in agg["levels"].items()}}
+    for task, label in (("obj_spatial_relation_oc_mv", "ObjRel-OC-MV"), ("obj_spatial_relation_oo_mv", "ObjRel-OO-MV")):
+        if task in tasks:
+            headline[label] = tasks[task]["value"]
+    return {"family": "spar", "unit": "percent", "headline": headline, "overall": agg["overall"], "levels": agg["levels"], "tasks": tasks, "format": _format_stats(rows)}
+
+
+def aggregate_mmsi(rows: list[Scored]) -> dict[str, Any]:
+    by_cat: dict[str, list[Scored]] = defaultdict(list)
+    for r in rows:
+        by_cat[r.category].append(r)
+    categories = {c: {"n": len(rs), "correct": sum(r.correct for r in rs), "accuracy": 100.0 * sum(r.correct for r in rs) / len(rs)} for c, rs in sorted(by_cat.items())}
+    overall = 100.0 * sum(r.correct for r in rows) / len(rows)
+    return {"family": "mmsi", "unit": "percent", "headline": {"overall": overall}, "overall": overall, "categories": categories, "format": _format_stats(rows)}
+
+
+def aggregate(scored: list[Scored], protocol: str) -> dict[str, dict[str, Any]]:
+    """metrics.json's `benchmarks`: one block per benchmark, in first-seen order."""
+    groups: dict[str, list[Scored]] = {}
+    for r in scored:
+        groups.setdefault(r.sample.benchmark, []).append(r)
+    out = {}
+    for bench, rows in groups.items():
+        family = rows[0].sample.family
+        if family == "tvr":
+            out[bench] = aggregate_tvr(rows)
+        elif family == "mindcube":
+            out[bench] = aggregate_mindcube(rows)
+        elif family == "spar":
+            out[bench] = aggregate_spar(rows, protocol)
+        else:
+            out[bench] = aggregate_mmsi(rows)
+    return out
+
+
+def per_sample_record(r: Scored) -> dict[str, Any]:
+    score = r.score if math.isfinite(r.score) else 0.0
+    return {"id": r.sample.id, "data_source": r.sample.family, "correct": bool(r.correct), "score": float(score), "diff": r.diff}
+
+
+PROTOCOL_DESCRIPTIONS = {
+    "official": (
+        "Each benchmark's own scorer, quirks included (MindCube's extractor on the whole response; "
+        "SPAR-Bench's lmms-eval scorer and MMSI-Bench's README extractor on the last <answer> block, "
+        "else the response without <think> blocks). TVR: TVR's evaluator metrics (one protocol)."
+    ),
+    "strict": (
+        "The reward's parsers (star_verl.rewards.compute_score): correct = acc, score = r_ans with "
+        "mv_answer_weight=1 (the option, the MRA, the view-change MRA of the last <answer> block). "
+        "TVR: TVR's evaluator metrics (one protocol)."
+    ),
+}
+
+
+def score_file(path: str | Path, out_dir: str | Path, *, protocol: str = "official", skip_bad: bool = False, origin: str | None = None, data_source: str | None = None, plots: bool = True) -> dict[str, Any]:
+    """Score a generations file and write DIR/metrics.json, DIR/per_sample.jsonl, DIR/metrics.md and
+    one PNG per benchmark; return the metrics."""
+    from star_verl import __version__
+    from star_verl.eval.tables import metrics_markdown
+
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    read = read_generations(path, skip_bad=skip_bad, origin=origin, data_source=data_source)
+    if not read.samples:
+        raise InputError(f"{path}: no scorable line ({read.n_lines} line(s), {len(read.bad)} bad)")
+    scored = [score_sample(s, protocol) for s in read.samples]
+    generation = []
+    for s in read.samples:
+        if s.generation is not None:
+            settings = {k: v for k, v in s.generation.items() if k != "sample_index"}
+            if settings not in generation:
+                generation.append(settings)
+    metrics = {
+        "protocol": protocol,
+        "protocol_description": PROTOCOL_DESCRIPTIONS[protocol],
+        "star_verl_version": __version__,
+        "input": str(path),
+        "input_formats": sorted(read.formats),
+        "n_lines": read.n_lines,
+        "n_scored": len(scored),
+        "n_bad": len(read.bad),
+        "bad_lines": read.bad,
+        "generation": generation,
+        "benchmarks": aggregate(scored, protocol),
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with open(out / "per_sample.jsonl", "w", encoding="utf-8") as fh:
+        for r in scored:
+            fh.write(json.dumps(per_sample_record(r), ensure_ascii=False) + "\n")
+    (out / "metrics.md").write_text(metrics_markdown(metrics), encoding="utf-8")
+    if plots:
+        from star_verl.eval.plots import benchmark_figures
+
+        benchmark_figures(metrics["benchmarks"], out)
+    return metrics
