@@ -1,0 +1,263 @@
+"""MindCube (`MLL-Lab/MindCube`, `data.zip` unzipped to `data/`): training questions from
+`raw/MindCube_train.jsonl`, the MindCube-Tiny benchmark from `raw/MindCube_tinybench.jsonl`.
+
+A record: `id` (the setting is a substring of it: around / among / rotation / translation),
+`category`, `type`, `meta_info`, `question` (options inline at the end: "... A. TV B. Sofa"),
+`images` (paths relative to `data/`, in the order the question refers to them), `gt_answer` (a letter).
+
+References (`ground_truth.references`) come from MindCube's grounded cognitive map, which MindCube
+derives from `meta_info` with fixed layouts on a 10x10 grid (x right, y down; `generators.py`):
+
+- among: 5 objects, obj0 at the centre [5,5], obj1 [5,8], obj2 [2,5], obj3 [5,2], obj4 [8,5]; each
+  view is placed by its file-name prefix: front [5,6] facing up, left [4,5] facing right, right
+  [6,5] facing left, back [5,4] facing down (4 unrecognised names: front, left, back, right).
+- around: 2-4 objects in a row (2: x=4,5; 3: x=4,5,6; 4: x=3,4,5,6; y=5); a view's global
+  direction comes from the image's `<k>_frame` index through the group's view table (which depends on
+  the group size and on the source: ids `aroundnew_*` are self-collected, others DL3DV-10K).
+- rotation: one object per view direction, all views at the centre; 2 views (clockwise: [5,3],
+  [7,5]; counterclockwise: [5,3], [3,5]; opposite: [5,3], [5,7]; view 1 faces up), 3 views
+  ([3,5], [5,3], [7,5]) or 4 views (+[5,7]), view 1 facing left.
+
+From the map, the references are relations stated in the frame of image 1 (the first view), with
+the words left / right / front / behind ("front": nearer the viewer of image 1):
+among: each surrounding object relative to the central object; around: each object relative to the
+next one in the row; rotation: each object relative to the observer (`[obj, "observer", rel]`).
+Translation questions (not in MindCube-Tiny) are not used for training.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from star_verl.prep.multiview import OBSERVER, BadInput, BadInputLog, Catalog, ImageRef, Sample, choice_ground_truth, finish_ground_truth, with_placeholders
+
+TRAIN_FILE = "MindCube_train.jsonl"
+TINY_FILE = "MindCube_tinybench.jsonl"
+SETTINGS = ("around", "among", "rotation", "translation")
+TRAIN_SETTINGS = ("among", "around", "rotation")
+
+_FACING = {"up": (0, -1), "down": (0, 1), "left": (-1, 0), "right": (1, 0)}
+_VIEW_FACING = {"front": "up", "left": "right", "right": "left", "back": "down"}
+_AMONG_POS = ([5, 5], [5, 8], [2, 5], [5, 2], [8, 5])
+_AROUND_POS = {2: ([4, 5], [5, 5]), 3: ([4, 5], [5, 5], [6, 5]), 4: ([3, 5], [4, 5], [5, 5], [6, 5])}
+_ROTATION = {
+    "two_view_clockwise": ("up", ([5, 3], [7, 5])),
+    "two_view_counterclockwise": ("up", ([5, 3], [3, 5])),
+    "two_view_opposite": ("up", ([5, 3], [5, 7])),
+    "three_view": ("left", ([3, 5], [5, 3], [7, 5])),
+    "four_view": ("left", ([3, 5], [5, 3], [7, 5], [5, 7])),
+}
+_OPTION = re.compile(r"(?<![A-Za-z0-9])([A-E])\.\s")
+
+
+def find_raw(root: Path, name: str) -> Path:
+    """`name` under MindCube's data folder (`root/raw/name`, or `root/data/raw/name`)."""
+    for candidate in (root / "raw" / name, root / "data" / "raw" / name, root / name):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(f"{name} not found under {root} (looked in raw/, data/raw/ and the folder itself)")
+
+
+def image_root(jsonl: Path) -> Path:
+    """Image paths are relative to `data/`, the parent of `raw/`."""
+    return jsonl.parent.parent if jsonl.parent.name == "raw" else jsonl.parent
+
+
+def setting_of(qid: str) -> str | None:
+    for setting in SETTINGS:
+        if setting in qid:
+            return setting
+    return None
+
+
+def parse_options(question: str) -> list[str]:
+    """Letters of the inline options: the last run "A. ... B. ... C. ..." in the question."""
+    matches = list(_OPTION.finditer(question))
+    for start in range(len(matches) - 1, -1, -1):
+        if matches[start].group(1) != "A":
+            continue
+        letters = ["A"]
+        for m in matches[start + 1 :]:
+            if m.group(1) == chr(ord(letters[-1]) + 1):
+                letters.append(m.group(1))
+        if len(letters) >= 2:
+            return letters
+    return []
+
+
+def _relation(delta: tuple[float, float], facing: str) -> str:
+    """Word for a displacement on the map, seen by a viewer facing `facing`: forward is along the
+    facing direction, right is the facing direction turned clockwise (y points down)."""
+    fx, fy = _FACING[facing]
+    forward = delta[0] * fx + delta[1] * fy
+    lateral = delta[0] * (-fy) + delta[1] * fx
+    if abs(lateral) >= abs(forward):
+        return "right" if lateral > 0 else "left"
+    return "behind" if forward > 0 else "front"
+
+
+def _pair(a: list[int], b: list[int], facing: str) -> str:
+    """Relation of an object at `a` to one at `b`: farther along the view is behind."""
+    return _relation((a[0] - b[0], a[1] - b[1]), facing)
+
+
+def _to_observer(p: list[int], facing: str) -> str:
+    """Relation of an object at `p` to the observer at the centre: ahead of the viewer is front."""
+    word = _relation((p[0] - 5, p[1] - 5), facing)
+    return {"behind": "front", "front": "behind"}.get(word, word)
+
+
+def _name(value: Any) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() and value.strip() not in ("None", "null") else None
+
+
+def _around_view(images: list[str], qid: str, n_group: int) -> str:
+    m = re.search(r"(\d+)_frame(?:_[^.]+)?\.(?:png|jpg|jpeg)", Path(images[0]).name)
+    if not m:
+        raise ValueError(f"around image name {images[0]!r} has no '<k>_frame' index")
+    k = 3 if int(m.group(1)) == 33 else int(m.group(1))  # MindCube's own fix of a typo in DL3DV names
+    self_collected = qid.split("_")[0].replace("around", "") == "new"
+    tables = {
+        3: ["front", "left", "right"] if self_collected else ["front", "left", "right", "back"],
+        4: ["front", "left", "right", "back"],
+        5: ["front", "left", "right", "left", "right"],
+        6: ["front", "left", "right", "left", "right", "back"] if self_collected else ["front", "left", "right", "front", "left", "right"],
+    }
+    if n_group not in tables or not 1 <= k <= len(tables[n_group]):
+        raise ValueError(f"around view index {k} does not fit a group of {n_group} views")
+    return tables[n_group][k - 1]
+
+
+def references(record: dict[str, Any], setting: str) -> list[list[Any]]:
+    """Key reference triplets from the grounded cognitive map (see the module docstring); raises
+    ValueError when `meta_info` does not fit its setting's layout."""
+    meta, images, qid = record.get("meta_info"), record.get("images") or [], str(record.get("id", ""))
+    refs: list[list[Any]] = []
+    if setting == "among":
+        objects = meta[0]
+        if len(objects) != 5:
+            raise ValueError(f"among meta_info needs 5 objects, got {len(objects)}")
+        prefixes = [Path(p).name.split("_")[0] for p in images]
+        if all(p in _VIEW_FACING for p in prefixes):
+            first = prefixes[0]
+        elif len(images) == 4:
+            first = "front"
+        else:
+            raise ValueError(f"among image names {prefixes} are not front/left/right/back")
+        facing = _VIEW_FACING[first]
+        centre = _name(objects[0])
+        for k in range(1, 5):
+            if centre and _name(objects[k]):
+                refs.append([_name(objects[k]), centre, _pair(_AMONG_POS[k], _AMONG_POS[0], facing)])
+    elif setting == "around":
+        n_group, (n_obj, objects) = meta[0][0], meta[1][:2]
+        if n_obj != len(objects) or n_obj not in _AROUND_POS:
+            raise ValueError(f"around meta_info: {n_obj} objects listed as {objects!r}")
+        facing = _VIEW_FACING[_around_view(images, qid, int(n_group))]
+        pos = _AROUND_POS[n_obj]
+        for k in range(n_obj - 1):
+            if _name(objects[k]) and _name(objects[k + 1]):
+                refs.append([_name(objects[k]), _name(objects[k + 1]), _pair(pos[k], pos[k + 1], facing)])
+    elif setting == "rotation":
+        kind = str(record.get("type", ""))
+        if kind not in _ROTATION:
+            raise ValueError(f"rotation type {kind!r} is not one of {sorted(_ROTATION)}")
+        facing, positions = _ROTATION[kind]
+        if not isinstance(meta, list) or len(meta) != len(positions):
+            raise ValueError(f"rotation {kind} needs {len(positions)} objects, got {meta!r}")
+        refs = [[_name(obj), OBSERVER, _to_observer(p, facing)] for obj, p in zip(meta, positions) if _name(obj)]
+    else:
+        raise ValueError(f"no cognitive-map layout for setting {setting!r}")
+    return refs
+
+
+def to_sample(record: Any, *, root: Path, where: str, origin: str, split_setting: str | None = None) -> Sample:
+    """One MindCube question as a Sample (bad input raises BadInput naming `where`)."""
+    if not isinstance(record, dict):
+        raise BadInput(where, f"expected a JSON object, got {type(record).__name__}")
+    missing = [k for k in ("id", "question", "images", "gt_answer") if k not in record]
+    if missing:
+        raise BadInput(where, f"missing field(s) {missing}")
+    qid = str(record["id"])
+    setting = split_setting or setting_of(qid)
+    if setting is None:
+        raise BadInput(where, f"unknown task type: id {qid!r} names none of the settings {SETTINGS}")
+    images = record["images"]
+    if not isinstance(images, list) or not images or not all(isinstance(p, str) for p in images):
+        raise BadInput(where, f"images must be a non-empty list of paths, got {images!r}")
+    options = parse_options(record["question"])
+    if not options:
+        raise BadInput(where, "no inline options 'A. ... B. ...' in the question")
+    try:
+        refs = references(record, setting)
+    except (ValueError, TypeError, IndexError, KeyError):
+        refs = []  # meta_info that fits no layout: the question stays, without references
+    gt = finish_ground_truth("mindcube", choice_ground_truth(record["gt_answer"], options, setting, refs, where), where)
+    question = with_placeholders(record["question"], len(images), where)
+    group = str(Path(images[0]).parent)
+    return Sample(
+        data_source="mindcube", origin=origin, task=setting, question_id=qid, question=question,
+        images=[ImageRef(label=p, path=root / p) for p in images], ground_truth=gt, group=group, where=where,
+    )
+
+
+def read_jsonl(path: Path, bad: BadInputLog, origin: str) -> list[tuple[int, Any]]:
+    """(line number, decoded object) for each non-empty line; undecodable lines are bad input."""
+    rows = []
+    with path.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append((lineno, json.loads(line)))
+            except json.JSONDecodeError as exc:
+                bad.report(origin, BadInput(f"{path}:{lineno}", f"not JSON: {exc}"))
+    return rows
+
+
+def tinybench_samples(path: Path, bad: BadInputLog) -> list[Sample]:
+    """Every MindCube-Tiny question (the official scorer's set), setting per question."""
+    root = image_root(path)
+    samples = []
+    for lineno, record in read_jsonl(path, bad, "mindcube_tiny"):
+        try:
+            samples.append(to_sample(record, root=root, where=f"{path}:{lineno}", origin="mindcube_tiny"))
+        except BadInput as exc:
+            bad.report("mindcube_tiny", exc)
+    return samples
+
+
+class MindCubeCatalog(Catalog):
+    """MindCube_train.jsonl by setting (among / around / rotation); translation is counted, not used."""
+
+    origin = "mindcube"
+
+    def __init__(self, root: Path, bad: BadInputLog, filename: str = TRAIN_FILE):
+        self.path = find_raw(root, filename)
+        self.root = image_root(self.path)
+        self.bad = bad
+        self.rows = read_jsonl(self.path, bad, self.origin)
+        self.excluded: Counter = Counter()
+        by_setting: dict[str, list[int]] = {s: [] for s in TRAIN_SETTINGS}
+        for i, (lineno, record) in enumerate(self.rows):
+            setting = setting_of(str(record.get("id", ""))) if isinstance(record, dict) else None
+            if setting in by_setting:
+                by_setting[setting].append(i)
+            elif setting == "translation":
+                self.excluded["translation setting"] += 1
+            else:
+                bad.report(self.origin, BadInput(f"{self.path}:{lineno}", f"unknown task type: id {record.get('id') if isinstance(record, dict) else record!r} names none of {SETTINGS}"))
+        self._categories = {s: np.asarray(v, dtype=np.int64) for s, v in by_setting.items() if v}
+
+    def categories(self) -> dict[str, np.ndarray]:
+        return self._categories
+
+    def load(self, category: str, location: Any) -> Sample:
+        lineno, record = self.rows[int(location)]
+        return to_sample(record, root=self.root, where=f"{self.path}:{lineno}", origin=self.origin, split_setting=category)

@@ -1,0 +1,92 @@
+"""MMSI-Bench (`RunsenXu/MMSI-Bench`, `MMSI_Bench.parquet`): `id` (int), `images` (a list of raw
+JPEG bytes, not {bytes, path} structs), `question_type`, `question` ("...\\nOptions: A: ..., B: ..."),
+`answer` (a letter), `thought`.
+
+The category is `question_type` normalised: the current release writes "Positional Relationship
+(Cam.–Obj.)" with an en dash, older copies with a hyphen; both become the hyphen form, with white
+space collapsed. A category outside the 11 MMSI defines is bad input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from star_verl.prep.multiview import BadInput, BadInputLog, ImageRef, Sample, choice_ground_truth, finish_ground_truth, with_placeholders
+
+CATEGORIES = (
+    "MSR",
+    "Positional Relationship (Obj.-Obj.)",
+    "Positional Relationship (Cam.-Cam.)",
+    "Positional Relationship (Cam.-Obj.)",
+    "Positional Relationship (Obj.-Reg.)",
+    "Positional Relationship (Cam.-Reg.)",
+    "Positional Relationship (Reg.-Reg.)",
+    "Motion (Obj.)",
+    "Motion (Cam.)",
+    "Attribute (Appr.)",
+    "Attribute (Meas.)",
+)
+_DASHES = re.compile(r"\s*[\u2010-\u2015\u2212-]\s*")
+_OPTIONS = re.compile(r"([A-Z]):\s*(.*?)(?=, [A-Z]:|$)", re.DOTALL)
+
+
+def normalise_category(value: str) -> str:
+    return re.sub(r"\s+", " ", _DASHES.sub("-", str(value))).strip()
+
+
+def parse_options(question: str) -> list[str]:
+    """Letters after the last "Options:" (MMSI's "A: ..., B: ..." form)."""
+    head, sep, tail = str(question).rpartition("Options:")
+    if not sep:
+        return []
+    letters = [m.group(1) for m in _OPTIONS.finditer(tail.strip())]
+    expected = [chr(ord("A") + i) for i in range(len(letters))]
+    return letters if len(letters) >= 2 and letters == expected else []
+
+
+def mmsi_rows(path: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+def mmsi_samples(path: Path, bad: BadInputLog) -> Iterator[Sample]:
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    missing = {"id", "images", "question_type", "question", "answer"} - set(pf.schema_arrow.names)
+    if missing:
+        raise BadInput(str(path), f"not MMSI_Bench.parquet: missing columns {sorted(missing)}")
+    row_no = 0
+    for batch in pf.iter_batches(batch_size=64, columns=["id", "images", "question_type", "question", "answer"]):
+        for row in batch.to_pylist():
+            row_no += 1
+            try:
+                yield mmsi_sample(row, where=f"{path}:row {row_no}")
+            except BadInput as exc:
+                bad.report("mmsi", exc)
+
+
+def mmsi_sample(row: dict[str, Any], *, where: str) -> Sample:
+    category = normalise_category(row["question_type"])
+    if category not in CATEGORIES:
+        raise BadInput(where, f"unknown task type (question_type) {row['question_type']!r}")
+    images = row["images"] or []
+    refs = []
+    for i, data in enumerate(images):
+        data = data.get("bytes") if isinstance(data, dict) else data  # tolerate {bytes, path} copies
+        if not data:
+            raise BadInput(where, f"image {i} has no bytes")
+        refs.append(ImageRef(label=f"mmsi/{row['id']}/{i}", data=data))
+    options = parse_options(row["question"])
+    if not options:
+        raise BadInput(where, "no 'Options: A: ..., B: ...' in the question")
+    gt = finish_ground_truth("mmsi", choice_ground_truth(str(row["answer"]), options, category, [], where), where)
+    question = with_placeholders(str(row["question"]), len(refs), where)
+    return Sample(
+        data_source="mmsi", origin="mmsi", task=category, question_id=str(row["id"]), question=question, images=refs,
+        ground_truth=gt, group=str(row["id"]), where=where,
+    )

@@ -1,0 +1,722 @@
+"""Shared machinery of the multi-view converters (MindCube, SPAR-7M, SPAR-Bench, MMSI-Bench).
+
+- `Sample`: a source-independent question (raw text with one `<image>` per image, image references,
+  the ground truth of DESIGN.md) that `write_split` turns into veRL rows.
+- `BadInputLog`: bad input is a clear error naming the file and line, or with `skip_bad` counted
+  and listed.
+- `allocate` / `draw_splits`: stratified sampling, uniform across categories (water-filling when a
+  category has fewer samples than its share), the validation slice, the RL set and the SFT pool
+  drawn in that order from one seeded permutation per category, so they never overlap.
+- `ImageCache`: every unique image (file + markers drawn on it, or benchmark bytes) is decoded,
+  marked, resized to the pixel budget and encoded once. Rows are written grouped by the images
+  they share, so parquet's per-row-group dictionary stores a shared image once: output size and
+  time follow the unique images, not the questions.
+- `LeakIndex` / `check_leakage`: no benchmark image (content hash) or question (text + answer) may
+  appear in a training output.
+- `build` and `main`: the `data_prep/build_mindcube_spar.py` command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import re
+import sys
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from tqdm import tqdm
+
+from star_verl.data.pixels import resize_to_budget
+from star_verl.prep.markers import Marker, draw_markers
+from star_verl.prep.schema import IMAGE_PLACEHOLDER, ParquetRowWriter, image_entry, make_extra_info, make_rl_row
+
+LICENCES = {
+    "mindcube": "MindCube (MLL-Lab/MindCube): code MIT; data licence not stated; images from ArkitScenes, DL3DV-10K, WildRGB-D and self-collected photos under their own terms",
+    "spar7m": "SPAR-7M (jasonzhango/SPAR-7M): annotations MIT; images from ScanNet, ScanNet++, Structured3D, Matterport3D under their non-commercial terms",
+    "mindcube_tiny": "MindCube-Tiny (MLL-Lab/MindCube): as MindCube (code MIT, data licence not stated, images under their sources' terms)",
+    "sparbench": "SPAR-Bench (jasonzhango/SPAR-Bench): licence not stated; images derive from ScanNet-family data (non-commercial terms)",
+    "mmsi": "MMSI-Bench (RunsenXu/MMSI-Bench): CC BY-NC 4.0; images from ScanNet, nuScenes, Matterport3D, Ego4D, AgiBot-World, DTU, DAVIS-2017, Waymo",
+}
+OBSERVER = "observer"  # the second element of an object-to-camera reference triplet
+BENCHMARKS = ("mindcube_tiny", "sparbench", "mmsi")
+DEFAULT_MIN_PIXELS = 4 * 28 * 28
+DEFAULT_MAX_PIXELS = 512 * 28 * 28  # 512 visual tokens per image
+ROW_GROUP_SIZE = 1024
+
+
+# --------------------------------------------------------------------------------------------
+# bad input
+
+
+class BadInput(ValueError):
+    def __init__(self, where: str, problem: str):
+        super().__init__(f"{where}: {problem}")
+        self.where, self.problem = where, problem
+
+
+@dataclass
+class BadInputLog:
+    """Raise on bad input, or with `skip_bad` count it (per origin and problem kind) and list it."""
+
+    skip_bad: bool = False
+    items: list[tuple[str, str, str]] = field(default_factory=list)  # (origin, where, problem)
+
+    def report(self, origin: str, exc: BadInput) -> None:
+        if not self.skip_bad:
+            raise exc
+        self.items.append((origin, exc.where, exc.problem))
+
+    def counts(self) -> Counter:
+        return Counter(origin for origin, _, _ in self.items)
+
+
+# --------------------------------------------------------------------------------------------
+# samples and their ground truth
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """One image of a question: a file (training sources, MindCube-Tiny) or bytes (SPAR-Bench, MMSI),
+    plus the markers to draw on it. `label` is the path stored in the row."""
+
+    label: str
+    path: Path | None = None
+    data: bytes | None = None
+    markers: tuple[Marker, ...] = ()
+
+    @property
+    def key(self) -> tuple:
+        return (str(self.path) if self.path is not None else sha256(self.data or b""), self.markers)
+
+
+@dataclass
+class Sample:
+    data_source: str  # mindcube | spar | mmsi
+    origin: str  # mindcube | spar7m | mindcube_tiny | sparbench | mmsi
+    task: str
+    question_id: str
+    question: str  # raw, with one <image> per image, never templated
+    images: list[ImageRef]
+    ground_truth: dict[str, Any]
+    group: str  # samples sharing images share a group (written next to each other)
+    where: str  # file:line, for messages
+
+    @property
+    def question_key(self) -> str:
+        return question_key(self.question, self.ground_truth.get("answer"))
+
+    @property
+    def identity(self) -> str:
+        """Text, answer and images: the same templated question on other images is another sample."""
+        return sha256("\x00".join([self.question_key, *(repr(ref.key) for ref in self.images)]).encode())
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+_WS = re.compile(r"\s+")
+
+
+def question_key(question: str, answer: Any) -> str:
+    """A question's identity for the leakage check: its text (options included, placeholders and
+    white space ignored, case folded) with its answer."""
+    return sha256(f"{question_text_key(question)}\x00{answer}".encode())
+
+
+def question_text_key(question: str) -> str:
+    return sha256(_WS.sub(" ", question.replace(IMAGE_PLACEHOLDER, " ")).strip().casefold().encode())
+
+
+def with_placeholders(question: str, n_images: int, where: str) -> str:
+    """The question with one <image> per image: as given when it has placeholders (their number must
+    match), else the images first, one per line (MindCube's and SPAR's own convention)."""
+    n = question.count(IMAGE_PLACEHOLDER)
+    if n == 0:
+        return IMAGE_PLACEHOLDER + "\n" + (IMAGE_PLACEHOLDER + "\n") * (n_images - 1) + question if n_images else question
+    if n != n_images:
+        raise BadInput(where, f"question has {n} {IMAGE_PLACEHOLDER} placeholders but {n_images} images")
+    return question
+
+
+def clean_references(refs: Iterable[Sequence[Any]]) -> list[list[Any]]:
+    """References the reward accepts, without repeats: each goes through the reward's own reference
+    parser (`star_verl.tasks.references`), and one that repeats an earlier one after its
+    normalisation ("chairs" = "chair"; [a, b, left] = [b, a, right]) is dropped."""
+    from star_verl.tasks.references import reference_from_ground_truth
+
+    out, seen = [], set()
+    for ref in refs:
+        try:
+            key = reference_from_ground_truth(list(ref)).key()
+        except (TypeError, ValueError):
+            continue  # a name with nothing nameable left (e.g. "(1)"): not a reference
+        if key not in seen:
+            seen.add(key)
+            out.append(list(ref))
+    return out
+
+
+def finish_ground_truth(data_source: str, gt: dict[str, Any], where: str) -> dict[str, Any]:
+    """The reward's own check (`star_verl.rewards.validate_ground_truth`), so a converter never
+    writes a row the reward cannot score; a failure is bad input of this record."""
+    from star_verl.rewards import GroundTruthError, validate_ground_truth
+
+    try:
+        validate_ground_truth(data_source, gt)
+    except GroundTruthError as exc:
+        raise BadInput(where, str(exc).split(": ", 1)[-1]) from None
+    return gt
+
+
+def choice_ground_truth(answer: str, options: Sequence[str], task: str, references: Iterable[Sequence[Any]], where: str) -> dict[str, Any]:
+    letter = str(answer).strip().upper()
+    if letter not in options:
+        raise BadInput(where, f"answer {answer!r} is not one of the listed options {list(options)}")
+    return {"type": "choice", "answer": letter, "options": list(options), "references": clean_references(references), "task": task}
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def numeric_ground_truth(answer: Any, task: str, references: Iterable[Sequence[Any]], where: str) -> dict[str, Any]:
+    numbers = _NUMBER.findall(str(answer))
+    if len(numbers) != 1:
+        raise BadInput(where, f"numeric answer {answer!r} must hold exactly one number")
+    return {"type": "numeric", "answer": float(numbers[0]), "references": clean_references(references), "task": task}
+
+
+def view_change_ground_truth(answer: Any, task: str, references: Iterable[Sequence[Any]], where: str) -> dict[str, Any]:
+    from star_verl.tasks.view_change import parse_view_change
+
+    try:
+        parse_view_change(str(answer))
+    except (TypeError, ValueError) as exc:
+        raise BadInput(where, f"view-change answer {answer!r}: {exc}") from None
+    return {"type": "view_change", "answer": str(answer).strip(), "references": clean_references(references), "task": task}
+
+
+# --------------------------------------------------------------------------------------------
+# stratified sampling
+
+
+def allocate(available: Mapping[str, int], n: int) -> dict[str, int]:
+    """Quotas summing to min(n, total), as equal across categories as availability allows (a small
+    category gives up what it lacks to the others). Deterministic."""
+    quotas = {c: 0 for c in available}
+    remaining = max(0, n)
+    order = sorted(available, key=lambda c: (available[c], c))
+    for i, cat in enumerate(order):
+        quotas[cat] = min(available[cat], remaining // (len(order) - i)) if i < len(order) - 1 else min(available[cat], remaining)
+        remaining -= quotas[cat]
+    return quotas
+
+
+class Catalog:
+    """A training source: its categories, each a list of locations, and how to load one."""
+
+    origin: str = ""
+
+    def categories(self) -> dict[str, np.ndarray]:
+        raise NotImplementedError
+
+    def load(self, category: str, location: Any) -> Sample:
+        raise NotImplementedError
+
+
+@dataclass
+class SplitRequest:
+    name: str  # extra_info.split: val | train | sft_pool
+    n: int
+
+
+def draw_splits(
+    catalogs: Sequence[Catalog],
+    requests: Sequence[SplitRequest],
+    *,
+    seed: int,
+    bad: BadInputLog,
+    accept: Callable[[Sample], str | None],
+    progress: bool = True,
+) -> tuple[dict[str, list[Sample]], dict[str, Any]]:
+    """Draw the splits in order (validation first, so it does not move when the RL size changes),
+    uniformly across the categories of all catalogs together. `accept(sample)` returns None or the
+    reason to refuse it (a leak); refused and bad samples are replaced by the next candidates."""
+    rng = np.random.default_rng(seed)
+    streams: dict[tuple[int, str], list] = {}
+    for ci, catalog in enumerate(catalogs):
+        for cat, locations in sorted(catalog.categories().items()):
+            streams[(ci, cat)] = [rng.permutation(len(locations)), 0, locations]
+    names = {key: f"{catalogs[key[0]].origin}:{key[1]}" for key in streams}
+    seen: set[str] = set()
+    out: dict[str, list[Sample]] = {}
+    stats: dict[str, Any] = {"shortfall": {}, "duplicates": 0, "refused": []}
+    for req in requests:
+        available = {key: len(s[0]) - s[1] for key, s in streams.items()}
+        quotas = allocate({names[k]: v for k, v in available.items()}, req.n)
+        taken: list[Sample] = []
+        bar = tqdm(total=sum(quotas.values()), desc=f"sampling {req.name}", unit="q", disable=not progress, leave=False)
+        for key, stream in streams.items():
+            want, got = quotas[names[key]], 0
+            perm, _, locations = stream
+            while got < want and stream[1] < len(perm):
+                location = locations[perm[stream[1]]]
+                stream[1] += 1
+                try:
+                    sample = catalogs[key[0]].load(key[1], location)
+                    identity = sample.identity
+                    if identity in seen:
+                        stats["duplicates"] += 1
+                        continue
+                    reason = accept(sample)  # reads the images: a missing one is bad input
+                except BadInput as exc:
+                    bad.report(catalogs[key[0]].origin, exc)
+                    continue
+                if reason is not None:
+                    stats["refused"].append((sample.origin, sample.question_id, reason))
+                    continue
+                seen.add(identity)
+                taken.append(sample)
+                got += 1
+                bar.update(1)
+            if got < want:
+                stats["shortfall"][f"{req.name}:{names[key]}"] = want - got
+        bar.close()
+        out[req.name] = taken
+    return out, stats
+
+
+# --------------------------------------------------------------------------------------------
+# images
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    sha: str  # sha256 of the source file / bytes, before markers and resizing
+    width: int
+    height: int
+
+
+class ImageCache:
+    """Each unique image (file or bytes, plus its markers) decoded, marked, resized to the pixel
+    budget and encoded once; an LRU bound keeps memory flat on sources where images rarely repeat
+    (rows are written grouped by shared images, so the LRU hits). Source hashes (for the leakage
+    check) are kept for every image seen."""
+
+    def __init__(self, *, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = 1 << 30, jpeg_quality: int = 90):
+        self.min_pixels, self.max_pixels, self.jpeg_quality = min_pixels, max_pixels, jpeg_quality
+        self.max_bytes = max_bytes
+        self._encoded: OrderedDict[tuple, tuple[dict[str, Any], str]] = OrderedDict()
+        self._bytes = 0
+        self._sources: dict[str, SourceInfo] = {}
+        self.encodes = 0
+        self.hits = 0
+        self.encoded_keys: set[tuple] = set()
+        self.seconds = 0.0
+
+    def source(self, ref: ImageRef, where: str) -> SourceInfo:
+        """Hash and size of the source image; a missing or unreadable image is bad input."""
+        name = str(ref.path) if ref.path is not None else None
+        if name is not None and name in self._sources:
+            return self._sources[name]
+        data = self._read(ref, where)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                size = im.size
+        except Exception as exc:  # PIL raises many types for a broken file
+            raise BadInput(where, f"image {ref.label!r} cannot be decoded: {exc}") from None
+        info = SourceInfo(sha256(data), size[0], size[1])
+        if name is not None:
+            self._sources[name] = info
+        return info
+
+    def _read(self, ref: ImageRef, where: str) -> bytes:
+        if ref.data is not None:
+            if not ref.data:
+                raise BadInput(where, f"image {ref.label!r} has no bytes")
+            return ref.data
+        assert ref.path is not None
+        try:
+            return ref.path.read_bytes()
+        except FileNotFoundError:
+            raise BadInput(where, f"missing image {ref.label!r} (looked for {ref.path})") from None
+        except OSError as exc:
+            raise BadInput(where, f"image {ref.label!r} cannot be read: {exc}") from None
+
+    def entry(self, ref: ImageRef, where: str) -> tuple[dict[str, Any], str]:
+        """The row's image entry ({bytes, path}) and the sha256 of its bytes."""
+        key = ref.key
+        hit = self._encoded.get(key)
+        if hit is not None:
+            self._encoded.move_to_end(key)
+            self.hits += 1
+            return hit
+        start = time.perf_counter()
+        data = self._read(ref, where)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                fmt = im.format
+                im.load()
+                marked = draw_markers(im, ref.markers) if ref.markers else im
+                resized = resize_to_budget(marked, min_pixels=self.min_pixels, max_pixels=self.max_pixels)
+        except BadInput:
+            raise
+        except Exception as exc:
+            raise BadInput(where, f"image {ref.label!r} cannot be decoded: {exc}") from None
+        if not ref.markers and resized.size == (im.width, im.height) and fmt in ("JPEG", "PNG") and im.mode == "RGB":
+            out = data  # already at the budget: keep the original bytes (no second lossy encode)
+        else:
+            buf = io.BytesIO()
+            resized.save(buf, format="JPEG", quality=self.jpeg_quality)
+            out = buf.getvalue()
+        value = (image_entry(out, ref.label), sha256(out))
+        self._encoded[key] = value
+        self._bytes += len(out)
+        self.encodes += 1
+        self.encoded_keys.add(key)
+        while self._bytes > self.max_bytes and len(self._encoded) > 1:
+            _, (old, _) = self._encoded.popitem(last=False)
+            self._bytes -= len(old["bytes"])
+        self.seconds += time.perf_counter() - start
+        return value
+
+
+# --------------------------------------------------------------------------------------------
+# leakage
+
+
+@dataclass
+class LeakIndex:
+    """What the benchmarks hold: image hashes (source and stored bytes) and questions.
+
+    A training question leaks when it shares an image with a benchmark question, or its text and
+    answer. A text that several benchmark questions share with different answers is a template
+    (every SPAR view_change_infer question reads the same): for those only the images count."""
+
+    images: dict[str, str] = field(default_factory=dict)  # sha -> "benchmark:question_id"
+    questions: dict[str, str] = field(default_factory=dict)  # question key -> "benchmark:question_id"
+    _answers_by_text: dict[str, set] = field(default_factory=dict)
+
+    def add(self, sample: Sample, source_shas: Iterable[str], output_shas: Iterable[str] = ()) -> None:
+        name = f"{sample.origin}:{sample.question_id}"
+        for sha in (*source_shas, *output_shas):
+            self.images.setdefault(sha, name)
+        self.questions.setdefault(sample.question_key, name)
+        self._answers_by_text.setdefault(question_text_key(sample.question), set()).add(repr(sample.ground_truth.get("answer")))
+
+    def is_template(self, question: str) -> bool:
+        return len(self._answers_by_text.get(question_text_key(question), ())) > 1
+
+    def match(self, sample: Sample, source_shas: Iterable[str]) -> str | None:
+        if sample.question_key in self.questions and not self.is_template(sample.question):
+            return f"question of {self.questions[sample.question_key]}"
+        for sha in source_shas:
+            if sha in self.images:
+                return f"image {sha[:12]} of {self.images[sha]}"
+        return None
+
+
+def _parquet_samples(path: Path) -> Iterable[tuple[Sample, set[str]]]:
+    """The rows of a written file as Samples (text, answer, ids) with the sha256 of their image bytes."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=256, columns=["data_source", "prompt", "images", "reward_model", "extra_info"]):
+        for row in batch.to_pylist():
+            info = row["extra_info"]
+            sample = Sample(
+                data_source=row["data_source"], origin=info["origin"], task=info["task"], question_id=info["question_id"],
+                question=row["prompt"][0]["content"], images=[], ground_truth=json.loads(row["reward_model"]["ground_truth"]),
+                group="", where=f"{path}:row {info['index']}",
+            )
+            yield sample, {sha256(im["bytes"]) for im in row["images"]}
+
+
+def check_leakage(train_files: Sequence[Path], bench_files: Sequence[Path]) -> list[str]:
+    """Overlaps between written training files and benchmark files: an image (sha256 of the stored
+    bytes) or a question (text + answer) of a benchmark in a training row. Empty when clean."""
+    index = LeakIndex()
+    for path in bench_files:
+        for sample, shas in _parquet_samples(path):
+            index.add(sample, shas)
+    overlaps = []
+    for path in train_files:
+        for sample, shas in _parquet_samples(path):
+            reason = index.match(sample, sorted(shas))
+            if reason is not None:
+                overlaps.append(f"{path.name} {sample.origin}:{sample.question_id}: {reason}")
+    return overlaps
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+
+
+def has_references(gt: Mapping[str, Any]) -> tuple[bool, bool]:
+    refs = gt.get("references") or []
+    return bool(refs), any(len(r) == 3 and r[2] is not None for r in refs)
+
+
+@dataclass
+class SplitStats:
+    rows: int = 0
+    bytes: int = 0
+    unique_images: int = 0
+    image_refs: int = 0
+    per_task: Counter = field(default_factory=Counter)
+    with_refs: Counter = field(default_factory=Counter)
+    with_relations: Counter = field(default_factory=Counter)
+
+
+def write_split(
+    path: Path,
+    samples: Iterable[Sample],
+    *,
+    split: str,
+    cache: ImageCache,
+    bad: BadInputLog,
+    overwrite: bool,
+    sort: bool = True,
+    on_written: Callable[[Sample, list[str], list[str]], None] | None = None,
+    total: int | None = None,
+    progress: bool = True,
+) -> SplitStats:
+    """Write samples as RL rows. `sort`: group rows by the images they share (group, then id), so
+    the dictionary of each row group stores a shared image once; veRL shuffles at load time
+    (`data.shuffle`), so file order carries no meaning. Streams when `sort` is False."""
+    if sort:
+        samples = sorted(samples, key=lambda s: (s.group, s.question_id))
+        total = len(samples)
+    stats = SplitStats()
+    shas_in_file: set[str] = set()
+    with ParquetRowWriter(path, row_group_size=ROW_GROUP_SIZE, overwrite=overwrite) as writer:
+        for sample in tqdm(samples, total=total, desc=f"writing {path.name}", unit="q", disable=not progress, leave=False):
+            try:
+                entries, out_shas = [], []
+                for ref in sample.images:
+                    entry, sha = cache.entry(ref, sample.where)
+                    entries.append(entry)
+                    out_shas.append(sha)
+                source_shas = [cache.source(ref, sample.where).sha for ref in sample.images]
+            except BadInput as exc:
+                bad.report(sample.origin, exc)
+                continue
+            extra = make_extra_info(index=stats.rows, split=split, origin=sample.origin, task=sample.task, question_id=sample.question_id, n_images=len(entries))
+            writer.write(make_rl_row(data_source=sample.data_source, question=sample.question, images=entries, ground_truth=sample.ground_truth, extra_info=extra))
+            stats.rows += 1
+            stats.image_refs += len(entries)
+            shas_in_file.update(out_shas)
+            stats.per_task[f"{sample.origin}:{sample.task}"] += 1
+            refs, rels = has_references(sample.ground_truth)
+            stats.with_refs[f"{sample.origin}:{sample.task}"] += refs
+            stats.with_relations[f"{sample.origin}:{sample.task}"] += rels
+            if on_written is not None:
+                on_written(sample, source_shas, out_shas)
+    stats.unique_images = len(shas_in_file)
+    stats.bytes = path.stat().st_size
+    return stats
+
+
+# --------------------------------------------------------------------------------------------
+# the command
+
+
+@dataclass
+class BuildOptions:
+    out: Path
+    mindcube: Path | None = None
+    spar: Path | None = None
+    rl_samples: int = 19200
+    sft_pool: int = 8200
+    val_samples: int = 512
+    seed: int = 0
+    benchmarks: tuple[str, ...] = ()
+    mindcube_tiny: Path | None = None
+    sparbench: Path | None = None
+    mmsi: Path | None = None
+    min_pixels: int = DEFAULT_MIN_PIXELS
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    skip_bad: bool = False
+    overwrite: bool = False
+    progress: bool = True
+
+
+TRAIN_FILES = {"val": "val.parquet", "train": "rl_train.parquet", "sft_pool": "sft_pool.parquet"}
+
+
+def build(opts: BuildOptions) -> dict[str, Any]:
+    """Benchmarks first (their images and questions make the leakage index), then the training
+    splits drawn without them, then a check of the written files. Returns the summary."""
+    from star_verl.prep import mindcube, mmsi, spar
+
+    start = time.perf_counter()
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if not opts.overwrite:
+        existing = [p for p in (*TRAIN_FILES.values(), *(f"bench/{b}.parquet" for b in opts.benchmarks)) if (out / p).exists()]
+        if existing:
+            raise FileExistsError(f"{out}: {existing} exist; pass --overwrite to replace them")
+    bad = BadInputLog(skip_bad=opts.skip_bad)
+    cache = ImageCache(min_pixels=opts.min_pixels, max_pixels=opts.max_pixels)
+    leaks = LeakIndex()
+    summary: dict[str, Any] = {"splits": {}, "licences": [], "pixels": [opts.min_pixels, opts.max_pixels], "seed": opts.seed}
+    used_origins: list[str] = []
+
+    def index_bench(sample: Sample, source_shas: list[str], out_shas: list[str]) -> None:
+        leaks.add(sample, source_shas, out_shas)
+
+    bench_files: list[Path] = []
+    for name in opts.benchmarks:
+        if name == "mindcube_tiny":
+            tiny = opts.mindcube_tiny or (mindcube.find_raw(opts.mindcube, mindcube.TINY_FILE) if opts.mindcube else None)
+            if tiny is None:
+                raise ValueError("--benchmarks mindcube_tiny needs --mindcube-tiny FILE or --mindcube DIR")
+            samples, sort, total = mindcube.tinybench_samples(Path(tiny), bad), True, None
+        elif name == "sparbench":
+            if opts.sparbench is None:
+                raise ValueError("--benchmarks sparbench needs --sparbench DIR")
+            samples, sort, total = spar.sparbench_samples(Path(opts.sparbench), bad), False, spar.sparbench_rows(Path(opts.sparbench))
+        elif name == "mmsi":
+            if opts.mmsi is None:
+                raise ValueError("--benchmarks mmsi needs --mmsi FILE")
+            samples, sort, total = mmsi.mmsi_samples(Path(opts.mmsi), bad), False, mmsi.mmsi_rows(Path(opts.mmsi))
+        else:
+            raise ValueError(f"unknown benchmark {name!r}; choose from {BENCHMARKS}")
+        path = out / "bench" / f"{name}.parquet"
+        summary["splits"][f"bench/{name}"] = write_split(
+            path, samples, split="test", cache=cache, bad=bad, overwrite=opts.overwrite, sort=sort, on_written=index_bench, total=total, progress=opts.progress
+        )
+        bench_files.append(path)
+        used_origins.append(name)
+
+    catalogs: list[Catalog] = []
+    if opts.mindcube is not None:
+        catalogs.append(mindcube.MindCubeCatalog(Path(opts.mindcube), bad))
+        used_origins.append("mindcube")
+    if opts.spar is not None:
+        catalogs.append(spar.Spar7MCatalog(Path(opts.spar), bad))
+        used_origins.append("spar7m")
+    train_files: list[Path] = []
+    draw_stats: dict[str, Any] = {}
+    if catalogs:
+        summary["excluded"] = {c.origin: dict(getattr(c, "excluded", {})) for c in catalogs}
+
+        def accept(sample: Sample) -> str | None:
+            shas = [cache.source(ref, sample.where).sha for ref in sample.images]
+            return leaks.match(sample, shas)
+
+        requests = [SplitRequest("val", opts.val_samples), SplitRequest("train", opts.rl_samples), SplitRequest("sft_pool", opts.sft_pool)]
+        splits, draw_stats = draw_splits(catalogs, requests, seed=opts.seed, bad=bad, accept=accept, progress=opts.progress)
+        for req in requests:
+            path = out / TRAIN_FILES[req.name]
+            summary["splits"][req.name] = write_split(path, splits[req.name], split=req.name, cache=cache, bad=bad, overwrite=opts.overwrite, progress=opts.progress)
+            train_files.append(path)
+    summary["leaks_refused"] = draw_stats.get("refused", [])
+    summary["shortfall"] = draw_stats.get("shortfall", {})
+    summary["duplicates_skipped"] = draw_stats.get("duplicates", 0)
+    summary["leakage_overlaps"] = check_leakage(train_files, bench_files) if train_files and bench_files else None
+    summary["bad_input"] = bad.items
+    summary["images"] = {"encoded": cache.encodes, "unique": len(cache.encoded_keys), "cache_hits": cache.hits, "encode_seconds": round(cache.seconds, 2)}
+    summary["licences"] = [LICENCES[o] for o in used_origins]
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2, ensure_ascii=False) + "\n")
+    return summary
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, SplitStats):
+        return {k: (dict(v) if isinstance(v, Counter) else v) for k, v in value.__dict__.items()}
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def format_summary(summary: Mapping[str, Any]) -> str:
+    lines = ["", "split / origin:task                              rows  with refs  with relations"]
+    for split, st in summary["splits"].items():
+        lines.append(f"{split}: {st.rows} rows, {st.unique_images} unique images for {st.image_refs} image refs, {st.bytes / 2**20:.1f} MiB")
+        for task in sorted(st.per_task):
+            lines.append(f"  {task:<46} {st.per_task[task]:>6} {st.with_refs[task]:>10} {st.with_relations[task]:>15}")
+    for origin, excluded in (summary.get("excluded") or {}).items():
+        for what, n in sorted(excluded.items()):
+            lines.append(f"not used ({origin}): {what}: {n}")
+    if summary.get("shortfall"):
+        lines.append(f"categories short of their quota: {summary['shortfall']}")
+    if summary.get("duplicates_skipped"):
+        lines.append(f"duplicate questions skipped: {summary['duplicates_skipped']}")
+    refused = summary.get("leaks_refused") or []
+    lines.append(f"leakage: {len(refused)} training candidates refused (they share an image or a question with a benchmark)")
+    lines.extend(f"  {o}:{q}: {why}" for o, q, why in refused[:20])
+    overlaps = summary.get("leakage_overlaps")
+    if overlaps is None:
+        lines.append("leakage check of the written files: not run (needs training sources and --benchmarks in the same run)")
+    else:
+        lines.append(f"leakage check of the written files: {len(overlaps)} overlaps")
+        lines.extend(f"  {o}" for o in overlaps[:20])
+    bad = summary.get("bad_input") or []
+    if bad:
+        lines.append(f"bad input skipped: {len(bad)} ({dict(Counter(o for o, _, _ in bad))})")
+        lines.extend(f"  [{o}] {w}: {p}" for o, w, p in bad[:50])
+        if len(bad) > 50:
+            lines.append(f"  ... {len(bad) - 50} more in summary.json")
+    im = summary["images"]
+    lines.append(f"images: {im['unique']} unique encoded ({im['encoded']} encodes, {im['cache_hits']} cache hits, {im['encode_seconds']} s); pixels {summary['pixels']}")
+    lines.append("licences (non-commercial research use overall):")
+    lines.extend(f"  {line}" for line in summary["licences"])
+    lines.append(f"done in {summary['seconds']} s")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None) -> BuildOptions:
+    p = argparse.ArgumentParser(prog="build_mindcube_spar.py", description="MindCube + SPAR-7M training splits and the multi-view benchmarks as veRL parquet")
+    p.add_argument("--mindcube", type=Path, help="MindCube's unzipped data/ folder (raw/*.jsonl, other_all_image/)")
+    p.add_argument("--spar", type=Path, help="SPAR-7M's spar/ folder (<dataset>/qa_jsonl/train/<task>/<format>/*.jsonl, <dataset>/images/)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--rl-samples", type=int, default=19200, help="RL set size, uniform across categories (default 19200)")
+    p.add_argument("--sft-pool", type=int, default=8200, help="pool for the SFT cold start's teacher (default 8200: ~2x the 4.1k kept after filtering)")
+    p.add_argument("--val-samples", type=int, default=512)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--benchmarks", default="", help=f"comma-separated, from {','.join(BENCHMARKS)}")
+    p.add_argument("--mindcube-tiny", type=Path, help="MindCube_tinybench.jsonl (default: raw/ under --mindcube)")
+    p.add_argument("--sparbench", type=Path, help="SPAR-Bench folder with the 4 parquet shards")
+    p.add_argument("--mmsi", type=Path, help="MMSI_Bench.parquet")
+    p.add_argument("--min-pixels", type=int, default=DEFAULT_MIN_PIXELS)
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=f"per-image pixel budget (default {DEFAULT_MAX_PIXELS} = 512 tokens)")
+    p.add_argument("--skip-bad", action="store_true", help="count and list bad input instead of stopping at the first")
+    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-progress", action="store_true")
+    ns = p.parse_args(argv)
+    benches = tuple(b for b in (x.strip() for x in ns.benchmarks.split(",")) if b)
+    unknown = [b for b in benches if b not in BENCHMARKS]
+    if unknown:
+        p.error(f"unknown benchmark(s) {unknown}; choose from {BENCHMARKS}")
+    if ns.mindcube is None and ns.spar is None and not benches:
+        p.error("nothing to do: give --mindcube and/or --spar, and/or --benchmarks")
+    return BuildOptions(
+        out=ns.out, mindcube=ns.mindcube, spar=ns.spar, rl_samples=ns.rl_samples, sft_pool=ns.sft_pool, val_samples=ns.val_samples, seed=ns.seed,
+        benchmarks=benches, mindcube_tiny=ns.mindcube_tiny, sparbench=ns.sparbench, mmsi=ns.mmsi, min_pixels=ns.min_pixels, max_pixels=ns.max_pixels,
+        skip_bad=ns.skip_bad, overwrite=ns.overwrite, progress=not ns.no_progress,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    opts = parse_args(argv)
+    try:
+        summary = build(opts)
+    except (BadInput, FileExistsError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(format_summary(summary))
+    overlaps = summary.get("leakage_overlaps")
+    return 2 if overlaps else 0

@@ -1,0 +1,370 @@
+"""SPAR-7M (training, multi-view tasks) and SPAR-Bench (evaluation).
+
+SPAR-7M layout (`--spar` = the `spar/` folder, or one dataset folder in it):
+`<dataset>/qa_jsonl/train/<task>/<format>/<format>_<N>.jsonl` and `<dataset>/images/<scene>/...`.
+A record: `id`, `conversations` ([human question, gpt answer]), `image` (paths relative to
+`<dataset>/images`), `type` (the task), marker geometry (`red_point`, `blue_bbox`, ..., in 0-1000
+coordinates) and for multi-view tasks `point_img_idx` / `bbox_img_idx`. The images are clean: the
+markers are drawn here (`star_verl.prep.markers`).
+
+Used: the multi-view tasks (`MULTIVIEW_TASKS`), format `select` (a letter among the question's
+"A. ..." lines) for all of them, and `fill` where the answer is a number (depth and distance
+prediction) or the view-change string (view_change_infer). `sentence` and `judge` answers and the
+other `fill`s (boxes, coordinates, names) cannot be scored by rule: counted, not used. Single-view and
+video tasks are counted, not read. A task folder or `type` that SPAR does not define is bad input.
+
+SPAR-Bench (`--sparbench` = the folder with `test-0000{0..3}-of-00004.parquet`): `id`, `image`
+(list of {bytes, path}, markers already drawn), `question` (options included), `answer`, `task`,
+`img_type`, `format_type`, `source`. The task decides the answer kind, as in the official scorer.
+
+References: the objects SPAR marks, named in the question ("sink (red bbox)", "books (red point)",
+"the red bbox of mat"), and the relations the answer states. A relation answer is comma-separated
+slots (empty = indistinguishable): 3 slots (left/right, above/below, front/behind) say where the
+target stands relative to the observer -> `[target, "observer", word]`; 5 slots (left/right,
+above/below, closer/farther between the two objects, then each object front/behind the observer)
+-> `[obj1, obj2, word]` x3 and `[obj_i, "observer", word]`. Other marked objects (imagination
+anchors, depth/distance objects) are bare references `[name, null, null]`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from star_verl.prep.markers import MULTIVIEW_MARKER_TASKS, MarkerError, marker_plan
+from star_verl.prep.multiview import (
+    OBSERVER,
+    BadInput,
+    BadInputLog,
+    Catalog,
+    ImageRef,
+    Sample,
+    choice_ground_truth,
+    finish_ground_truth,
+    numeric_ground_truth,
+    view_change_ground_truth,
+    with_placeholders,
+)
+
+# Every task SPAR defines (fudan-zvg/spar datasets/draw_marker.py); anything else is unknown.
+SINGLE_VIEW_TASKS = (
+    "obj_spatial_relation_oo", "depth_prediction_oc", "depth_prediction_oo", "distance_prediction_oc", "distance_prediction_oo",
+    "distance_infer_center_oc", "distance_infer_center_oo", "spatial_volume_infer", "spatial_imagination_oc", "spatial_imagination_oo",
+)
+VIDEO_TASKS = (
+    "distance_prediction_oo_video", "distance_infer_center_oo_video", "spatial_imagination_oo_video", "spatial_imagination_oc_video",
+    "spatial_imagination_oc_video_hard", "spatial_imagination_oo_video_hard", "obj_frame_locate", "appearance_order", "room_size", "obj_count", "nav",
+)
+MULTIVIEW_TASKS = tuple(sorted(MULTIVIEW_MARKER_TASKS))
+KNOWN_TASKS = (*SINGLE_VIEW_TASKS, *MULTIVIEW_TASKS, "spatial_imagination_map_mv", *VIDEO_TASKS)
+FORMATS = ("select", "fill", "sentence", "judge")
+FILL_KINDS = {
+    "depth_prediction_oc_mv": "numeric", "depth_prediction_oo_mv": "numeric",
+    "distance_prediction_oc_mv": "numeric", "distance_prediction_oo_mv": "numeric",
+    "view_change_infer": "view_change",
+}
+
+# SPAR-Bench task groups (lmms-eval sparbench/utils.py)
+BENCH_CHOICE_TASKS = (
+    "obj_spatial_relation_oo", "obj_spatial_relation_oc_mv", "obj_spatial_relation_oo_mv", "spatial_imagination_oc", "spatial_imagination_oo",
+    "spatial_imagination_oc_mv", "spatial_imagination_oo_mv", "position_matching", "camera_motion_infer", "distance_infer_center_oo",
+    "distance_infer_center_oo_mv",
+)
+BENCH_NUMERIC_TASKS = (
+    "depth_prediction_oc", "depth_prediction_oo", "distance_prediction_oc", "distance_prediction_oo",
+    "depth_prediction_oc_mv", "depth_prediction_oo_mv", "distance_prediction_oo_mv", "distance_prediction_oc_mv",
+)
+BENCH_VIEW_CHANGE_TASKS = ("view_change_infer",)
+
+_LINE_OPTION = re.compile(r"^\s*([A-Z])\s*[.)]\s?(.*)$", re.MULTILINE)
+_MARKED = re.compile(r"([A-Za-z][A-Za-z0-9\-' ]*?)\s*\((?:(red|blue|green|yellow)\s+)?(point|bbox)\)")
+_BBOX_OF = re.compile(r"\b(red|blue|green|yellow) (?:bbox|point) of (?:the )?([A-Za-z][A-Za-z0-9\-' ]*?)(?= in\b| on\b|[,.?])")
+_STOP = {
+    "the", "a", "an", "of", "is", "are", "object", "with", "to", "and", "if", "how", "what", "where", "from", "relative", "that", "at", "in",
+    "on", "by", "for", "faces", "face", "moves", "move", "deep", "far", "between", "describe", "which", "does", "do", "be", "it", "its",
+    "as", "assume", "given", "depth", "distance", "center", "centre", "observer", "located", "position", "spatial", "situated", "than",
+}
+RELATION_WORDS = {"left", "right", "above", "below", "front", "behind", "closer", "farther"}
+# "closer"/"farther" (object 1 nearer the observer than object 2, or not) in the reward's words:
+# "front" is nearer the viewer, as in MindCube's references.
+_AS_REFERENCE = {"closer": "front", "farther": "behind"}
+
+
+def parse_line_options(question: str) -> dict[str, str]:
+    """Options on their own lines ("A. left, above, front"): letter -> text, in order from A."""
+    options: dict[str, str] = {}
+    for m in _LINE_OPTION.finditer(question):
+        letter = m.group(1)
+        if letter == "A":
+            options = {}  # the last run starting at A is the option list
+        if letter == chr(ord("A") + len(options)):
+            options[letter] = m.group(2).strip()
+    return options if len(options) >= 2 else {}
+
+
+def parse_choice_answer(answer: str, options: dict[str, str]) -> str:
+    """The letter of a select answer: "C", "C.", "(C)", "C. text", or the text of one option."""
+    text = str(answer).strip()
+    m = re.match(r"^\(?([A-Z])\)?(?:[.:)]|\s|$)", text)
+    if m:
+        return m.group(1)
+    matches = [k for k, v in options.items() if v.strip().casefold() == text.casefold()]
+    return matches[0] if len(matches) == 1 else text
+
+
+def _object_name(phrase: str) -> str | None:
+    words = phrase.strip().split()
+    kept: list[str] = []
+    for word in reversed(words):
+        if word.lower() in _STOP or len(kept) == 4:
+            break
+        kept.append(word)
+    return " ".join(reversed(kept)) or None
+
+
+def marked_objects(question: str) -> list[tuple[str | None, str]]:
+    """(colour or None, name) of each object the question marks, in order of first mention."""
+    found: list[tuple[int, str | None, str]] = []
+    for m in _MARKED.finditer(question):
+        name = _object_name(m.group(1))
+        if name:
+            found.append((m.start(), m.group(2), name))
+    for m in _BBOX_OF.finditer(question):
+        name = _object_name(m.group(2))
+        if name:
+            found.append((m.start(), m.group(1), name))
+    out: list[tuple[str | None, str]] = []
+    for _, colour, name in sorted(found):
+        if all(name != n for _, n in out):
+            out.append((colour, name))
+    return out
+
+
+def _slots(text: str) -> list[str] | None:
+    slots = [s.strip().lower() for s in text.split(",")]
+    if all(s in RELATION_WORDS or s == "" for s in slots) and any(slots):
+        return [_AS_REFERENCE.get(s, s) for s in slots]
+    return None
+
+
+def references(task: str, question: str, answer_text: str | None) -> list[list[Any]]:
+    """Marked objects and the relations the answer states (see the module docstring)."""
+    objects = marked_objects(question)
+    by_colour = {c: n for c, n in objects if c}
+    slots = _slots(answer_text) if answer_text else None
+    refs: list[list[Any]] = []
+    if slots is not None and len(slots) == 3:
+        target = by_colour.get("red") or (objects[0][1] if objects else None)
+        if target:
+            refs = [[target, OBSERVER, w] for w in slots if w]
+    elif slots is not None and len(slots) == 5:
+        if task == "spatial_imagination_oo_mv":
+            pair = [by_colour.get("red"), by_colour.get("yellow")]
+        else:
+            pair = [n for _, n in objects[:2]]
+        if len(pair) == 2 and all(pair):
+            a, b = pair
+            refs = [[a, b, w] for w in slots[:3] if w]
+            refs += [[n, OBSERVER, w] for n, w in zip((a, b), slots[3:]) if w]
+    named = {r[0] for r in refs} | {r[1] for r in refs}
+    refs += [[n, None, None] for _, n in objects if n not in named]
+    return refs
+
+
+def _ground_truth(kind: str, task: str, question: str, answer: Any, where: str) -> dict[str, Any]:
+    return finish_ground_truth("spar", _raw_ground_truth(kind, task, question, answer, where), where)
+
+
+def _raw_ground_truth(kind: str, task: str, question: str, answer: Any, where: str) -> dict[str, Any]:
+    if kind == "choice":
+        options = parse_line_options(question)
+        if not options:
+            raise BadInput(where, "no options 'A. ...' on their own lines in the question")
+        letter = parse_choice_answer(answer, options)
+        return choice_ground_truth(letter, list(options), task, references(task, question, options.get(letter)), where)
+    refs = references(task, question, None)
+    if kind == "numeric":
+        return numeric_ground_truth(answer, task, refs, where)
+    if kind == "view_change":
+        return view_change_ground_truth(answer, task, refs, where)
+    raise AssertionError(kind)
+
+
+# --------------------------------------------------------------------------------------------
+# SPAR-7M
+
+
+def _line_offsets(path: Path) -> np.ndarray:
+    """Byte offsets of the non-empty lines of a file (random access without parsing it)."""
+    starts = [np.zeros(1, dtype=np.int64)]
+    size = 0
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 24):
+            nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10).astype(np.int64) + size + 1
+            starts.append(nl)
+            size += len(chunk)
+    offsets = np.concatenate(starts)
+    offsets = offsets[offsets < size]
+    if len(offsets):
+        ends = np.append(offsets[1:], size)
+        offsets = offsets[ends - offsets > 1]  # skip blank lines ("\n" only)
+    return offsets
+
+
+class Spar7MCatalog(Catalog):
+    """SPAR-7M's multi-view training questions by task type."""
+
+    origin = "spar7m"
+
+    def __init__(self, root: Path, bad: BadInputLog, split: str = "train"):
+        self.bad = bad
+        self.excluded: Counter = Counter()
+        if (root / "qa_jsonl").is_dir():
+            datasets = {root.name: root}
+        else:
+            datasets = {d.name: d for d in sorted(root.iterdir()) if (d / "qa_jsonl").is_dir()}
+        if not datasets:
+            raise FileNotFoundError(f"{root}: no <dataset>/qa_jsonl folders (expected SPAR-7M's spar/ folder)")
+        self.files: list[tuple[str, str, str, Path, Path]] = []  # (dataset, task, format, jsonl, image root)
+        self._offsets: list[np.ndarray] = []
+        by_task: dict[str, list[np.ndarray]] = {}
+        for dataset, ddir in datasets.items():
+            qa = ddir / "qa_jsonl" / split
+            if not qa.is_dir():
+                raise FileNotFoundError(f"{qa} does not exist")
+            for tdir in sorted(p for p in qa.iterdir() if p.is_dir()):
+                task = tdir.name
+                if task not in KNOWN_TASKS:
+                    bad.report(self.origin, BadInput(str(tdir), f"unknown task type {task!r}"))
+                    continue
+                if task not in MULTIVIEW_TASKS:
+                    self.excluded["single-view/video/map task folders"] += 1
+                    continue
+                for fdir in sorted(p for p in tdir.iterdir() if p.is_dir()):
+                    fmt = fdir.name
+                    if fmt not in FORMATS:
+                        bad.report(self.origin, BadInput(str(fdir), f"unknown answer format folder {fmt!r}; SPAR uses {FORMATS}"))
+                        continue
+                    if fmt in ("sentence", "judge") or (fmt == "fill" and task not in FILL_KINDS):
+                        self.excluded[f"{fmt} answers (not scorable by rule)"] += sum(1 for _ in fdir.glob("*.jsonl"))
+                        continue
+                    for jsonl in sorted(fdir.glob("*.jsonl")):
+                        offsets = _line_offsets(jsonl)
+                        fi = len(self.files)
+                        self.files.append((dataset, task, fmt, jsonl, ddir / "images"))
+                        self._offsets.append(offsets)
+                        by_task.setdefault(task, []).append(np.stack([np.full(len(offsets), fi), np.arange(len(offsets))], axis=1))
+        self._categories = {t: np.concatenate(v) for t, v in by_task.items() if sum(len(a) for a in v)}
+
+    def categories(self) -> dict[str, np.ndarray]:
+        return self._categories
+
+    def load(self, category: str, location: Any) -> Sample:
+        fi, li = int(location[0]), int(location[1])
+        dataset, task, fmt, jsonl, images_root = self.files[fi]
+        with jsonl.open("rb") as f:
+            f.seek(int(self._offsets[fi][li]))
+            line = f.readline()
+        where = f"{jsonl}:line {li + 1} (non-empty)"
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInput(where, f"not JSON: {exc}") from None
+        return spar7m_sample(record, task=task, fmt=fmt, dataset=dataset, images_root=images_root, where=where)
+
+
+def spar7m_sample(record: Any, *, task: str, fmt: str, dataset: str, images_root: Path, where: str) -> Sample:
+    if not isinstance(record, dict):
+        raise BadInput(where, f"expected a JSON object, got {type(record).__name__}")
+    kind_of_record = record.get("type", task)
+    if kind_of_record not in KNOWN_TASKS:
+        raise BadInput(where, f"unknown task type {kind_of_record!r}")
+    if kind_of_record != task:
+        raise BadInput(where, f"record type {kind_of_record!r} in the folder of task {task!r}")
+    try:
+        human, gpt = record["conversations"][0]["value"], record["conversations"][1]["value"]
+    except (KeyError, IndexError, TypeError):
+        raise BadInput(where, "conversations must be [{from: human, value}, {from: gpt, value}]") from None
+    images = record.get("image")
+    images = [images] if isinstance(images, str) else images
+    if not isinstance(images, list) or not images:
+        raise BadInput(where, f"image must be a non-empty list of paths, got {images!r}")
+    question = with_placeholders(human, len(images), where)
+    try:
+        plan = marker_plan(task, record, len(images))
+    except MarkerError as exc:
+        raise BadInput(where, str(exc)) from None
+    kind = "choice" if fmt == "select" else FILL_KINDS[task]
+    gt = _ground_truth(kind, task, question, gpt, where)
+    return Sample(
+        data_source="spar", origin="spar7m", task=task, question_id=f"{dataset}/{task}/{fmt}/{record.get('id', where)}",
+        question=question, images=[ImageRef(label=p, path=images_root / p, markers=markers) for p, markers in zip(images, plan)],
+        ground_truth=gt, group=f"{dataset}/{Path(images[0]).parts[0]}", where=where,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# SPAR-Bench
+
+
+def sparbench_files(root: Path) -> list[Path]:
+    files = [root] if root.is_file() else sorted(root.rglob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{root}: no SPAR-Bench parquet shards")
+    return files
+
+
+def sparbench_rows(root: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in sparbench_files(root))
+
+
+def sparbench_samples(root: Path, bad: BadInputLog) -> Iterator[Sample]:
+    """Every SPAR-Bench question, streamed shard by shard (the images are bytes)."""
+    import pyarrow.parquet as pq
+
+    for path in sparbench_files(root):
+        pf = pq.ParquetFile(path)
+        missing = {"id", "image", "question", "answer", "task"} - set(pf.schema_arrow.names)
+        if missing:
+            raise BadInput(str(path), f"not a SPAR-Bench shard: missing columns {sorted(missing)}")
+        row_no = 0
+        for batch in pf.iter_batches(batch_size=64, columns=["id", "image", "question", "answer", "task"]):
+            for row in batch.to_pylist():
+                row_no += 1
+                try:
+                    yield sparbench_sample(row, where=f"{path}:row {row_no}")
+                except BadInput as exc:
+                    bad.report("sparbench", exc)
+
+
+def sparbench_sample(row: dict[str, Any], *, where: str) -> Sample:
+    task = str(row["task"])
+    if task in BENCH_CHOICE_TASKS:
+        kind = "choice"
+    elif task in BENCH_NUMERIC_TASKS:
+        kind = "numeric"
+    elif task in BENCH_VIEW_CHANGE_TASKS:
+        kind = "view_change"
+    else:
+        raise BadInput(where, f"unknown task type {task!r}")
+    images = row["image"] or []
+    refs = []
+    for i, im in enumerate(images):
+        data = im.get("bytes") if isinstance(im, dict) else im
+        if not data:
+            raise BadInput(where, f"image {i} has no bytes")
+        refs.append(ImageRef(label=(im.get("path") if isinstance(im, dict) else None) or f"sparbench/{row['id']}/{i}", data=data))
+    question = with_placeholders(str(row["question"]), len(refs), where)
+    gt = _ground_truth(kind, task, question, row["answer"], where)
+    return Sample(
+        data_source="spar", origin="sparbench", task=task, question_id=str(row["id"]), question=question, images=refs,
+        ground_truth=gt, group=str(row["id"]), where=where,
+    )
