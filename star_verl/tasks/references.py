@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 from star_verl.tasks.tags import as_text, parse_tags
 
@@ -85,7 +86,12 @@ def _singular(word: str) -> str:
 
 def normalize_object(name: object) -> str:
     """The canonical form of an object name ("" when nothing nameable is left)."""
-    text = _PAREN.sub(" ", str(name).lower()).replace("_", " ").replace("-", " ")
+    return _normalize_object(str(name))
+
+
+@lru_cache(maxsize=16384)  # names repeat across a batch's responses and ground truths
+def _normalize_object(name: str) -> str:
+    text = _PAREN.sub(" ", name.lower()).replace("_", " ").replace("-", " ")
     words = [w for w in _NON_WORD.sub(" ", text).split() if w not in _ARTICLES]
     phrase = " ".join(_singular(w) for w in words)
     phrase = OBJECT_SYNONYMS.get(phrase, phrase)
@@ -94,9 +100,12 @@ def normalize_object(name: object) -> str:
 
 def normalize_relation(relation: object) -> str | None:
     """One of RELATIONS, or None when the phrase is not a known relation."""
-    if relation is None:
-        return None
-    words = _NON_WORD.sub(" ", str(relation).lower().replace("_", " ").replace("-", " ")).split()
+    return None if relation is None else _normalize_relation(str(relation))
+
+
+@lru_cache(maxsize=4096)
+def _normalize_relation(relation: str) -> str | None:
+    words = _NON_WORD.sub(" ", relation.lower().replace("_", " ").replace("-", " ")).split()
     kept = [w for w in words if w not in _RELATION_FILLER]
     key = " ".join(kept)
     if key in RELATION_SYNONYMS:
