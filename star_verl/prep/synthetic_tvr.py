@@ -31,18 +31,21 @@ import numpy as np
 from PIL import Image
 
 from star_verl.prep.trance_format import (
-    ATTRIBUTE_VALUES,
+    ATTRIBUTES,
+    CAMERAS,
+    COLOR_RGB,
     COLORS,
-    GRID_LIMIT,
     GRID_UNIT,
     HEIGHT,
     MATERIALS,
     N_OBJECTS,
     OCCLUSION_PIXELS,
     SHAPES,
+    SIZE_SCALE,
     SIZES,
-    VIEWS,
-    VISIBLE_LIMIT,
+    VALID_MAX,
+    VISIBLE_MAX,
+    VOCAB,
     WIDTH,
     is_visible,
     overlaps,
@@ -50,7 +53,7 @@ from star_verl.prep.trance_format import (
 
 _F = np.float32
 _EPS = 1e-3
-SYNTHETIC_ATTRIBUTES = ("color", "shape", "size", "material")
+SYNTHETIC_ATTRIBUTES = ATTRIBUTES  # no position moves (STAR-R1 leaves them out)
 IMAGE_PREFIX = "TRANCE_synthetic_img"
 
 # ---------------------------------------------------------------------------------------------
@@ -59,7 +62,7 @@ IMAGE_PREFIX = "TRANCE_synthetic_img"
 
 _CAMERA_DISTANCE = 10.8
 _CAMERA_ELEVATION = math.radians(34.0)
-_CAMERA_AZIMUTH = {"Camera_Center": 0.0, "Camera_Left": math.radians(-45.0), "Camera_Right": math.radians(45.0)}
+_CAMERA_AZIMUTH = {CAMERAS["center"]: 0.0, CAMERAS["left"]: math.radians(-45.0), CAMERAS["right"]: math.radians(45.0)}
 _CAMERA_TARGET = (0.0, 0.35, 0.0)
 _HFOV = math.radians(49.0)
 _KEY_LIGHT = (-0.45, -0.55, 1.0)  # direction towards the key light (front-left, above)
@@ -153,7 +156,7 @@ class SceneArrays:
         center, half, rot = np.zeros((n, 3), _F), np.zeros(n, _F), np.zeros(n, _F)
         bound, albedo = np.zeros(n, _F), np.zeros((n, 3), _F)
         for k, (i, o) in enumerate(rows):
-            scale = SIZES[o["size"]]
+            scale = SIZE_SCALE[o["size"]]
             # TRANCE scales cubes by 1/sqrt(2) so every shape of a size has the same footprint radius.
             h = scale / math.sqrt(2) if o["shape"] == "cube" else scale
             x, y = grid_to_world(o["position"])
@@ -162,7 +165,7 @@ class SceneArrays:
             half[k] = h
             rot[k] = float(o.get("rotation", 0.0))
             bound[k] = h * (math.sqrt(3) if o["shape"] == "cube" else math.sqrt(2) if o["shape"] == "cylinder" else 1.0) * 1.001
-            albedo[k] = np.asarray(COLORS[o["color"]], _F) / 255.0
+            albedo[k] = np.asarray(COLOR_RGB[o["color"]], _F) / 255.0
         return cls(ids, shape, material, center, half, np.cos(rot).astype(_F), np.sin(rot).astype(_F), bound, albedo)
 
     def __len__(self) -> int:
@@ -515,7 +518,7 @@ class SyntheticConfig:
 
 
 def _random_position(rng: np.random.Generator, size: str, visible: bool, placed: list[tuple[list[int], str]]) -> list[int] | None:
-    lim = VISIBLE_LIMIT if visible else GRID_LIMIT
+    lim = VISIBLE_MAX if visible else VALID_MAX
     for _ in range(200):
         pos = [int(v) for v in rng.integers(-lim, lim + 1, size=2)]
         if is_visible(pos) != visible:
@@ -532,14 +535,14 @@ def _sample_objects(rng: np.random.Generator, config: SyntheticConfig) -> list[d
     objects: list[dict[str, Any]] = []
     placed: list[tuple[list[int], str]] = []
     for i, vis in enumerate(visible):
-        size = str(rng.choice(list(SIZES)))
+        size = str(rng.choice(SIZES))
         pos = _random_position(rng, size, bool(vis), placed)
         if pos is None:
             return None
         placed.append((pos, size))
         objects.append(
             {
-                "color": str(rng.choice(list(COLORS))),
+                "color": str(rng.choice(COLORS)),
                 "material": str(rng.choice(MATERIALS)),
                 "shape": str(rng.choice(SHAPES)),
                 "size": size,
@@ -564,8 +567,8 @@ def _sample_transformations(rng: np.random.Generator, objects: list[dict[str, An
                 continue
             i = int(rng.choice(choices))
             old = objects[i][attr]
-            val = str(rng.choice([v for v in ATTRIBUTE_VALUES[attr] if v != old]))
-            if attr == "size" and SIZES[val] > SIZES[old]:
+            val = str(rng.choice([v for v in VOCAB[attr] if v != old]))
+            if attr == "size" and SIZE_SCALE[val] > SIZE_SCALE[old]:
                 pos = objects[i]["position"]
                 if any(overlaps(pos, val, o["position"], o["size"]) for j, o in enumerate(objects) if j != i):
                     continue  # rule A: no overlap
@@ -604,7 +607,7 @@ def generate_sample(idx: int, seed: int, config: SyntheticConfig = SyntheticConf
         jitter = rng.uniform(-config.camera_jitter, config.camera_jitter, size=(3, 3))
         cams = scene_cameras(jitter)
         key_light = [round(float(v), 4) for v in _unit(np.asarray(_KEY_LIGHT) + rng.uniform(-config.light_jitter, config.light_jitter, 3))]
-        initial_image, initial_ids = render(objects, cams[VIEWS["center"]], key_light=key_light)
+        initial_image, initial_ids = render(objects, cams[CAMERAS["center"]], key_light=key_light)
         counts = pixel_counts(initial_ids)
         # rule 1: objects occluded in the initial image are never transformed
         eligible = [i for i, o in enumerate(objects) if is_visible(o["position"]) and counts.get(i, 0) >= threshold]
@@ -623,7 +626,7 @@ def generate_sample(idx: int, seed: int, config: SyntheticConfig = SyntheticConf
                 break
         else:
             continue
-        images = {image_name(idx, "initial", VIEWS["center"]): encode_png(initial_image)}
+        images = {image_name(idx, "initial", CAMERAS["center"]): encode_png(initial_image)}
         final_names = {}
         for name, cam in cams.items():
             final_names[name] = image_name(idx, "final", name)
@@ -634,11 +637,11 @@ def generate_sample(idx: int, seed: int, config: SyntheticConfig = SyntheticConf
             "cameras": {name: [round(float(v), 4) for v in cam.position] for name, cam in cams.items()},
             "lamps": {"Lamp_Key": key_light},
             "states": [
-                {"stage": 0, "objects": objects, "images": {VIEWS["center"]: image_name(idx, "initial", VIEWS["center"])}, "n_pixels": {VIEWS["center"]: {objects[i]["name"]: n for i, n in sorted(counts.items())}}},
+                {"stage": 0, "objects": objects, "images": {CAMERAS["center"]: image_name(idx, "initial", CAMERAS["center"])}, "n_pixels": {CAMERAS["center"]: {objects[i]["name"]: n for i, n in sorted(counts.items())}}},
                 {
                     "stage": len(trans),
                     "objects": final,
-                    "images": {VIEWS["left"]: final_names[VIEWS["left"]], VIEWS["center"]: final_names[VIEWS["center"]], VIEWS["right"]: final_names[VIEWS["right"]]},
+                    "images": {CAMERAS["left"]: final_names[CAMERAS["left"]], CAMERAS["center"]: final_names[CAMERAS["center"]], CAMERAS["right"]: final_names[CAMERAS["right"]]},
                     "n_pixels": {name: {final[i]["name"]: n for i, n in sorted(c.items())} for name, c in final_counts.items()},
                 },
             ],
@@ -646,3 +649,55 @@ def generate_sample(idx: int, seed: int, config: SyntheticConfig = SyntheticConf
         }
         return record, images
     raise RuntimeError(f"synthetic sample {idx} (seed {seed}): no valid scene in 100 attempts; loosen the config")
+
+
+MARKER_FILE = "synthetic.json"  # marks a folder written here (the converter then sets origin "synthetic")
+
+
+def _generate_and_write(args: tuple[int, int, SyntheticConfig, str]) -> str:
+    idx, seed, config, image_dir = args
+    record, images = generate_sample(idx, seed, config)
+    for name, data in images.items():
+        Path(image_dir, name).write_bytes(data)
+    return json.dumps(record, separators=(",", ":"))
+
+
+def write_synthetic_trance(out_dir: str | Path, n: int, seed: int, *, config: SyntheticConfig = SyntheticConfig(), workers: int | None = None, overwrite: bool = False, progress: bool = True) -> Path:
+    """Render n samples into `out_dir` in TRANCE's layout (data.jsonl + image/) and return it.
+
+    The result depends only on (n, seed, config), not on `workers` (default: all CPUs)."""
+    import shutil
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tqdm import tqdm
+
+    if n < 1:
+        raise ValueError(f"--synthetic needs at least 1 sample, got {n}")
+    out = Path(out_dir)
+    data_path, image_dir, marker = out / "data.jsonl", out / "image", out / MARKER_FILE
+    if data_path.exists() or image_dir.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out} already holds a TRANCE set; pass --overwrite to regenerate it")
+        if not marker.exists():
+            raise FileExistsError(f"{out} holds a TRANCE set that this generator did not write ({marker.name} missing); refusing to delete it")
+        shutil.rmtree(image_dir, ignore_errors=True)
+    image_dir.mkdir(parents=True, exist_ok=True)
+    workers = max(1, workers if workers is not None else (os.cpu_count() or 1))
+    tmp = data_path.with_suffix(".jsonl.partial")
+    jobs = ((i, seed, config, str(image_dir)) for i in range(n))
+    bar = tqdm(total=n, desc="render synthetic TRANCE", unit="sample", disable=not progress)
+    with open(tmp, "w") as f:
+        if workers == 1:
+            lines: Iterator[str] = map(_generate_and_write, jobs)
+            for line in lines:
+                f.write(line + "\n")
+                bar.update()
+        else:
+            with ProcessPoolExecutor(workers) as pool:
+                for line in pool.map(_generate_and_write, jobs, chunksize=4):
+                    f.write(line + "\n")
+                    bar.update()
+    bar.close()
+    os.replace(tmp, data_path)
+    marker.write_text(json.dumps({"generator": "star_verl.prep.synthetic_tvr", "n": n, "seed": seed, "config": {**config.__dict__, "attributes": list(config.attributes)}}, indent=2) + "\n")
+    return out
