@@ -2,7 +2,8 @@
 
 One strict extractor for reward and evaluation. It reads the text it is given (the reward passes the
 content of the `<answer>` block) and never guesses:
-1. a bare letter, possibly wrapped: `C`, `c`, `C.`, `(C)`, `[C]`, `**C**`;
+1. a bare letter, possibly wrapped and after an "Answer:" / "The answer is" prefix: `C`, `c`, `C.`,
+   `(C)`, `[C]`, `**C**`, `Answer: c`;
 2. otherwise the explicit forms `C. text`, `(C) text`, `C) text`, `C: text` at the start, `Answer: C`,
    `the answer is C`, `option C`, and `(C)` anywhere: if they name exactly one letter, that letter;
    if they name several, the answer is ambiguous (absent);
@@ -21,6 +22,7 @@ import re
 from collections.abc import Collection
 
 _MARKDOWN = re.compile(r"[*`\"]")
+_PREFIX = re.compile(r"(?:the\s+)?(?:final\s+)?answer\s*(?:is\s*)?[:=]?\s*", re.IGNORECASE)
 _BARE = re.compile(r"[(\[{]?\s*([A-Za-z])\s*[)\]}]?\s*[.:)]?")
 _LEADING = re.compile(r"[(\[]?([A-Z])(?:[.:)\]]|\s*[)\]])\s*\S")
 _MARKED = re.compile(r"(?i:\banswer|\boption|\bchoice)(?:\s+(?i:is|would\s+be|will\s+be))?\s*[:=]?\s*[(\[]?([A-Z])(?![A-Za-z0-9'’])")
@@ -34,7 +36,7 @@ def extract_option_letter(text: str | None, options: Collection[str]) -> str | N
     if not text:
         return None
     clean = _MARKDOWN.sub("", text[:_MAX_CHARS]).strip()
-    bare = _BARE.fullmatch(clean)
+    bare = _BARE.fullmatch(_PREFIX.sub("", clean, count=1) if _PREFIX.match(clean) else clean)
     if bare:
         letter = bare.group(1).upper()
         return letter if letter in options else None
