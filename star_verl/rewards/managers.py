@@ -9,8 +9,10 @@ Recipes load it with
 
 What it adds to veRL's naive manager: every reward component (`REWARD_KEYS`: format, credit, each
 penalty, counts, attribute distance) goes into `reward_extra_info` with the same keys for every
-sample of every data source, so a mixed run never loses or mislogs a key; and decoding plus
-scoring is one hop to the executor instead of two.
+sample of every data source, so a mixed run never loses or mislogs a key; decoding keeps the
+`<think>`/`<answer>` tags even where a tokenizer has them as special tokens (veRL's
+`skip_special_tokens=True` would silently drop them, and every format and answer with them); and
+decoding plus scoring is one hop to the executor instead of two.
 
 veRL (`get_custom_reward_fn`) already binds `reward.custom_reward_function.reward_kwargs` to
 `compute_score` with functools.partial, so the manager never passes them again. Without a custom
@@ -30,6 +32,7 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from star_verl.rewards import REWARD_KEYS
 from star_verl.rewards import compute_score as star_compute_score
+from star_verl.tasks.tags import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
 
 
 def _extra_info(result: Any) -> dict[str, Any]:
@@ -51,6 +54,10 @@ class StarRewardManager(RewardManagerBase):
         else:
             self.compute_score = partial(star_compute_score, **dict(fn_cfg.get("reward_kwargs") or {}))
         self.is_async = inspect.iscoroutinefunction(self.compute_score)
+        # A tokenizer that has <think>/<answer> as special tokens would lose them in
+        # decode(skip_special_tokens=True), and with them every format and answer: keep those.
+        self._keep_ids = self._tag_token_ids()
+        self._skip_ids = set(getattr(tokenizer, "all_special_ids", ())) - self._keep_ids
         # Forwarded only when a reward model serves (as veRL's naive manager does): a rule-based
         # compute_score need not accept them.
         self.router_kwargs = (
@@ -72,8 +79,20 @@ class StarRewardManager(RewardManagerBase):
         }
         return response_ids[:valid], kwargs
 
+    def _tag_token_ids(self) -> set[int]:
+        """Ids of the think/answer tags that the tokenizer has as special tokens (decode drops them)."""
+        ids = set()
+        for tag in (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE):
+            encoded = self.tokenizer.encode(tag, add_special_tokens=False)
+            if len(encoded) == 1 and self.tokenizer.decode(encoded, skip_special_tokens=True) == "":
+                ids.add(encoded[0])
+        return ids
+
     def _decode(self, ids) -> str:
-        return self.tokenizer.decode(ids, skip_special_tokens=True)
+        if not self._keep_ids:  # the usual case (Qwen2.5-VL has no tag tokens): exactly veRL's decoding
+            return self.tokenizer.decode(ids, skip_special_tokens=True)
+        kept = [i for i in ids.tolist() if i not in self._skip_ids]
+        return self.tokenizer.decode(kept, skip_special_tokens=False)
 
     def _score(self, ids, kwargs: dict[str, Any]) -> Any:
         return self.compute_score(solution_str=self._decode(ids), **kwargs)
