@@ -1,0 +1,113 @@
+"""The distribution as a user gets it: a non-editable install of the built wheel into a fresh
+virtual environment, then veRL's own entry points with `+recipe=`."""
+
+from __future__ import annotations
+
+import site
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from star_verl import __version__
+from star_verl.cli import main as star_verl_main
+from star_verl.recipes import recipe_files
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", str(REPO), "-w", str(out)], check=True, cwd=out)
+    (built,) = out.glob("star_verl-*.whl")
+    return built
+
+
+@pytest.fixture(scope="module")
+def wheel_env(wheel, tmp_path_factory) -> Path:
+    """A fresh venv holding only the wheel; torch, veRL and the rest come from the test environment
+    through a .pth line (a path line only: the test environment's own .pth files, such as the
+    editable install of star-verl, are not processed there)."""
+    env = tmp_path_factory.mktemp("venv") / "env"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env)], check=True)
+    (env_site,) = env.glob("lib/python*/site-packages")
+    (env_site / "test_environment.pth").write_text("\n".join(site.getsitepackages()) + "\n")
+    python = env / "bin" / "python"
+    subprocess.run([str(python), "-m", "pip", "install", "--no-deps", "-q", str(wheel)], check=True)
+    return env
+
+
+def run(env: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(env / "bin" / args[0]), *args[1:]], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def test_wheel_holds_the_package_and_recipes_only(wheel):
+    names = zipfile.ZipFile(wheel).namelist()
+    top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
+    assert top_level == {"star_verl", "hydra_plugins"}
+    assert not any(n.startswith("hydra_plugins/__init__") for n in names), "hydra_plugins must stay a namespace package"
+    assert {Path(n).stem for n in names if n.startswith("star_verl/config/recipe/") and n.endswith(".yaml")} == set(recipe_files())
+
+
+def test_wheel_install_runs_main_ppo_with_the_recipe(wheel_env, tmp_path):
+    where = run(wheel_env, "python", "-c", "import star_verl, hydra_plugins.star_verl_searchpath as p; print(star_verl.__file__); print(p.__file__)", cwd=tmp_path)
+    assert where.returncode == 0, where.stderr
+    assert all(str(wheel_env) in line for line in where.stdout.split()), where.stdout  # not the checkout
+
+    job = run(wheel_env, "python", "-m", "verl.trainer.main_ppo", "+recipe=star_r1_tvr", "--cfg", "job", cwd=tmp_path)
+    assert job.returncode == 0, job.stderr[-3000:]
+    lines = job.stdout.splitlines()
+    assert "  adv_estimator: grpo" in lines
+    assert "    path: pkg://star_verl.data.rl_dataset" in lines
+    assert "      path: pkg://star_verl.rewards.managers" in lines
+    assert "    path: pkg://star_verl.rewards" in lines
+    assert not any(line.startswith("recipe:") for line in lines)
+
+    sft = run(wheel_env, "python", "-m", "verl.trainer.sft_trainer", "+recipe=star_r1_sft", "--cfg", "job", cwd=tmp_path)
+    assert sft.returncode == 0, sft.stderr[-3000:]
+    assert "    path: pkg://star_verl.data.sft_dataset" in sft.stdout.splitlines()
+
+
+def test_wheel_install_unknown_recipe_lists_the_available_ones(wheel_env, tmp_path):
+    job = run(wheel_env, "python", "-m", "verl.trainer.main_ppo", "+recipe=no_such_recipe", "--cfg", "job", cwd=tmp_path)
+    assert job.returncode != 0
+    assert "Could not find 'recipe/no_such_recipe'" in job.stderr
+    assert all(name in job.stderr for name in recipe_files())
+
+
+def test_wheel_install_console_script(wheel_env, tmp_path):
+    version = run(wheel_env, "star-verl", "--version", cwd=tmp_path)
+    assert version.returncode == 0 and version.stdout.strip() == f"star-verl {__version__}"
+    listing = run(wheel_env, "star-verl", "recipes", cwd=tmp_path)
+    assert listing.returncode == 0
+    assert [line.split()[0] for line in listing.stdout.splitlines()] == sorted(recipe_files())
+
+
+def test_cli_recipes_lists_each_recipe_with_its_description(capsys):
+    assert star_verl_main(["recipes"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == sorted(recipe_files())
+    for line in lines:
+        assert len(line.split(maxsplit=1)) == 2, f"recipe without a description: {line!r}"
+    assert any(line.startswith("star_r1_tvr ") and "GRPO" in line for line in lines)
+
+
+def test_cli_version(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        star_verl_main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"star-verl {__version__}"
+
+
+def test_pyproject_never_pins_torch_or_verl_exactly():
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"]
+    assert "verl>=0.9.1,<0.10" in deps
+    assert not any(d.split("[")[0].split("=")[0].split(">")[0].split("<")[0].strip() in {"torch", "torchvision", "transformers"} for d in deps)
+    pins = (REPO / "constraints" / "verl-0.9.1.txt").read_text().split()
+    assert {"verl==0.9.1", "torch==2.11.0", "torchvision==0.26.0", "transformers==5.9.0"} <= set(pins)
