@@ -302,7 +302,8 @@ def aggregate_spar(rows: list[Scored], protocol: str) -> dict[str, Any]:
     for task, label in (("obj_spatial_relation_oc_mv", "ObjRel-OC-MV"), ("obj_spatial_relation_oo_mv", "ObjRel-OO-MV")):
         if task in tasks:
             headline[label] = tasks[task]["value"]
-    return {"family": "spar", "unit": "percent", "headline": headline, "overall": agg["overall"], "levels": agg["levels"], "tasks": tasks, "format": _format_stats(rows)}
+    return {"family": "spar", "unit": "percent", "headline": headline, "overall": agg["overall"], "levels": agg["levels"],
+            "middle_includes_view_change": protocol != "official", "tasks": tasks, "format": _format_stats(rows)}  # fmt: skip
 
 
 def aggregate_mmsi(rows: list[Scored]) -> dict[str, Any]:
