@@ -16,6 +16,7 @@ Backends: vLLM when it is installed (offline `LLM.generate`, batched); otherwise
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 from collections.abc import Iterator, Mapping
@@ -48,29 +49,25 @@ class GenerationSettings:
     recipe: str | None = None
 
 
-def recipe_defaults(name_or_path: str) -> dict[str, Any]:
-    """The evaluation-relevant values of a recipe: `data.star` (template, pixels),
-    `data.max_response_length` and `actor_rollout_ref.rollout.val_kwargs` (temperature, top_p, n)."""
-    import yaml
+@functools.lru_cache(maxsize=None)
+def recipe_defaults(name: str) -> dict[str, Any]:
+    """The evaluation-relevant values of a shipped recipe, as veRL composes it (inherited recipes and
+    veRL's defaults included): `data.star` (template, pixel budget), `data.max_response_length`,
+    and `actor_rollout_ref.rollout.val_kwargs` (the validation decoding: temperature, top_p, n)."""
+    from omegaconf import OmegaConf
 
-    from star_verl.recipes import recipe_files
+    from star_verl.recipes import compose_recipe
 
-    path = Path(name_or_path)
-    if not path.is_file():
-        files = recipe_files()
-        if name_or_path not in files:
-            raise KeyError(f"unknown recipe {name_or_path!r}: not a file and not one of {sorted(files)}")
-        path = files[name_or_path]
-    cfg = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    data = cfg.get("data") or {}
-    star = data.get("star") or {}
-    val = ((cfg.get("actor_rollout_ref") or {}).get("rollout") or {}).get("val_kwargs") or {}
-    out: dict[str, Any] = {"recipe": path.stem}
+    cfg = compose_recipe(name)
+    star = OmegaConf.to_container(OmegaConf.select(cfg, "data.star") or {}, resolve=False)
+    val = OmegaConf.to_container(OmegaConf.select(cfg, "actor_rollout_ref.rollout.val_kwargs") or {}, resolve=False)
+    out: dict[str, Any] = {"recipe": name}
     for key in ("template", "min_pixels", "max_pixels", "total_max_pixels"):
         if key in star:
             out[key] = star[key]
-    if isinstance(data.get("max_response_length"), int):
-        out["max_new_tokens"] = data["max_response_length"]
+    length = OmegaConf.select(cfg, "data.max_response_length")  # SFT recipes have none
+    if isinstance(length, int):
+        out["max_new_tokens"] = length
     for key in ("temperature", "top_p", "n"):
         if isinstance(val.get(key), (int, float)):
             out[key] = val[key]
@@ -213,10 +210,9 @@ class VLLMBackend:
 # ------------------------------------------------------------------------------------------- main
 
 
-def _settings_for(source: str, base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+def _settings_for(source: str, recipe: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
     """Recipe defaults for the row's data source (or --recipe), then the explicit flags."""
-    recipe = base.get("recipe") or DEFAULT_RECIPE_FOR_SOURCE[source]
-    values = recipe_defaults(recipe)
+    values = dict(recipe_defaults(recipe or DEFAULT_RECIPE_FOR_SOURCE[source]))
     values.update({k: v for k, v in overrides.items() if v is not None})
     return values
 
@@ -242,7 +238,7 @@ def generate(model: str, data: str | Path, out: str | Path, *, template: str = "
     for source in sorted({r["data_source"] for r in rows}):
         if source not in DEFAULT_RECIPE_FOR_SOURCE:
             raise ValueError(f"{data}: unknown data_source {source!r}")
-        values = _settings_for(source, {"recipe": recipe}, overrides)
+        values = _settings_for(source, recipe, overrides)
         name = values.get("template") or "auto"
         name = DEFAULT_TEMPLATE_FOR_SOURCE[source] if name == "auto" else name
         get_template(name)  # fails early on an unknown name
