@@ -64,6 +64,16 @@ def test_dense_reference_credit_and_penalties():
     assert score(response(), choice(KEY))["r_ref"] == pytest.approx(-0.25)
 
 
+def test_bare_key_objects():
+    gt = {"type": "numeric", "answer": 2.6, "task": "depth_prediction_oc_mv", "references": [["books", None, None], ["bookshelf", None, None]]}
+    # one triplet relating both key objects: both anchored, full credit
+    out = compute_score("spar", response([("books", "bookshelf", "front")], "2.6"), gt)
+    assert (out["r_ref"], out["n_pred"], out["n_exact"], out["n_gt"]) == (0.5, 1.0, 2.0, 2.0)
+    # one key object named three times: anchored once, the repeats earn and cost nothing, one key object unnamed
+    out = compute_score("spar", response([("books", "table", "left"), ("books", "wall", "near"), ("book", "lamp", "right")], "2.6"), gt)
+    assert out["r_ref"] == pytest.approx(0.5 * (1 - 0.5) / 2) and out["n_exact"] == 1.0
+
+
 def test_no_references_is_absent_not_a_failure():
     out = score(response(KEY), choice())
     assert out["r_ref"] == 0.0 and out["has_ref"] == 0.0 and out["n_gt"] == 0.0 and out["n_pred"] == 0.0
@@ -122,7 +132,15 @@ def test_bad_ground_truth_is_a_data_error_naming_the_sample():
 
 names = st.sampled_from(OBJECTS)
 triplet = st.tuples(names, names, st.sampled_from(RELS)).filter(lambda t: t[0] != t[1])
-key_sets = st.lists(triplet, min_size=1, max_size=6, unique_by=lambda t: frozenset(t[:2]))
+bare = st.tuples(names, st.none(), st.none())
+key_sets = st.lists(st.one_of(triplet, bare), min_size=1, max_size=6, unique_by=lambda t: frozenset(t[:2])).filter(
+    lambda refs: len({n for r in refs for n in r[:2] if n}) == sum(1 for r in refs for n in r[:2] if n)
+)  # each object in one key reference (as the converters write them)
+
+
+def stated(key):
+    """Triplets that state the key references: a key pair as it is, a bare key object related to a non-scene object."""
+    return [(a, b, r) if b is not None else (a, "wall", "near") for a, b, r in key]
 
 
 @st.composite
@@ -149,10 +167,10 @@ def valid_settings(draw, safe_listing=False):
 def test_right_answer_without_references_beats_wrong_answer_with_perfect_ones(key, s, numeric):
     if numeric:
         gt = {"type": "numeric", "answer": 2.6, "task": "depth", "references": [list(r) for r in key]}
-        right, wrong = response((), "2.6"), response(key, "9.9")
+        right, wrong = response((), "2.6"), response(stated(key), "9.9")
     else:
         gt = choice(key)
-        right, wrong = response((), "C"), response(key, "A")
+        right, wrong = response((), "C"), response(stated(key), "A")
     assert score(right, gt, s)["score"] > score(wrong, gt, s)["score"]
 
 
@@ -165,8 +183,8 @@ def test_naming_every_object_scores_below_naming_the_key_references(key, extra, 
     assume(extra)
     assume(len(key) + len(extra) <= s.ref_max_triplets)
     gt = choice(key)
-    exact = score(response(key), gt, s)
-    everything = score(response(list(key) + extra), gt, s)
+    exact = score(response(stated(key)), gt, s)
+    everything = score(response(stated(key) + extra), gt, s)
     if s.ref_weight > 0:
         assert everything["score"] < exact["score"]
     else:
@@ -176,6 +194,7 @@ def test_naming_every_object_scores_below_naming_the_key_references(key, extra, 
 @settings(max_examples=200, deadline=None)
 @given(key_sets, st.lists(triplet, max_size=20), triplet, valid_settings(safe_listing=True))
 def test_adding_a_triplet_that_anchors_nothing_never_pays(key, predicted, junk, s):
+    assume(len(predicted) < s.ref_max_triplets)
     key_names = {n for a, b, _ in key for n in (a, b)}
     assume(not ({junk[0], junk[1]} & key_names))
     gt = choice(key)

@@ -102,6 +102,8 @@ def test_three_step_example_and_relations_are_what_the_scorer_reads():
     system = TEMPLATES["three_step"].system
     example = re.search(r"for example (\[[^\]]+\])", system).group(1)
     assert [(r.obj1, r.obj2, r.relation) for r in parse_reference_triplets(example)] == [("sofa", "ball", "behind")]
+    observer = re.search(r"\(for example (\[[^\]]+\])\)", system).group(1)
+    assert [(r.obj1, r.obj2, r.relation) for r in parse_reference_triplets(observer)] == [("door", "observer", "left")]
     listed = re.search(r"one relation from: ([a-z, ]+)\.", system).group(1).split(", ")
     assert listed == list(RELATIONS)
     assert [normalize_relation(r) for r in listed] == listed

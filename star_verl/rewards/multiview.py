@@ -5,17 +5,18 @@
 - R_ans = `mv_answer_weight` x (1 for the right option letter | SPAR's MRA for a number | mean
   per-component MRA for a view change), from the last `<answer>` block (`star_verl.tasks.multiview`).
 - R_ref (only where the ground truth has `references`; 0 when `ref_weight` is 0): the step-1 triplets of the
-  `<think>` part are matched one-to-one with the K key references (`star_verl.tasks.references`):
+  `<think>` part are matched with the K key references (`star_verl.tasks.references.match_references`):
 
       raw   = (n_exact + ref_pair_credit * n_pair
                - ref_spurious_penalty * n_spurious
-               - ref_under_penalty * max(0, K - n_pred)) / K
+               - ref_under_penalty * max(0, K - n_exact - n_pair - n_spurious)) / K
       R_ref = ref_weight * max(-ref_penalty_cap, raw)          # raw <= 1
 
-  n_exact: key references anchored with the right relation; n_pair: right pair, wrong or missing
-  relation; n_spurious: predicted triplets that anchor no key reference; n_pred: distinct predicted
-  triplets (at most `ref_max_triplets`). The matching maximises raw, so the model always gets the
-  most favourable reading of its triplets.
+  n_exact: key references anchored with the right relation (a bare key object: named); n_pair: right
+  pair, wrong or missing relation; n_spurious: triplets that anchor no key reference. The under
+  term counts the key references the response leaves unnamed: fewer references stated (anchored or
+  spurious) than key references, as TVR's under-prediction penalty counts missing predictions.
+  n_pred (logged): distinct triplets read, at most `ref_max_triplets`.
 
 Guarantees (enforced by `MultiViewRewardSettings`, proven by tests/test_multiview_reward_on_cpu.py):
 - R_ref lies in [-ref_weight * ref_penalty_cap, ref_weight], and ref_weight * (1 + ref_penalty_cap)
@@ -74,11 +75,12 @@ class MultiViewRewardSettings:
 def reference_term(think: str | None, gt_refs, settings: MultiViewRewardSettings) -> dict[str, float]:
     """R_ref and its counts for the `<think>` text against the key references (non-empty)."""
     predicted = parse_reference_triplets(think or "", settings.ref_max_triplets)
-    match = match_references(predicted, gt_refs, exact_value=1.0 + settings.ref_spurious_penalty, pair_value=settings.ref_pair_credit + settings.ref_spurious_penalty)
-    n_gt, n_pred = len(gt_refs), len(predicted)
-    n_spurious = n_pred - match.n_exact - match.n_pair
-    raw = (match.n_exact + settings.ref_pair_credit * match.n_pair - settings.ref_spurious_penalty * n_spurious - settings.ref_under_penalty * max(0, n_gt - n_pred)) / n_gt
-    return {"r_ref": settings.ref_weight * max(-settings.ref_penalty_cap, min(1.0, raw)), "n_pred": n_pred, "n_gt": n_gt, "n_exact": match.n_exact}
+    s = settings
+    match = match_references(predicted, gt_refs, exact_value=1.0 + s.ref_spurious_penalty, pair_value=s.ref_pair_credit + s.ref_spurious_penalty)
+    n_gt = len(gt_refs)
+    unnamed = max(0, n_gt - match.n_exact - match.n_pair - match.n_spurious)
+    raw = (match.n_exact + s.ref_pair_credit * match.n_pair - s.ref_spurious_penalty * match.n_spurious - s.ref_under_penalty * unnamed) / n_gt
+    return {"r_ref": s.ref_weight * max(-s.ref_penalty_cap, min(1.0, raw)), "n_pred": len(predicted), "n_gt": n_gt, "n_exact": match.n_exact}
 
 
 def multiview_reward(data_source: str, solution_str: Any, gt_dict: Mapping[str, Any], settings: MultiViewRewardSettings) -> dict[str, float]:

@@ -50,6 +50,8 @@ OBJECT_SYNONYMS = {
     "couch": "sofa", "settee": "sofa", "television": "tv", "fridge": "refrigerator", "tap": "faucet",
     "bookcase": "bookshelf", "trashcan": "trash can", "garbage can": "trash can", "garbage bin": "trash can",
     "trash bin": "trash can", "waste bin": "trash can", "wastebasket": "trash can", "cellphone": "phone", "telephone": "phone",
+    # the viewer: converters write object-to-camera relations as [object, "observer", relation]
+    "camera": "observer", "viewer": "observer", "me": "observer", "myself": "observer", "i": "observer", "you": "observer",
 }  # fmt: skip
 _ARTICLES = {"a", "an", "the"}
 _IRREGULAR_PLURALS = {"shelves": "shelf", "knives": "knife", "leaves": "leaf", "people": "person", "children": "child", "feet": "foot", "mice": "mouse"}
@@ -199,11 +201,9 @@ EXACT, PAIR = 2, 1  # match tiers: anchored with the right relation (or nothing 
 
 
 def match_tier(pred: Reference, gt: Reference) -> int:
-    """EXACT, PAIR or 0. A bare ground-truth object is anchored (EXACT) by any triplet naming it; a
-    ground-truth pair with unknown relation is EXACT for the right pair."""
-    if gt.obj2 is None:
-        return EXACT if names_match(pred.obj1, gt.obj1) or (pred.obj2 is not None and names_match(pred.obj2, gt.obj1)) else 0
-    if pred.obj2 is None:
+    """EXACT, PAIR or 0 for a key pair (gt.obj2 given); a key pair with unknown relation is EXACT for
+    the right pair. (Bare key objects are matched by name in `match_references`.)"""
+    if pred.obj2 is None or gt.obj2 is None:
         return 0
     if names_match(pred.obj1, gt.obj1) and names_match(pred.obj2, gt.obj2):
         relation = pred.relation
@@ -218,6 +218,7 @@ def match_tier(pred: Reference, gt: Reference) -> int:
 class ReferenceMatch:
     n_exact: int  # key references anchored with the right relation (or with nothing more to get right)
     n_pair: int  # key references anchored by the right pair with a wrong or missing relation
+    n_spurious: int  # predicted triplets that anchor no key reference (see match_references)
     pairs: tuple[tuple[int, int, int], ...] = field(default=())  # (pred index, gt index, tier)
 
 
@@ -255,27 +256,49 @@ def _assign(weights: list[list[float]]) -> list[tuple[int, int]]:
     return [(p[j] - 1, j - 1) for j in range(1, m + 1) if p[j]]
 
 
+def _best(weights: list[list[float]]) -> list[tuple[int, int]]:
+    """`_assign` for any shape: (row, column) pairs of a maximum-weight assignment with weight > 0."""
+    if not weights or not weights[0]:
+        return []
+    if len(weights) <= len(weights[0]):
+        pairs = _assign(weights)
+    else:
+        pairs = [(r, c) for c, r in _assign([list(col) for col in zip(*weights, strict=True)])]
+    return [(r, c) for r, c in pairs if weights[r][c] > 0]
+
+
 def match_references(predicted: Sequence[Reference], key: Sequence[Reference], *, exact_value: float = 1.0, pair_value: float = 0.5) -> ReferenceMatch:
-    """One-to-one matching of predicted to key references that maximises the total value (each key
-    reference anchors at most one prediction and vice versa). `exact_value`/`pair_value` are what a
-    match is worth to the caller (credit plus the spurious penalty it avoids), so the model always gets
-    the most favourable reading of its triplets."""
-    tiers = [[match_tier(p, g) for p in predicted] for g in key]
-    if not any(any(row) for row in tiers):
-        return ReferenceMatch(0, 0)
-    # A tiny tier bonus keeps zero-valued matches (a setting of 0) and prefers exact ones on ties.
-    value = {EXACT: exact_value + 2e-6, PAIR: pair_value + 1e-6, 0: 0.0}
-    weights = [[value[t] for t in row] for row in tiers]
-    transpose = len(key) > len(predicted)
-    if transpose:
-        weights = [list(col) for col in zip(*weights, strict=True)]
-    pairs = []
-    for r, c in _assign(weights):
-        g, p = (c, r) if transpose else (r, c)
-        if tiers[g][p]:
-            pairs.append((p, g, tiers[g][p]))
+    """Match predicted triplets with key references; the model gets the most favourable reading.
+
+    - Key pairs (object 2 given) are matched one-to-one with triplets (Hungarian algorithm on
+      `exact_value` / `pair_value`: what a match is worth to the caller, credit plus the spurious
+      penalty it avoids), so a second triplet about the same pair (a hedged relation) anchors nothing.
+    - Bare key objects are anchored by the objects the triplets name, one-to-one between key objects
+      and (triplet, slot) places, so `[books, bookshelf, front]` anchors both bare key objects "books" and
+      "bookshelf", and a generic "sofa" anchors only one of "black sofa" / "white sofa".
+    - A triplet is spurious when it is matched to no key pair and names no bare key object. A triplet
+      that only repeats an anchored key object is neither credited nor penalised.
+    """
+    pairs: list[tuple[int, int, int]] = []
+    used: set[int] = set()
+    relational = [g for g, ref in enumerate(key) if ref.obj2 is not None]
+    if relational and predicted:
+        tiers = [[match_tier(p, key[g]) for p in predicted] for g in relational]
+        # A tiny tier bonus keeps zero-valued matches (a setting of 0) and prefers exact ones on ties.
+        value = {EXACT: exact_value + 2e-6, PAIR: pair_value + 1e-6, 0: 0.0}
+        for r, c in _best([[value[t] for t in row] for row in tiers]):
+            pairs.append((c, relational[r], tiers[r][c]))
+            used.add(c)
+    bare = [g for g, ref in enumerate(key) if ref.obj2 is None]
+    if bare and predicted:
+        places = [(i, name) for i, p in enumerate(predicted) for name in (p.obj1, p.obj2) if name is not None]
+        names_bare = [[1.0 if names_match(name, key[g].obj1) else 0.0 for _, name in places] for g in bare]
+        for r, c in _best(names_bare):
+            pairs.append((places[c][0], bare[r], EXACT))
+        used.update(i for (i, _), row in zip(places, zip(*names_bare, strict=True), strict=True) if any(row))
     pairs.sort()
-    return ReferenceMatch(sum(t == EXACT for *_, t in pairs), sum(t == PAIR for *_, t in pairs), tuple(pairs))
+    n_exact = sum(t == EXACT for *_, t in pairs)
+    return ReferenceMatch(n_exact, len(pairs) - n_exact, len(predicted) - len(used), tuple(pairs))
 
 
 @dataclass(frozen=True)
