@@ -587,8 +587,7 @@ def image_name(idx: int, stage: str, camera: str) -> str:
 
 
 def _cameras_from_record(record: dict[str, Any]) -> dict[str, Camera]:
-    base = scene_cameras()
-    return {name: Camera.looking_at(record["cameras"][name], _CAMERA_TARGET) for name in base}
+    return {name: Camera.looking_at(np.asarray(record["cameras"][name], np.float64), _CAMERA_TARGET) for name in _CAMERA_AZIMUTH}
 
 
 def render_state(record: dict[str, Any], state: int, camera: str) -> tuple[np.ndarray, np.ndarray]:
@@ -605,7 +604,8 @@ def generate_sample(idx: int, seed: int, config: SyntheticConfig = SyntheticConf
         if objects is None:
             continue
         jitter = rng.uniform(-config.camera_jitter, config.camera_jitter, size=(3, 3))
-        cams = scene_cameras(jitter)
+        # what the record stores (rounded) is exactly what is rendered, so a record re-renders identically
+        cams = {name: Camera.looking_at(np.round(cam.position.astype(np.float64), 4), _CAMERA_TARGET) for name, cam in scene_cameras(jitter).items()}
         key_light = [round(float(v), 4) for v in _unit(np.asarray(_KEY_LIGHT) + rng.uniform(-config.light_jitter, config.light_jitter, 3))]
         initial_image, initial_ids = render(objects, cams[CAMERAS["center"]], key_light=key_light)
         counts = pixel_counts(initial_ids)
