@@ -51,8 +51,8 @@ def per_image_max_pixels(n_images: int, max_pixels: int, total_max_pixels: int |
     return max(FACTOR * FACTOR, min(max_pixels, total_max_pixels // n_images))
 
 
-def resize_to_budget(image: Image.Image, *, min_pixels: int, max_pixels: int) -> Image.Image:
+def resize_to_budget(image: Image.Image, *, min_pixels: int, max_pixels: int, factor: int = FACTOR) -> Image.Image:
     """The image in RGB at its fitted size (unchanged if it already is)."""
     image = image.convert("RGB") if image.mode != "RGB" else image
-    size = fit_size(image.width, image.height, min_pixels=min_pixels, max_pixels=max_pixels)
+    size = fit_size(image.width, image.height, min_pixels=min_pixels, max_pixels=max_pixels, factor=factor)
     return image if size == image.size else image.resize(size, Image.Resampling.BICUBIC)
