@@ -1,0 +1,64 @@
+"""A mixed batch (TVR, MindCube, SPAR numeric, SPAR choice, MMSI) through StarRewardManager inside
+veRL's Ray `RewardLoopManager` on CPU: one key set for every sample, the right score per source."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from star_verl.rewards import REWARD_KEYS, compute_score
+from tests.test_reward_manager_on_cpu import CUSTOM_FN, compose, make_batch, tokenizer  # noqa: F401 (tokenizer: fixture)
+from tests.tvr_fixtures import WORKED_GT, tagged
+
+
+def three_step(triplets: str, answer: str) -> str:
+    return tagged(answer, think=f"Step 1 (per-view reference analysis):\nImage 1: {triplets}\nStep 2: one map.\nStep 3: reasoning.")
+
+
+MINDCUBE_GT = {"type": "choice", "answer": "C", "options": ["A", "B", "C", "D"], "task": "among",
+               "references": [["sofa", "ball", "behind"], ["lamp", "ball", "left"]]}  # fmt: skip
+SPAR_NUMERIC_GT = {"type": "numeric", "answer": 2.6, "task": "depth_prediction_oc_mv", "references": [["books", None, None], ["bookshelf", None, None]]}
+SPAR_CHOICE_GT = {"type": "choice", "answer": "D", "options": ["A", "B", "C", "D"], "task": "obj_spatial_relation_oc_mv",
+                  "references": [["sink", "observer", "right"], ["sink", "observer", "below"], ["sink", "observer", "front"]]}  # fmt: skip
+MMSI_GT = {"type": "choice", "answer": "A", "options": ["A", "B", "C", "D"], "task": "Positional Relationship (Cam.-Obj.)"}
+
+# A multi-view sample first: veRL takes the key set of the first sample for the whole batch.
+CASES = [
+    ("mindcube", three_step("[sofa, ball, behind], [ball, lamp, right]", "C"), json.dumps(MINDCUBE_GT)),
+    ("tvr", tagged("2.color.cyan, 4.color.brown"), json.dumps(WORKED_GT)),
+    ("spar", three_step("[books, bookshelf, front]", "2.0 meters"), json.dumps(SPAR_NUMERIC_GT)),
+    ("spar", three_step("[sink, observer, right], [sink, camera, below]", "D"), json.dumps(SPAR_CHOICE_GT)),
+    ("mmsi", three_step("[lamp, observer, left]", "B"), json.dumps(MMSI_GT)),
+]
+# Hand-computed with the default settings (README, multi-view reward):
+# mindcube: format 1 + answer 1 + R_ref 0.5 x (2 exact / 2)                           = 2.5
+# tvr:      format 1 + 2 exact x 5                                                      = 11.0
+# spar num: format 1 + MRA(2.0 vs 2.6) 0.6 + 0.5 x (both bare objects anchored) 2/2     = 2.1
+# spar mc:  format 1 + answer 1 + 0.5 x (2 exact - 0.5 x 1 unnamed) / 3                 = 2.25
+# mmsi:     format 1 + wrong answer 0, no references                                    = 1.0
+EXPECTED = [2.5, 11.0, 2.1, 2.25, 1.0]
+HAS_REF = [1.0, 0.0, 1.0, 1.0, 0.0]
+
+
+def test_hand_computed_scores_match_compute_score():
+    got = [compute_score(ds, resp, gt) for ds, resp, gt in CASES]
+    assert [g["score"] for g in got] == pytest.approx(EXPECTED)
+    assert [g["has_ref"] for g in got] == HAS_REF
+    assert all(list(g) == list(REWARD_KEYS) for g in got)
+
+
+def test_mixed_batch_through_rays_reward_loop_manager(ray_local, tiny_qwen25vl, tokenizer):  # noqa: F811
+    from verl.experimental.reward_loop.reward_loop import RewardLoopManager
+
+    manager = RewardLoopManager(compose(tiny_qwen25vl, *CUSTOM_FN))
+    batch = make_batch(tokenizer, CASES, prompt="Answer the spatial question.")
+    out = manager.compute_rm_score(batch)
+    assert out.meta_info["reward_extra_keys"] == list(REWARD_KEYS)
+    assert out.batch["rm_scores"].sum(-1).tolist() == pytest.approx(EXPECTED)
+    want = [compute_score(ds, resp, gt) for ds, resp, gt in CASES]
+    for key in REWARD_KEYS:
+        assert len(out.non_tensor_batch[key]) == len(CASES), key
+        assert out.non_tensor_batch[key].tolist() == pytest.approx([w[key] for w in want]), key
+    assert out.non_tensor_batch["has_ref"].tolist() == HAS_REF
+    assert out.non_tensor_batch["r_pos"].tolist() == [0.0, 10.0, 0.0, 0.0, 0.0]  # TVR's term only for TVR
