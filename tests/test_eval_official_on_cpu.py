@@ -159,7 +159,8 @@ def test_harness_text():
     response = "<think>A chair</think><answer>`C`</answer>"
     assert official.harness_text("mindcube", response) == response
     assert official.harness_text("mmsi", response) == "`C`"
-    assert official.harness_text("spar", "<think>reason</think> B") == " B"
+    assert official.harness_text("spar", "<think>reason</think> B") == "B"
+    assert official.harness_text("spar", "<answer>\n c \n</answer>") == "c"
     assert official.harness_text("spar", "<answer></answer>") == ""
 
 

@@ -44,15 +44,16 @@ def harness_text(benchmark_family: str, response: object) -> str:
     - SPAR-Bench and MMSI-Bench ask for a bare letter or number. Their harnesses (lmms-eval >= 0.7,
       VLMEvalKit) drop `<think>` blocks before scoring; a STAR-R1-format model puts its answer in
       `<answer>` tags, so the scorer gets the content of the last `<answer>...</answer>` block when
-      there is one, else the response without its `<think>` blocks.
+      there is one, else the response without its `<think>` blocks; surrounding white space removed
+      (`<answer>\nB\n</answer>` is "B"), as reasoning-tag strippers do.
     """
     text = as_text(response)
     if benchmark_family == "mindcube":
         return text
     answer = last_answer(text)
     if answer is not None:
-        return answer
-    return _THINK_BLOCK.sub("", text)
+        return answer.strip()
+    return _THINK_BLOCK.sub("", text).strip()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -148,7 +149,8 @@ def mindcube_aggregate(rows: Iterable[tuple[str, bool]]) -> dict:
         counts.setdefault(setting, [0, 0])
         counts[setting][0] += 1
         counts[setting][1] += int(bool(correct))
-    settings = {s: {"n": n, "correct": c, "accuracy": 100.0 * c / n} for s, (n, c) in counts.items() if n}
+    order = [s for s in ("rotation", "around", "among", "translation", "other") if s in counts] + [s for s in counts if s not in MINDCUBE_SETTINGS]
+    settings = {s: {"n": counts[s][0], "correct": counts[s][1], "accuracy": 100.0 * counts[s][1] / counts[s][0]} for s in order if counts[s][0]}
     n_all = sum(n for s, (n, _) in counts.items() if s not in MINDCUBE_EXCLUDED_FROM_OVERALL)
     c_all = sum(c for s, (_, c) in counts.items() if s not in MINDCUBE_EXCLUDED_FROM_OVERALL)
     return {"overall": 100.0 * c_all / n_all if n_all else None, "n_overall": n_all, "correct_overall": c_all, "settings": settings}

@@ -13,7 +13,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-from star_verl.eval.official import SPAR_LEVELS  # noqa: E402
+from star_verl.eval.official import MINDCUBE_EXCLUDED_FROM_OVERALL, SPAR_LEVELS  # noqa: E402
 
 LEVEL_COLORS = {"low": "#4C72B0", "middle": "#DD8452", "high": "#55A868"}
 PAPER_COLOR = "#BBBBBB"
@@ -75,7 +75,8 @@ def _hbar_figure(title: str, labels: Sequence[str], values: Sequence[float], col
 
 
 def mindcube_figure(name: str, block: Mapping[str, Any], path: Path):
-    labels = [f"{s} (n={v['n']})" for s, v in block["settings"].items()] + [f"overall (n={block['n_overall']})"]
+    excluded = ", not in overall"
+    labels = [f"{s} (n={v['n']}{excluded if s in MINDCUBE_EXCLUDED_FROM_OVERALL else ''})" for s, v in block["settings"].items()] + [f"overall (n={block['n_overall']})"]
     values = [v["accuracy"] for v in block["settings"].values()] + [block["overall"] or 0.0]
     colors = ["#4C72B0"] * (len(labels) - 1) + ["#333333"]
     return _hbar_figure(f"{name}: accuracy per setting", labels, values, colors, path, "accuracy (%)")
