@@ -51,7 +51,7 @@ class MultiViewRewardSettings:
     ref_weight: float = 0.5  # scale of R_ref; 0 turns the reference term off (the paper's ablation)
     ref_pair_credit: float = 0.5  # credit for the right object pair with a wrong or missing relation (right relation: 1)
     ref_spurious_penalty: float = 0.5  # per predicted triplet that anchors no key reference
-    ref_under_penalty: float = 0.5  # per key reference missing from the count when fewer triplets than key references are named
+    ref_under_penalty: float = 0.5  # per key reference left unnamed: K minus the references stated (anchored or spurious)
     ref_penalty_cap: float = 0.5  # R_ref >= -ref_weight * ref_penalty_cap
     ref_max_triplets: int = 64  # distinct step-1 triplets read per response (bounds work and credit)
 
