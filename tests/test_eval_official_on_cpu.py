@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from star_verl.eval import official
 from star_verl.eval.scoring import PROTOCOLS, Sample, score_sample
 from star_verl.tasks.numeric import MRA_THRESHOLDS
+from tests.tvr_fixtures import tvr_gt
 
 VCI_GT = "move_right:1.6,move_down:0,move_backward:0,rotate_up:15,rotate_left:75"
 
@@ -195,7 +196,10 @@ def test_official_versus_strict(sample, official_score, strict_score):
     assert score_sample(sample, "strict").score == pytest.approx(strict_score)
 
 
-_ODD = st.one_of(st.text(max_size=300), st.sampled_from(["", "<answer>", "</answer><answer>", "<think><answer>A</answer>", "move_right:", "{", "``", "\x00", "1e999"]))
+_ODD = st.one_of(
+    st.text(max_size=300),
+    st.sampled_from(["", "<answer>", "</answer><answer>", "<think><answer>A</answer>", "move_right:", "{", "``", "\x00", "1e999", "<answer>99999999999.color.red, 0.position.left.3</answer>"]),
+)
 
 
 @settings(max_examples=150, deadline=None)
@@ -208,6 +212,7 @@ def test_scoring_never_raises_on_model_output(text, protocol):
         _mv("spar", "view_change_infer", text, VCI_GT, "view_change"),
         _mv("spar", "obj_spatial_relation_oo", text, "A"),
         _mv("mmsi", "MSR", text, "D"),
+        Sample(1, "t", "tvr", "tvr", text, tvr_gt([(0, "color", "cyan")], view="left"), {}),
     ]
     for sample in samples:
         result = score_sample(sample, protocol)
