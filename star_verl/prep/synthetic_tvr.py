@@ -22,7 +22,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,17 +196,28 @@ class _Batch:
 
     def __init__(self, O: np.ndarray, D: np.ndarray):
         self.O, self.D = O, D
-        self.OD = _dot(O, D)
-        self.OO = _dot(O, O)
         self.n = D.shape[1]
+        self._od: np.ndarray | None = None
+
+    @property
+    def OD(self) -> np.ndarray:
+        if self._od is None:  # computed on first use: screen-space culling never needs it
+            self._od = _dot(self.O, self.D)
+        return self._od
+
+    @property
+    def OO(self) -> np.ndarray:
+        return _dot(self.O, self.O)
 
 
-def _hit_one(scene: SceneArrays, k: int, batch: _Batch) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Rays of the batch hitting object k: (ray indices, distances, unit normals (3,m))."""
-    c = scene.center[k]
-    b = batch.OD - _dot(batch.D, c)  # (O - c) . D
-    cc = batch.OO - 2.0 * _dot(batch.O, c) + float(c @ c) - (scene.bound[k] * 1.02) ** 2
-    cand = np.nonzero(b * b > cc)[0]
+def _hit_one(scene: SceneArrays, k: int, batch: _Batch, cand: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rays of the batch hitting object k: (ray indices, distances, unit normals (3,m)). `cand`: the
+    rays that may hit it (default: those passing through its bounding sphere)."""
+    if cand is None:
+        c = scene.center[k]
+        b = batch.OD - _dot(batch.D, c)  # (O - c) . D
+        cc = batch.OO - 2.0 * _dot(batch.O, c) + float(c @ c) - (scene.bound[k] * 1.02) ** 2  # |O - c|^2 - R^2
+        cand = np.nonzero(b * b > cc)[0]
     ok, t, n = _hit_exact(scene, k, _take(batch.O, cand), batch.D[:, cand])
     return cand[ok], t, n
 
@@ -279,8 +290,9 @@ def _hit_exact(scene: SceneArrays, k: int, O: np.ndarray, d: np.ndarray) -> tupl
     return cand[ok], t.astype(_F), n.astype(_F)
 
 
-def _nearest(scene: SceneArrays, batch: _Batch, skip: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest hit per ray: (distance, object slot or -1 for the ground or -2 for the sky, normal (3,n))."""
+def _nearest(scene: SceneArrays, batch: _Batch, skip: np.ndarray | None = None, candidates: Callable[[int], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Nearest hit per ray: (distance, object slot or -1 for the ground or -2 for the sky, normal (3,n)).
+    `candidates(k)`: the rays that may hit object k (default: a bounding-sphere test)."""
     D, n = batch.D, batch.n
     best = np.full(n, np.inf, _F)
     slot = np.full(n, -2, np.int32)
@@ -293,7 +305,7 @@ def _nearest(scene: SceneArrays, batch: _Batch, skip: np.ndarray | None = None) 
     slot[ground] = -1
     normal[2, ground] = 1.0
     for k in range(len(scene)):
-        idx, t, nrm = _hit_one(scene, k, batch)
+        idx, t, nrm = _hit_one(scene, k, batch, None if candidates is None else candidates(k))
         keep = t < best[idx]
         if skip is not None:
             keep &= skip[idx] != k
@@ -304,20 +316,25 @@ def _nearest(scene: SceneArrays, batch: _Batch, skip: np.ndarray | None = None) 
     return best, slot, normal
 
 
-def _shadow(scene: SceneArrays, P: np.ndarray, L: np.ndarray) -> np.ndarray:
-    """Light reaching points P (3,n) from direction L: 1 lit, 0 blocked; glass lets 60% through."""
+def _shadow(scene: SceneArrays, P: np.ndarray, L: np.ndarray, candidates: Callable[[int], np.ndarray] | None = None) -> np.ndarray:
+    """Light reaching points P (3,n) from direction L: 1 lit, 0 blocked; glass lets 60% through.
+    `candidates(k)`: the points that may lie in object k's shadow (default: a test in the plane
+    perpendicular to L, where all shadow rays are parallel)."""
     light = np.ones(P.shape[1], _F)
     if P.shape[1] == 0 or len(scene) == 0:
         return light
-    # All shadow rays are parallel: cull in the plane perpendicular to L (two coordinates per point).
-    e1 = _unit(np.cross(L, (0.0, 1.0, 0.0)))
-    e2 = _unit(np.cross(L, e1))
-    u, v = _dot(P, e1), _dot(P, e2)
+    if candidates is None:
+        e1 = _unit(np.cross(L, (0.0, 1.0, 0.0)))
+        e2 = _unit(np.cross(L, e1))
+        u, v = _dot(P, e1), _dot(P, e2)
     for k in range(len(scene)):
-        c = scene.center[k]
-        du, dv = u - float(c @ e1), v - float(c @ e2)
-        r = scene.bound[k] * 1.02
-        cand = np.nonzero(du * du + dv * dv < r * r)[0]
+        if candidates is None:
+            c = scene.center[k]
+            du, dv = u - float(c @ e1), v - float(c @ e2)
+            r = scene.bound[k] * 1.02
+            cand = np.nonzero(du * du + dv * dv < r * r)[0]
+        else:
+            cand = candidates(k)
         ok, _, _ = _hit_exact(scene, k, P[:, cand], np.broadcast_to(L[:, None], (3, cand.size)))
         light[cand[ok]] *= 0.6 if scene.material[k] == 2 else 0.0
     return light
@@ -369,24 +386,34 @@ def _refract(D: np.ndarray, N: np.ndarray, eta: float) -> np.ndarray:
     return _normalize(np.where(k < 0, _reflect(D, N), out))
 
 
-def _trace(scene: SceneArrays, O: np.ndarray, D: np.ndarray, key_dir: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Shaded linear colors (3,n) and hit slots (n,) of camera rays from one origin O (3,)."""
-    t, slot, N = _nearest(scene, _Batch(O, D))
-    color = _environment(D, key_dir)
+def _trace(scene: SceneArrays, O: np.ndarray, D: np.ndarray, key_dir: np.ndarray, candidates: Callable[[int], np.ndarray] | None = None, shadow_candidates: Callable[[int], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Shaded linear colors (3,n) and hit slots (n,) of camera rays from one origin O (3,).
+    `candidates` / `shadow_candidates`: per object, the rays that may hit it / its shadow."""
+    t, slot, N = _nearest(scene, _Batch(O, D), candidates=candidates)
+    color = np.empty_like(D)
+    miss = np.nonzero(slot == -2)[0]
+    color[:, miss] = _environment(D[:, miss], key_dir)
     hit = np.nonzero(slot >= -1)[0]
-    P = O[:, None] + t[hit] * D[:, hit]
-    Nh = N[:, hit]
-    shadow = _shadow(scene, P + Nh * (_EPS * 4), key_dir)
-    sh = slot[hit]
+    if hit.size == slot.size:  # every ray hits something (the usual camera view): no gathers
+        hit, P, Nh, sh, th = slice(None), O[:, None] + t * D, N, slot, t
+    else:
+        th = t[hit]
+        P, Nh, sh = O[:, None] + th * D[:, hit], N[:, hit], slot[hit]
+        shadow_candidates = None  # they index all rays, the points are a subset
+    ray_idx = np.arange(slot.size)[hit]
+    shadow = _shadow(scene, P + Nh * (_EPS * 4), key_dir, shadow_candidates)
 
-    g = sh == -1
-    fade = np.clip(1.0 - (t[hit][g] - 8.0) / 40.0, 0.75, 1.0)  # a faint falloff towards the horizon
-    color[:, hit[g]] = _GROUND_ALBEDO * _diffuse_light(Nh[:, g], key_dir, shadow[g]) * fade
+    # The ground's normal is +Z everywhere: its light is ambient + fills + the key where unshadowed.
+    g = np.nonzero(sh == -1)[0]
+    up = np.array([0.0, 0.0, 1.0], _F)
+    ground_light = _diffuse_light(up[:, None], key_dir, shadow[g])
+    fade = np.clip(1.0 - (th[g] - 8.0) / 40.0, 0.75, 1.0)  # a faint falloff towards the horizon
+    color[:, ray_idx[g]] = _GROUND_ALBEDO * ground_light * fade
 
     o = np.nonzero(sh >= 0)[0]
     if o.size:
         s = sh[o]
-        Do, No, Po, so = D[:, hit[o]], Nh[:, o], P[:, o], shadow[o]
+        Do, No, Po, so = D[:, ray_idx[o]], Nh[:, o], P[:, o], shadow[o]
         albedo = scene.albedo[s].T
         mat = scene.material[s]
         diffuse = _diffuse_light(No, key_dir, so)
@@ -420,7 +447,7 @@ def _trace(scene: SceneArrays, O: np.ndarray, D: np.ndarray, key_dir: np.ndarray
             # darker towards the silhouette (light travels further through the glass there)
             body = (0.95 * behind * tint + 0.12 * albedo[:, gl] * diffuse[gl]) * (0.45 + 0.55 * cosv[gl])
             out[:, gl] = body * (1 - fres) + refl * fres * 0.8 + spec
-        color[:, hit[o]] = out
+        color[:, ray_idx[o]] = out
     return color, slot
 
 
@@ -439,11 +466,57 @@ def _pixel_grid(camera: Camera) -> tuple[np.ndarray, np.ndarray]:
     return px.ravel(), py.ravel()
 
 
+def _screen_boxes(scene: SceneArrays, camera: Camera, shadow_dir: np.ndarray | None = None) -> list[tuple[float, float, float, float]]:
+    """Each object's bounding box in the image (x0, x1, y0, y1, pixels), from its bounding sphere;
+    with `shadow_dir`, the box of its shadow volume (the sphere swept away from the light down to
+    the ground: it holds every point the object can shade)."""
+    corners = np.array([[sx, sy, sz] for sx in (-1, 1) for sy in (-1, 1) for sz in (-1, 1)], _F)
+    boxes = []
+    for k in range(len(scene)):
+        c, r = scene.center[k], scene.bound[k] * 1.02
+        pts = c + corners * r
+        if shadow_dir is not None:
+            reach = r / max(float(shadow_dir[2]), 0.05)  # the footprint stretches by 1 / sin(elevation)
+            foot = c - shadow_dir * (c[2] / max(float(shadow_dir[2]), 0.05))
+            pts = np.concatenate([pts, foot + corners * np.array([reach, reach, 0.0], _F)])
+        p = camera.project(pts)
+        boxes.append((float(p[:, 0].min()), float(p[:, 0].max()), float(p[:, 1].min()), float(p[:, 1].max())))
+    return boxes
+
+
+def _grid_candidates(scene: SceneArrays, camera: Camera, shadow_dir: np.ndarray | None = None) -> Callable[[int], np.ndarray]:
+    """Candidate rays of the full pixel grid (pixel centres, row-major): the pixels in the object's
+    screen box (or its shadow volume's), found without touching the other pixels."""
+    boxes = _screen_boxes(scene, camera, shadow_dir)
+    w, h = camera.width, camera.height
+
+    def cand(k: int) -> np.ndarray:
+        x0, x1, y0, y1 = boxes[k]
+        c0, c1 = max(0, math.floor(x0)), min(w - 1, math.ceil(x1))
+        r0, r1 = max(0, math.floor(y0)), min(h - 1, math.ceil(y1))
+        if c0 > c1 or r0 > r1:
+            return np.zeros(0, np.intp)
+        return (np.arange(r0, r1 + 1)[:, None] * w + np.arange(c0, c1 + 1)[None, :]).ravel()
+
+    return cand
+
+
+def _point_candidates(scene: SceneArrays, camera: Camera, px: np.ndarray, py: np.ndarray) -> Callable[[int], np.ndarray]:
+    """Candidate rays through arbitrary image points: those inside the object's screen box."""
+    boxes = _screen_boxes(scene, camera)
+
+    def cand(k: int) -> np.ndarray:
+        x0, x1, y0, y1 = boxes[k]
+        return np.nonzero((px >= x0 - 1) & (px <= x1 + 1) & (py >= y0 - 1) & (py <= y1 + 1))[0]
+
+    return cand
+
+
 def object_ids(objects: Sequence[dict[str, Any]], camera: Camera) -> np.ndarray:
     """(H, W) TRANCE index of the object seen at each pixel centre, -1 for the ground / sky."""
     scene = SceneArrays.from_objects(objects)
     px, py = _pixel_grid(camera)
-    _, slot, _ = _nearest(scene, _Batch(camera.position, camera.rays(px + 0.5, py + 0.5)))
+    _, slot, _ = _nearest(scene, _Batch(camera.position, camera.rays(px + 0.5, py + 0.5)), candidates=_grid_candidates(scene, camera))
     return _slots_to_ids(scene, slot).reshape(camera.height, camera.width)
 
 
@@ -466,7 +539,7 @@ def render(objects: Sequence[dict[str, Any]], camera: Camera, *, key_light: Sequ
     key_dir = _unit(key_light)
     h, w = camera.height, camera.width
     px, py = _pixel_grid(camera)
-    color, slot = _trace(scene, camera.position, camera.rays(px + 0.5, py + 0.5), key_dir)
+    color, slot = _trace(scene, camera.position, camera.rays(px + 0.5, py + 0.5), key_dir, _grid_candidates(scene, camera), _grid_candidates(scene, camera, key_dir))
     # Anti-alias silhouettes and shadow edges: 4 subsamples where the hit changes between neighbours.
     s = slot.reshape(h, w)
     edge = np.zeros((h, w), bool)
@@ -479,7 +552,7 @@ def render(objects: Sequence[dict[str, Any]], camera: Camera, *, key_light: Sequ
     if e.size:
         sub_x = (px[e][:, None] + _AA_OFFSETS[None, :, 0]).ravel()
         sub_y = (py[e][:, None] + _AA_OFFSETS[None, :, 1]).ravel()
-        sub, _ = _trace(scene, camera.position, camera.rays(sub_x, sub_y), key_dir)
+        sub, _ = _trace(scene, camera.position, camera.rays(sub_x, sub_y), key_dir, _point_candidates(scene, camera, sub_x, sub_y))
         color[:, e] = sub.reshape(3, -1, len(_AA_OFFSETS)).mean(axis=2)
     image = _to_srgb8(color).T.reshape(h, w, 3)
     return image, _slots_to_ids(scene, slot).reshape(h, w)
