@@ -271,3 +271,15 @@ def test_cli_score_prints_headline(tmp_path, capsys):
     assert cli.main(["score", str(path), "--out", str(tmp_path / "o"), "--protocol", "strict"]) == 0
     out = capsys.readouterr().out
     assert "tvr [strict] n=5: TAcc 55.56" in out and "mmsi [strict] n=4: overall 25.00" in out
+
+
+def test_per_split_headlines(tmp_path):
+    lines = generations()[:5]  # the TVR lines: split "test"
+    lines[3] = {**lines[3], "extra_info": {**lines[3]["extra_info"], "split": "val"}}  # the left-view sample (right)
+    lines[2] = {**lines[2], "extra_info": {**lines[2]["extra_info"], "split": "val"}}  # a center sample (wrong)
+    metrics = score_file(_write(tmp_path / "g.jsonl", lines), tmp_path / "o")
+    splits = metrics["benchmarks"]["tvr"]["splits"]
+    assert {k: v["n"] for k, v in splits.items()} == {"test": 3, "val": 2}
+    assert splits["test"]["headline"]["TAcc"] == pytest.approx((100.0 + 0.0) / 2)  # center 2/2, right 0/1; no left view
+    assert splits["val"]["headline"]["TAcc"] == pytest.approx((0.0 + 100.0) / 2)  # center 0/1, left 1/1
+    assert "Per split:" in (tmp_path / "o" / "metrics.md").read_text()

@@ -315,22 +315,31 @@ def aggregate_mmsi(rows: list[Scored]) -> dict[str, Any]:
     return {"family": "mmsi", "unit": "percent", "headline": {"overall": overall}, "overall": overall, "categories": categories, "format": _format_stats(rows)}
 
 
+def _aggregate_family(rows: list[Scored], protocol: str) -> dict[str, Any]:
+    family = rows[0].sample.family
+    if family == "tvr":
+        return aggregate_tvr(rows)
+    if family == "mindcube":
+        return aggregate_mindcube(rows)
+    if family == "spar":
+        return aggregate_spar(rows, protocol)
+    return aggregate_mmsi(rows)
+
+
 def aggregate(scored: list[Scored], protocol: str) -> dict[str, dict[str, Any]]:
-    """metrics.json's `benchmarks`: one block per benchmark, in first-seen order."""
+    """metrics.json's `benchmarks`: one block per benchmark, in first-seen order, each with the
+    headline of every split it holds (`splits`; "unknown" for lines without extra_info.split)."""
     groups: dict[str, list[Scored]] = {}
     for r in scored:
         groups.setdefault(r.sample.benchmark, []).append(r)
     out = {}
     for bench, rows in groups.items():
-        family = rows[0].sample.family
-        if family == "tvr":
-            out[bench] = aggregate_tvr(rows)
-        elif family == "mindcube":
-            out[bench] = aggregate_mindcube(rows)
-        elif family == "spar":
-            out[bench] = aggregate_spar(rows, protocol)
-        else:
-            out[bench] = aggregate_mmsi(rows)
+        block = _aggregate_family(rows, protocol)
+        by_split: dict[str, list[Scored]] = {}
+        for r in rows:
+            by_split.setdefault(str(r.sample.extra_info.get("split") or "unknown"), []).append(r)
+        block["splits"] = {split: {"n": len(sub), "headline": _aggregate_family(sub, protocol)["headline"]} for split, sub in by_split.items()}
+        out[bench] = block
     return out
 
 

@@ -71,4 +71,7 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
     for name, block in metrics["benchmarks"].items():
         f = block["format"]
         parts += [f"## {name}", "", SECTIONS[block["family"]](block), "", f"Well-formed `<think><answer>` responses: {fmt(f['well_formed'])}% of {f['n']}.", ""]
+        if len(block["splits"]) > 1:
+            rows = [[split, v["n"], ", ".join(f"{k} {fmt(x)}" for k, x in v["headline"].items())] for split, v in block["splits"].items()]
+            parts += ["Per split:", "", table(["split", "n", "headline"], rows, labels=1), ""]
     return "\n".join(parts)
