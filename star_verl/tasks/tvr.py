@@ -47,6 +47,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, NamedTuple
 
 from star_verl.tasks.tags import TaggedResponse, as_text, parse_tags
@@ -111,6 +112,19 @@ class TVRGroundTruth:
     view: str
     task: str
 
+    @cached_property
+    def initial(self) -> tuple[dict[str, Any], ...]:
+        """The initial objects as the evaluator's state dicts (shared, never mutated: copy on write)."""
+        return tuple({"color": o.color, "material": o.material, "shape": o.shape, "size": o.size, "position": o.position} for o in self.objects)
+
+    @cached_property
+    def final(self) -> "_State":
+        """The final state: the ground-truth transformations applied to the initial objects."""
+        state = _State(self.initial)
+        for t in self.transformations:
+            state.apply(Triplet(t.obj_idx, t.attr, t.val))
+        return state
+
 
 # ---------------------------------------------------------------- ground truth
 
@@ -129,19 +143,23 @@ def _value_text(attr: str, value: Any, where: str) -> str:
     return value
 
 
+def _number(p: Any) -> bool:
+    return (type(p) is int or type(p) is float) and math.isfinite(p)
+
+
 def _parse_object(i: int, obj: Any) -> TVRObject:
     where = f"objects[{i}]"
     if not isinstance(obj, Mapping):
         raise TypeError(f"{where} must be an object, got {type(obj).__name__}")
-    values = {}
     for attr in ATTRIBUTES:
         if attr not in obj:
             raise KeyError(f"{where} has no {attr!r}")
-        values[attr] = _value_text(attr, obj[attr], where)
+        if obj[attr] not in VOCAB[attr]:
+            _value_text(attr, obj[attr], where)  # raises with the vocabulary
     pos = obj.get("position")
-    if not (isinstance(pos, (list, tuple)) and len(pos) == 2 and all(isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) for p in pos)):
+    if not (isinstance(pos, (list, tuple)) and len(pos) == 2 and _number(pos[0]) and _number(pos[1])):
         raise ValueError(f"{where}: position must be [x, y] numbers, got {pos!r}")
-    return TVRObject(position=(float(pos[0]), float(pos[1])), **values)
+    return TVRObject(obj["color"], obj["material"], obj["shape"], obj["size"], (float(pos[0]), float(pos[1])))
 
 
 def parse_tvr_ground_truth(gt: Mapping[str, Any]) -> TVRGroundTruth:
@@ -273,10 +291,11 @@ def match_triplets(pred: Sequence[Triplet], gt: Sequence[TVRTransformation], tie
 
 
 class _State:
-    """Objects as TVR's evaluator holds them: attributes plus integer grid positions."""
+    """Objects as TVR's evaluator holds them: attributes plus grid positions. Copy on write: an
+    object no step touched is the very dict of the initial state (the distance skips it fast)."""
 
-    def __init__(self, objects: Sequence[TVRObject]):
-        self.objs = [{"color": o.color, "material": o.material, "shape": o.shape, "size": o.size, "position": o.position} for o in objects]
+    def __init__(self, initial: Sequence[dict[str, Any]]):
+        self.objs = list(initial)
 
     def valid(self, t: Triplet) -> bool:
         if not 0 <= t.obj_idx < len(self.objs):
@@ -285,7 +304,7 @@ class _State:
 
     def apply(self, t: Triplet) -> tuple[bool, bool]:
         """Apply one valid step; (overlap error, invalid position error) as TVR's transform_step."""
-        obj = self.objs[t.obj_idx]
+        obj = self.objs[t.obj_idx] = dict(self.objs[t.obj_idx])
         if t.attr == "position":
             direction, step = t.val.split(".")
             dx, dy = DIRECTIONS[direction]
@@ -319,24 +338,20 @@ def _distance(pred: _State, target: _State) -> int:
     """TVR's compute_diff: differing attributes over all objects; position per visibility rule."""
     n = 0
     for p, t in zip(pred.objs, target.objs):
+        vis_t = _visibility(t["position"])
+        if p is t:  # untouched in both: only an invalid position differs (TVR never equates those)
+            n += vis_t == "invalid"
+            continue
         n += sum(p[a] != t[a] for a in ATTRIBUTES)
-        vis_t, vis_p = _visibility(t["position"]), _visibility(p["position"])
         same = all(abs(a - b) < _EPS for a, b in zip(p["position"], t["position"]))
-        pos_equal = (vis_t == "visible" and same) or (vis_t == "invisible" and vis_p == "invisible")
+        pos_equal = (vis_t == "visible" and same) or (vis_t == "invisible" and _visibility(p["position"]) == "invisible")
         n += not pos_equal
     return n
 
 
-def final_state(gt: TVRGroundTruth) -> _State:
-    state = _State(gt.objects)
-    for t in gt.transformations:
-        state.apply(Triplet(t.obj_idx, t.attr, t.val))
-    return state
-
-
 def apply_prediction(pred: Iterable[Triplet], gt: TVRGroundTruth) -> dict[str, Any]:
     """Apply the prediction in order to the initial objects; distance to the final state and errors."""
-    state = _State(gt.objects)
+    state = _State(gt.initial)
     overlap = out = invalid = False
     for t in pred:
         if not state.valid(t):
@@ -345,7 +360,7 @@ def apply_prediction(pred: Iterable[Triplet], gt: TVRGroundTruth) -> dict[str, A
         o, e = state.apply(t)
         overlap |= o
         out |= e
-    return {"diff": _distance(state, final_state(gt)), "err_overlap": overlap, "err_out": out, "err_item": invalid}
+    return {"diff": _distance(state, gt.final), "err_overlap": overlap, "err_out": out, "err_item": invalid}
 
 
 METRIC_KEYS = ("strict", "loose", "diff", "ndiff", "obj_acc", "attr_acc", "val_acc", "step_diff", "err_overlap", "err_invalid")
