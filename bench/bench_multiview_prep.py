@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""Conversion time and output size of the multi-view converter on a MindCube-shaped fixture
+(default: 20k questions over about 3k images, ~22 questions per image group, as in MindCube),
+against the floor: decoding, resizing and encoding each unique image once, and storing its bytes once.
+
+    python bench/bench_multiview_prep.py [--questions 20000] [--images 3000] [--size 640x480]
+
+Prints both ratios (time / floor time, size / floor size); near 1 means the work follows the unique
+images, not the questions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.multiview_fixtures
+
+from star_verl.prep.multiview import DEFAULT_MAX_PIXELS, BuildOptions, ImageCache, ImageRef, build  # noqa: E402
+from tests.multiview_fixtures import write_mindcube_fixture  # noqa: E402
+
+IMAGES_PER_GROUP = 3.3  # images a group's questions use: among 4, around 3, rotation 2-4 (fixture's round robin)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--questions", type=int, default=20000)
+    p.add_argument("--images", type=int, default=3000)
+    p.add_argument("--size", default="640x480", help="WxH of the generated images")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    p.add_argument("--workdir", type=Path, help="where to write the fixture and the output (default: a temporary folder)")
+    ns = p.parse_args(argv)
+    size = tuple(int(v) for v in ns.size.lower().split("x"))
+    with tempfile.TemporaryDirectory() as tmp:
+        work = ns.workdir or Path(tmp)
+        t0 = time.perf_counter()
+        data = write_mindcube_fixture(work / "mc", ns.questions, n_groups=max(3, round(ns.images / IMAGES_PER_GROUP)), n_tiny=0, image_size=size)
+        train = data / "raw" / "MindCube_train.jsonl"
+        n_questions = sum(1 for _ in train.open())
+        print(f"fixture: {n_questions} questions in {time.perf_counter() - t0:.1f} s")
+
+        # the floor: every unique image decoded, resized and encoded once; its bytes stored once
+        paths = sorted({p for line in train.open() for p in json.loads(line)["images"]})
+        cache = ImageCache(max_pixels=ns.max_pixels)
+        t0, c0 = time.perf_counter(), time.process_time()
+        encoded = [cache.entry(ImageRef(p, path=data / p), p)[0]["bytes"] for p in paths]
+        floor_s, floor_cpu = time.perf_counter() - t0, time.process_time() - c0
+        # stored once: one parquet row per unique image, with the converter's compression
+        floor_file = work / "floor.parquet"
+        pq.write_table(pa.table({"bytes": pa.array(encoded, pa.binary())}), floor_file, compression="zstd")
+        floor_bytes = floor_file.stat().st_size
+
+        out = work / "out"
+        t0, c0 = time.perf_counter(), time.process_time()
+        summary = build(BuildOptions(out=out, mindcube=data, rl_samples=n_questions, val_samples=0, sft_pool=0, max_pixels=ns.max_pixels, overwrite=True, progress=False))
+        convert_s, convert_cpu = time.perf_counter() - t0, time.process_time() - c0
+        st = summary["splits"]["train"]
+        print(f"unique images: {len(paths)}; image references: {st.image_refs}; rows: {st.rows}")
+        raw = sum(map(len, encoded))
+        print(f"floor:      {floor_s:7.2f} s  {floor_bytes / 2**20:8.1f} MiB  (each unique image encoded once; stored once: {raw / 2**20:.1f} MiB of JPEG, zstd in parquet)")
+        print(f"conversion: {convert_s:7.2f} s  {st.bytes / 2**20:8.1f} MiB  (one copy per reference would be {st.image_refs / len(paths) * raw / 2**20:.1f} MiB of JPEG)")
+        print(f"cpu time:   floor {floor_cpu:.2f} s, conversion {convert_cpu:.2f} s (wall time varies with the machine's load)")
+        print(f"time ratio: {convert_s / floor_s:.2f} (wall), {convert_cpu / floor_cpu:.2f} (cpu)   size ratio: {st.bytes / floor_bytes:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
