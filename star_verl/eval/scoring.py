@@ -139,7 +139,7 @@ def _parse_line(path: Path, line_no: int, text: str, origin: str | None, data_so
         if not isinstance(extra_info, dict):
             raise InputError(_problem(path, line_no, f"extra_info must be an object, got {type(extra_info).__name__}"))
     try:
-        gt = validate_ground_truth(source, gt_raw, extra_info) if source else None
+        gt = validate_ground_truth(source, gt_raw, extra_info) if fmt == "star_verl" or source else None
     except GroundTruthError as exc:
         raise InputError(_problem(path, line_no, str(exc))) from None
     if gt is None:  # a dump without --data-source: read the family off the ground truth
@@ -233,15 +233,8 @@ def score_sample(sample: Sample, protocol: str) -> Scored:
     if sample.family == "mmsi":
         correct = official.mmsi_correct(official.harness_text("mmsi", response), str(answer))
         return Scored(sample, category, correct, float(correct), None, well_formed)
-    value = official.spar_score(category, official.harness_text("spar", response), _answer_text(answer), gt.get("type"))
+    value = official.spar_score(category, official.harness_text("spar", response), str(answer), gt.get("type"))
     return Scored(sample, category, value == 1.0, value, None, well_formed, kind=kind)
-
-
-def _answer_text(answer: Any) -> str:
-    """SPAR-Bench's `answer` column is a string; ground truths store numbers as numbers ("3" -> 3)."""
-    if isinstance(answer, float) and answer.is_integer():
-        return str(int(answer))
-    return str(answer)
 
 
 # ------------------------------------------------------------------------------------- aggregation
