@@ -324,7 +324,7 @@ def test_spar_rows_have_the_right_answer_kinds(built):
     assert kinds[("spar7m", "view_change_infer")] == "view_change" and kinds[("sparbench", "view_change_infer")] == "view_change"
     assert kinds[("spar7m", "depth_prediction_oo_mv")] == "numeric" and kinds[("sparbench", "depth_prediction_oc_mv")] == "numeric"
     assert kinds[("spar7m", "obj_spatial_relation_oo_mv")] == "choice" and kinds[("sparbench", "position_matching")] == "choice"
-    assert summary["excluded"]["spar7m"] == {"sentence answers (not scorable by rule)": 1, "single-view/video/map task folders": 1}
+    assert summary["excluded"]["spar7m"] == {"sentence answer files (not scorable by rule)": 1, "single-view/video/map task folders": 1}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -437,12 +437,14 @@ def test_bad_spar_input(tmp_path):
         mmsi.mmsi_sample({"id": 1, "images": [], "question_type": "Teleport", "question": "q", "answer": "A"}, where="mmsi:row 1")
 
 
-def test_missing_spar_image_is_bad_input(tmp_path):
-    root = write_spar_fixture(tmp_path / "sp", 2, n_scenes=1, tasks=(("view_change_infer", "fill", 2),))
-    first = json.loads((root / "scannet/qa_jsonl/train/view_change_infer/fill/fill_2.jsonl").read_text().splitlines()[0])
-    (root / "scannet" / "images" / first["image"][1]).unlink()
-    opts = BuildOptions(out=tmp_path / "out", spar=root, rl_samples=2, val_samples=0, sft_pool=0, progress=False)
-    with pytest.raises(BadInput, match=f"fill_2.jsonl:line 1 .*missing image '{first['image'][1]}'"):
+def test_missing_spar_image_is_bad_input_with_its_real_line_number(tmp_path):
+    root = write_spar_fixture(tmp_path / "sp", 1, n_scenes=1, tasks=(("view_change_infer", "fill", 2),))
+    jsonl = root / "scannet/qa_jsonl/train/view_change_infer/fill/fill_1.jsonl"
+    record = json.loads(jsonl.read_text())
+    jsonl.write_text("\n" + jsonl.read_text())  # a blank first line: the record is on line 2
+    (root / "scannet" / "images" / record["image"][1]).unlink()
+    opts = BuildOptions(out=tmp_path / "out", spar=root, rl_samples=1, val_samples=0, sft_pool=0, progress=False)
+    with pytest.raises(BadInput, match=f"fill_1.jsonl:2: missing image '{record['image'][1]}'"):
         build(opts)
 
 

@@ -603,7 +603,7 @@ def build(opts: BuildOptions) -> dict[str, Any]:
         catalogs.append(mindcube.MindCubeCatalog(Path(opts.mindcube), bad))
         used_origins.append("mindcube")
     if opts.spar is not None:
-        catalogs.append(spar.Spar7MCatalog(Path(opts.spar), bad))
+        catalogs.append(spar.Spar7MCatalog(Path(opts.spar), bad, progress=opts.progress))
         used_origins.append("spar7m")
     train_files: list[Path] = []
     draw_stats: dict[str, Any] = {}

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from star_verl.prep.markers import MULTIVIEW_MARKER_TASKS, MarkerError, marker_plan
 from star_verl.prep.multiview import (
@@ -200,21 +201,20 @@ def _raw_ground_truth(kind: str, task: str, question: str, answer: Any, where: s
 # SPAR-7M
 
 
-def _line_offsets(path: Path) -> np.ndarray:
-    """Byte offsets of the non-empty lines of a file (random access without parsing it)."""
+def _line_offsets(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Byte offsets and 1-based line numbers of the non-empty lines of a file (random access
+    without parsing it)."""
     starts = [np.zeros(1, dtype=np.int64)]
     size = 0
     with path.open("rb") as f:
         while chunk := f.read(1 << 24):
-            nl = np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10).astype(np.int64) + size + 1
-            starts.append(nl)
+            starts.append(np.flatnonzero(np.frombuffer(chunk, dtype=np.uint8) == 10).astype(np.int64) + size + 1)
             size += len(chunk)
     offsets = np.concatenate(starts)
     offsets = offsets[offsets < size]
-    if len(offsets):
-        ends = np.append(offsets[1:], size)
-        offsets = offsets[ends - offsets > 1]  # skip blank lines ("\n" only)
-    return offsets
+    ends = np.append(offsets[1:], size)
+    keep = ends - offsets > 1  # a blank line is just "\n"
+    return offsets[keep], np.flatnonzero(keep) + 1
 
 
 class Spar7MCatalog(Catalog):
@@ -222,7 +222,7 @@ class Spar7MCatalog(Catalog):
 
     origin = "spar7m"
 
-    def __init__(self, root: Path, bad: BadInputLog, split: str = "train"):
+    def __init__(self, root: Path, bad: BadInputLog, split: str = "train", progress: bool = True):
         self.bad = bad
         self.excluded: Counter = Counter()
         if (root / "qa_jsonl").is_dir():
@@ -232,7 +232,7 @@ class Spar7MCatalog(Catalog):
         if not datasets:
             raise FileNotFoundError(f"{root}: no <dataset>/qa_jsonl folders (expected SPAR-7M's spar/ folder)")
         self.files: list[tuple[str, str, str, Path, Path]] = []  # (dataset, task, format, jsonl, image root)
-        self._offsets: list[np.ndarray] = []
+        self._offsets: list[tuple[np.ndarray, np.ndarray]] = []
         by_task: dict[str, list[np.ndarray]] = {}
         for dataset, ddir in datasets.items():
             qa = ddir / "qa_jsonl" / split
@@ -244,7 +244,7 @@ class Spar7MCatalog(Catalog):
                     bad.report(self.origin, BadInput(str(tdir), f"unknown task type {task!r}"))
                     continue
                 if task not in MULTIVIEW_TASKS:
-                    self.excluded["single-view/video/map task folders"] += 1
+                    self.excluded["single-view/video/map task folders"] += 1  # not multi-view: not read
                     continue
                 for fdir in sorted(p for p in tdir.iterdir() if p.is_dir()):
                     fmt = fdir.name
@@ -252,13 +252,13 @@ class Spar7MCatalog(Catalog):
                         bad.report(self.origin, BadInput(str(fdir), f"unknown answer format folder {fmt!r}; SPAR uses {FORMATS}"))
                         continue
                     if fmt in ("sentence", "judge") or (fmt == "fill" and task not in FILL_KINDS):
-                        self.excluded[f"{fmt} answers (not scorable by rule)"] += sum(1 for _ in fdir.glob("*.jsonl"))
+                        self.excluded[f"{fmt} answer files (not scorable by rule)"] += sum(1 for _ in fdir.glob("*.jsonl"))
                         continue
-                    for jsonl in sorted(fdir.glob("*.jsonl")):
-                        offsets = _line_offsets(jsonl)
+                    for jsonl in tqdm(sorted(fdir.glob("*.jsonl")), desc=f"indexing {dataset}/{task}/{fmt}", unit="file", disable=not progress, leave=False):
+                        offsets, lines = _line_offsets(jsonl)
                         fi = len(self.files)
                         self.files.append((dataset, task, fmt, jsonl, ddir / "images"))
-                        self._offsets.append(offsets)
+                        self._offsets.append((offsets, lines))
                         by_task.setdefault(task, []).append(np.stack([np.full(len(offsets), fi), np.arange(len(offsets))], axis=1))
         self._categories = {t: np.concatenate(v) for t, v in by_task.items() if sum(len(a) for a in v)}
 
@@ -268,10 +268,11 @@ class Spar7MCatalog(Catalog):
     def load(self, category: str, location: Any) -> Sample:
         fi, li = int(location[0]), int(location[1])
         dataset, task, fmt, jsonl, images_root = self.files[fi]
+        offsets, lines = self._offsets[fi]
         with jsonl.open("rb") as f:
-            f.seek(int(self._offsets[fi][li]))
+            f.seek(int(offsets[li]))
             line = f.readline()
-        where = f"{jsonl}:line {li + 1} (non-empty)"
+        where = f"{jsonl}:{lines[li]}"
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
