@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import io
 import json
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -79,19 +80,36 @@ def recipe_defaults(name: str) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------------- rows
 
 
-def read_rows(parquet: str | Path, limit: int | None = None) -> list[dict[str, Any]]:
+_COLUMNS = ("data_source", "prompt", "images", "reward_model", "extra_info")
+
+
+def open_rows(parquet: str | Path, limit: int | None = None, batch_size: int = 64) -> tuple[int, set[str], int, Iterator[list[dict[str, Any]]]]:
+    """(rows, data sources, most images in a row, batches of rows) of a star-verl RL parquet; the rows
+    are streamed batch by batch, so a benchmark with thousands of images is never all in memory."""
     import pyarrow.parquet as pq
 
     path = Path(parquet)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such parquet file")
-    table = pq.read_table(path)
-    missing = [c for c in ("data_source", "prompt", "images", "reward_model", "extra_info") if c not in table.column_names]
+    file = pq.ParquetFile(path)
+    missing = [c for c in _COLUMNS if c not in file.schema_arrow.names]
     if missing:
-        raise ValueError(f"{path}: not a star-verl RL parquet, missing column(s) {missing} (has {table.column_names})")
-    if limit is not None:
-        table = table.slice(0, limit)
-    return table.to_pylist()
+        raise ValueError(f"{path}: not a star-verl RL parquet, missing column(s) {missing} (has {file.schema_arrow.names})")
+    head = file.read(columns=["data_source", "extra_info"]).slice(0, limit).to_pylist()
+    sources = {r["data_source"] for r in head}
+    max_images = max((int((r["extra_info"] or {}).get("n_images") or 0) for r in head), default=0)
+
+    def batches() -> Iterator[list[dict[str, Any]]]:
+        left = len(head)
+        for batch in file.iter_batches(batch_size=max(1, batch_size), columns=list(_COLUMNS)):
+            rows = batch.to_pylist()[:left]
+            left -= len(rows)
+            if rows:
+                yield rows
+            if left <= 0:
+                return
+
+    return len(head), sources, max_images, batches()
 
 
 def row_question(row: Mapping[str, Any], where: str) -> str:
@@ -227,15 +245,15 @@ def generate(model: str, data: str | Path, out: str | Path, *, template: str = "
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
-    rows = read_rows(data, limit)
-    if not rows:
+    n_rows, sources, max_images, batches = open_rows(data, limit, batch_size)
+    if not n_rows:
         raise ValueError(f"{data}: no rows")
     if backend == "auto":
         backend = "vllm" if vllm_available() else "transformers"
     overrides = {"template": None if template == "auto" else template, "n": n, "temperature": temperature, "top_p": top_p, "max_new_tokens": max_new_tokens,
                  "min_pixels": min_pixels, "max_pixels": max_pixels, "total_max_pixels": total_max_pixels}  # fmt: skip
     per_source: dict[str, GenerationSettings] = {}
-    for source in sorted({r["data_source"] for r in rows}):
+    for source in sorted(sources):
         if source not in DEFAULT_RECIPE_FOR_SOURCE:
             raise ValueError(f"{data}: unknown data_source {source!r}")
         values = _settings_for(source, recipe, overrides)
@@ -248,33 +266,31 @@ def generate(model: str, data: str | Path, out: str | Path, *, template: str = "
             min_pixels=int(values.get("min_pixels") or DEFAULT_MIN_PIXELS), max_pixels=values.get("max_pixels"),
             total_max_pixels=values.get("total_max_pixels"), recipe=values.get("recipe"),
         )  # fmt: skip
-    engine = (VLLMBackend if backend == "vllm" else TransformersBackend)(str(model), max(len(r.get("images") or []) for r in rows), seed)
-    written = 0
+        if per_source[source].n > 1 and per_source[source].temperature == 0:
+            print(f"warning: {source}: n={per_source[source].n} samples with temperature 0 are identical (greedy)", file=sys.stderr)
+    engine = (VLLMBackend if backend == "vllm" else TransformersBackend)(str(model), max_images, seed)
+    written = row_no = 0
     out.parent.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(total=len(rows), desc="generate", unit="row", disable=not progress)
+    bar = tqdm(total=n_rows, desc="generate", unit="row", disable=not progress)
     with open(out, "w", encoding="utf-8") as fh:
-        for chunk in _chunks(list(enumerate(rows)), batch_size):
+        for rows in batches:
             by_source: dict[str, list[tuple[int, dict[str, Any]]]] = {}
-            for row_no, row in chunk:
+            for row in rows:
                 by_source.setdefault(row["data_source"], []).append((row_no, row))
+                row_no += 1
             for source, items in by_source.items():
                 settings = per_source[source]
                 template_obj = get_template(settings.template)
-                prepared = [prepare_row(row, f"{data} row {row_no}", template_obj, settings) for row_no, row in items]
+                prepared = [prepare_row(row, f"{data} row {i}", template_obj, settings) for i, row in items]
                 responses = engine.generate(prepared, settings)
-                for (row_no, row), outs in zip(items, responses):
+                for (i, row), outs in zip(items, responses, strict=True):
                     for k, text in enumerate(outs):
-                        fh.write(json.dumps(_line(row, row_no, k, text, settings), ensure_ascii=False) + "\n")
+                        fh.write(json.dumps(_line(row, i, k, text, settings), ensure_ascii=False) + "\n")
                         written += 1
                 fh.flush()
-            bar.update(len(chunk))
+            bar.update(len(rows))
     bar.close()
     return written
-
-
-def _chunks(items: list, size: int) -> Iterator[list]:
-    for i in range(0, len(items), max(1, size)):
-        yield items[i : i + size]
 
 
 def _line(row: Mapping[str, Any], row_no: int, k: int, text: str, settings: GenerationSettings) -> dict[str, Any]:
