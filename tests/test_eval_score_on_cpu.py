@@ -218,19 +218,25 @@ def test_paper_numbers_file():
 
 
 def test_verl_validation_dump(tmp_path):
-    """The v1 trainer's `_write_generations` lines: input, output, gts (the JSON string), score, step, extras."""
-    lines = []
-    for i, (view, answer) in enumerate([("center", "0.color.cyan, 1.shape.sphere"), ("left", "0.color.cyan"), ("right", "1.shape.sphere, 0.color.cyan")]):
-        lines.append({"input": "system ...", "output": tagged(answer), "gts": tvr_gt(TVR_T, view=view, as_json=True), "score": 1.0, "step": 7, "acc": 1.0, "uid": f"u{i}"})
-    dump = _write(tmp_path / "7.jsonl", lines)
+    """A dump written by veRL's own writer (`RayPPOTrainer._write_generations`, which `_validate` calls for
+    `trainer.validation_data_dir`): input, output, gts (the ground-truth JSON string), score, step, extras."""
+    from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+    cases = [("center", "0.color.cyan, 1.shape.sphere"), ("left", "0.color.cyan"), ("right", "1.shape.sphere, 0.color.cyan")]
+    RayPPOTrainer._write_generations(
+        inputs=["system ..."] * 3, outputs=[tagged(a) for _, a in cases], gts=[tvr_gt(TVR_T, view=v, as_json=True) for v, _ in cases],
+        scores=[11.0, 0.0, 11.0], reward_extra_infos_dict={"acc": [1.0, 0.0, 1.0], "uid": ["u0", "u1", "u2"]}, dump_path=str(tmp_path / "val"), global_steps=7,
+    )  # fmt: skip
+    dump = tmp_path / "val" / "7.jsonl"
     metrics = score_file(dump, tmp_path / "out")
     assert metrics["input_formats"] == ["verl_dump"]
     tvr = metrics["benchmarks"]["tvr"]
     assert {v: b["Acc"] for v, b in tvr["views"].items()} == {"center": 100.0, "left": 0.0, "right": 100.0}
     ids = [json.loads(x)["id"] for x in (tmp_path / "out" / "per_sample.jsonl").read_text().splitlines()]
     assert ids == ["u0", "u1", "u2"]
-    mc = [{"input": "q", "output": "<answer>B</answer>", "gts": json.dumps({"type": "choice", "answer": "B", "options": ["A", "B"], "task": "rotation"}), "score": 2.0, "step": 3}]
-    metrics = score_file(_write(tmp_path / "3.jsonl", mc), tmp_path / "out2", origin="mindcube_tiny")
+    gts = [json.dumps({"type": "choice", "answer": "B", "options": ["A", "B"], "task": "rotation"})]
+    RayPPOTrainer._write_generations(["q"], ["<answer>B</answer>"], gts, [2.0], {}, str(tmp_path / "val2"), 3)
+    metrics = score_file(tmp_path / "val2" / "3.jsonl", tmp_path / "out2", origin="mindcube_tiny")
     assert list(metrics["benchmarks"]) == ["mindcube_tiny"] and metrics["benchmarks"]["mindcube_tiny"]["overall"] == 100.0
     assert json.loads((tmp_path / "out2" / "per_sample.jsonl").read_text())["id"] == "step3/line1"
 
