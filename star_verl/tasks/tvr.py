@@ -368,7 +368,8 @@ METRIC_KEYS = ("strict", "loose", "diff", "ndiff", "obj_acc", "attr_acc", "val_a
 
 def tvr_sample_metrics(prediction: object, gt: Mapping[str, Any] | TVRGroundTruth) -> dict[str, float]:
     """Per-sample official metrics. `prediction`: a full model response (its last `<answer>` block
-    is read, as the reward does; no block means no prediction) or a list of Triplets."""
+    is read, as the reward does; no block means no prediction) or a list of Triplets (to score a
+    baseline that answers without tags, pass `parse_tvr_answer(text)`)."""
     g = gt if isinstance(gt, TVRGroundTruth) else parse_tvr_ground_truth(gt)
     pred = list(prediction) if isinstance(prediction, (list, tuple)) else response_triplets(prediction)
     pred = [p if isinstance(p, Triplet) else Triplet(*p) for p in pred]
