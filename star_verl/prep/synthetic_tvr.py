@@ -451,10 +451,15 @@ def _trace(scene: SceneArrays, O: np.ndarray, D: np.ndarray, key_dir: np.ndarray
     return color, slot
 
 
+# linear -> sRGB 8-bit through a table (np.power on every pixel costs more than the lookup)
+_SRGB_STEPS = 4096
+_SRGB_LUT = np.round(
+    255.0 * np.where(np.linspace(0, 1, _SRGB_STEPS) <= 0.0031308, 12.92 * np.linspace(0, 1, _SRGB_STEPS), 1.055 * np.power(np.linspace(0, 1, _SRGB_STEPS), 1 / 2.4) - 0.055)
+).astype(np.uint8)
+
+
 def _to_srgb8(linear: np.ndarray) -> np.ndarray:
-    c = np.clip(linear, 0.0, 1.0)
-    srgb = np.where(c <= 0.0031308, 12.92 * c, 1.055 * np.power(c, 1 / 2.4) - 0.055)
-    return (srgb * 255.0 + 0.5).astype(np.uint8)
+    return _SRGB_LUT[(np.clip(linear, 0.0, 1.0) * (_SRGB_STEPS - 1) + 0.5).astype(np.intp)]
 
 
 # Anti-aliasing subsample offsets (rotated grid), in pixels from the pixel's corner.
