@@ -277,6 +277,11 @@ def test_cli_score_prints_headline(tmp_path, capsys):
     assert cli.main(["score", str(path), "--out", str(tmp_path / "o"), "--protocol", "strict"]) == 0
     out = capsys.readouterr().out
     assert "tvr [strict] n=5: TAcc 55.56" in out and "mmsi [strict] n=4: overall 25.00" in out
+    from star_verl.cli import main as star_verl_main  # `star-verl eval ...` reaches the same main
+
+    assert star_verl_main(["eval", "score", str(path), "--out", str(tmp_path / "o2"), "--no-plots"]) == 0
+    assert "mmsi [official] n=4: overall 75.00" in capsys.readouterr().out
+    assert not list((tmp_path / "o2").glob("*.png"))
 
 
 def test_per_split_headlines(tmp_path):
