@@ -12,8 +12,9 @@ Predictions are the `index.attribute.value` items of the last `<answer>` block
 credit once, but every item is a prediction: a duplicate counts in n_pred and is incorrect.
 
 Bounded work and range: only the first `tvr_max_items` items (default 64; TRANCE has at most 4
-transformations) are read; the rest of the answer is ignored. The tag parse is linear in the
-response length, so any response (megabytes, binary junk) scores quickly and never raises, and the
+transformations) within the first 64 KiB of the answer block are read; the rest is ignored. The
+tag parse is linear in the response length (string searches in C), so any response (megabytes,
+binary junk) scores quickly and never raises, and the
 score stays above -(tvr_max_items * incorrect + n_gt * under) (-68 with the defaults): one junk
 response cannot blow up a GRPO group's standard deviation.
 
@@ -33,6 +34,7 @@ from star_verl.tasks.tags import parse_tags
 from star_verl.tasks.tvr import TVRGroundTruth, apply_prediction, match_triplets, parse_tvr_ground_truth, response_triplets
 
 TVR_MODES = ("dense", "naive")
+MAX_ANSWER_CHARS = 65536  # characters of the answer block read (a right answer is < 100 characters)
 INCORRECT_MODES = ("not_exact", "no_credit")
 
 
@@ -74,7 +76,7 @@ def tvr_reward(solution_str: object, gt: Mapping[str, Any] | TVRGroundTruth, set
     s = settings or TVRRewardSettings()
     g = gt if isinstance(gt, TVRGroundTruth) else parse_tvr_ground_truth(gt)
     tags = parse_tags(solution_str)
-    pred = response_triplets(tags, limit=s.tvr_max_items)
+    pred = response_triplets(tags, limit=s.tvr_max_items, max_chars=MAX_ANSWER_CHARS)
     n_pred, n_gt = len(pred), len(g.transformations)
     m = match_triplets(pred, g.transformations, tiers=(s.tvr_attr_weight > 0, s.tvr_index_weight > 0))
     acc = m.n_exact == n_gt and m.n_unique == n_gt

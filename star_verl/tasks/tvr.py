@@ -227,24 +227,26 @@ def _triplet(m: re.Match) -> Triplet:
     return Triplet(idx, m.group(5), m.group(6))
 
 
-def parse_tvr_answer(answer_text: object, limit: int | None = None) -> list[Triplet]:
+def parse_tvr_answer(answer_text: object, limit: int | None = None, max_chars: int | None = None) -> list[Triplet]:
     """The `index.attribute.value` items of an answer block, in order, duplicates kept; at most
-    `limit` of them (the rest of the text is not read: bounded work on enumerations and junk)."""
+    `limit` of them, read from at most the first `max_chars` characters (the rest is not read:
+    bounded work on enumerations and junk)."""
     items: list[Triplet] = []
     if limit is not None and limit <= 0:
         return items
-    for m in _ITEM.finditer(as_text(answer_text).lower()):
+    text = as_text(answer_text)
+    for m in _ITEM.finditer((text[:max_chars] if max_chars is not None else text).lower()):
         items.append(_triplet(m))
         if limit is not None and len(items) >= limit:
             break
     return items
 
 
-def response_triplets(response: object, limit: int | None = None) -> list[Triplet]:
+def response_triplets(response: object, limit: int | None = None, max_chars: int | None = None) -> list[Triplet]:
     """The items of a full model response (or its TaggedResponse): those of its last `<answer>`
     block; a response without a closed answer block predicts nothing."""
     answer = (response if isinstance(response, TaggedResponse) else parse_tags(response)).answer
-    return parse_tvr_answer(answer, limit) if answer is not None else []
+    return parse_tvr_answer(answer, limit, max_chars) if answer is not None else []
 
 
 # ---------------------------------------------------------------- matching
