@@ -41,8 +41,8 @@ def harness_text(benchmark_family: str, response: object) -> str:
 
     - MindCube: the whole response. MindCube's own prompts ask for `<think>...</think><answer>A.
       ...</answer>` and its extractor runs over the full text (reasoning included).
-    - SPAR-Bench and MMSI-Bench ask for a bare letter or number. Their harnesses (lmms-eval >= 0.7,
-      VLMEvalKit) drop `<think>` blocks before scoring; a STAR-R1-format model puts its answer in
+    - SPAR-Bench and MMSI-Bench ask for a bare letter or number. lmms-eval (>= 0.7) drops `<think>`
+      blocks before scoring by default; a STAR-R1-format model puts its answer in
       `<answer>` tags, so the scorer gets the content of the last `<answer>...</answer>` block when
       there is one, else the response without its `<think>` blocks; surrounding white space removed
       (`<answer>\nB\n</answer>` is "B"), as reasoning-tag strippers do.
