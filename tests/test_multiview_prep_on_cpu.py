@@ -501,3 +501,29 @@ def test_image_cache_encodes_once_per_image_and_marker_set(tmp_path):
     assert cache.source(plain, "w").sha == cache.source(marked, "w").sha
     with pytest.raises(BadInput, match="missing image"):
         cache.entry(ImageRef("b.jpg", path=tmp_path / "b.jpg"), "file.jsonl:3")
+
+
+def test_round_trip_through_the_rl_dataset(built, tiny_qwen25vl):
+    """Converter -> StarRLDataset (veRL's create_rl_dataset with the star_r1_mv recipe) -> compute_score
+    with the recipe's reward settings: every row's right answer scores highest, a wrong one less."""
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.utils import create_rl_dataset
+    from verl.utils import hf_processor, hf_tokenizer
+
+    from star_verl.recipes import compose_recipe
+
+    out, _ = built
+    cfg = compose_recipe("star_r1_mv", [f"actor_rollout_ref.model.path={tiny_qwen25vl}", "data.max_prompt_length=8192"])
+    kwargs = OmegaConf.to_container(cfg.reward.custom_reward_function.reward_kwargs)
+    files = [out / "rl_train.parquet", out / "val.parquet", *sorted((out / "bench").glob("*.parquet"))]
+    ds = create_rl_dataset([str(f) for f in files], cfg.data, hf_tokenizer(tiny_qwen25vl), hf_processor(tiny_qwen25vl))
+    assert len(ds) == sum(pq.read_metadata(f).num_rows for f in files)
+    origins = Counter()
+    for i in range(len(ds)):
+        item = ds[i]
+        gt = json.loads(item["reward_model"]["ground_truth"])
+        right = compute_score(item["data_source"], response_for(gt, right=True), item["reward_model"]["ground_truth"], item["extra_info"], **kwargs)
+        wrong = compute_score(item["data_source"], response_for(gt, right=False), item["reward_model"]["ground_truth"], item["extra_info"], **kwargs)
+        assert right["acc"] == 1.0 and right["score"] > wrong["score"], (item["extra_info"], right, wrong)
+        origins[item["extra_info"]["origin"]] += 1
+    assert set(origins) == {"mindcube", "spar7m", "mindcube_tiny", "sparbench", "mmsi"}
