@@ -18,6 +18,7 @@ from typing import Any
 
 import datasets
 import numpy as np
+import pyarrow.parquet as pq
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from star_verl.data.common import (
@@ -46,6 +47,8 @@ def _check_mm_processor_kwargs(config: Any) -> None:
 def _load_file(path: str) -> datasets.Dataset:
     """One data file, loaded the way RLHFDataset loads it."""
     if path.endswith(".parquet"):
+        if pq.read_metadata(path).num_rows == 0:  # `datasets` would fail with "corresponds to no data"
+            raise DatasetError(f"{path}: no rows")
         return datasets.load_dataset("parquet", data_files=path)["train"]
     if path.endswith((".json", ".jsonl")):
         return datasets.load_dataset("json", data_files=path)["train"]
