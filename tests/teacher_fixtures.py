@@ -35,7 +35,7 @@ def answer_of(n: int) -> str:
     return OPTIONS[n % 4]
 
 
-def write_pool(path: Path, n: int, *, tasks=("among", "around")) -> dict[str, dict[str, Any]]:
+def write_pool(path: Path, n: int, *, tasks=("among", "around"), image_size: int = 32) -> dict[str, dict[str, Any]]:
     """n two-view multiple-choice rows (MindCube tasks alternating, every third row SPAR);
     returns question_id -> {answer, data_source, task, images}."""
     truth: dict[str, dict[str, Any]] = {}
@@ -45,7 +45,7 @@ def write_pool(path: Path, n: int, *, tasks=("among", "around")) -> dict[str, di
             source = "spar" if i % 3 == 2 else "mindcube"
             task = "obj_spatial_relation_oo" if source == "spar" else tasks[i % len(tasks)]
             origin = "spar7m" if source == "spar" else "mindcube"
-            images = [png((20 * i % 256, 40, 90)), png((90, 20 * i % 256, 40))]
+            images = [png((20 * i % 256, 40, 90), image_size), png((90, 20 * i % 256, 40), image_size)]
             gt = {"type": "choice", "answer": answer_of(i), "options": OPTIONS, "task": task, "references": [["sofa", "ball", "behind"]]}
             writer.write(
                 make_rl_row(

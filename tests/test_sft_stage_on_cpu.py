@@ -1,0 +1,179 @@
+"""Stage 1 end to end on CPU: teacher chains from the loopback server -> filtered SFT parquet ->
+veRL's SFT trainer (`torchrun -m verl.trainer.sft_trainer +recipe=star_r1_sft`) on the tiny
+Qwen2.5-VL -> an HF checkpoint that loads and that the stage-2 recipe (`star_r1_mv`) accepts; and the
+prompt the SFT model is trained on is token for token the prompt the RL dataset gives the policy.
+
+The trainer needs the test-only CPU platform `testing_support/verl_cpu_platform.py`, imported in the
+torchrun worker by veRL itself (`VERL_USE_EXTERNAL_MODULES`, run at `import verl`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from star_verl.prep.teacher import TeacherSettings, generate
+from star_verl.recipes import compose_recipe
+from tests.teacher_fixtures import ScriptedChatServer, write_pool
+
+REPO = Path(__file__).resolve().parents[1]
+N_QUESTIONS = 11  # q3 answered wrong -> 10 kept -> 2 val (val_fraction 0.2) + 8 train
+TRAIN_BATCH = 4
+STEPS = 8 // TRAIN_BATCH
+MAX_LENGTH = 1024
+_STEP_LINE = re.compile(r"^step:(\d+) - .*train/loss:([-\d.e+na]+) .*train/global_tokens:(\d+)", re.MULTILINE)
+
+
+@pytest.fixture(scope="module")
+def stage1(tmp_path_factory):
+    """The teacher pipeline's output: pool.parquet (RL rows) and cot/{train,val}.parquet (SFT rows)."""
+    root = tmp_path_factory.mktemp("stage1")
+    # 300x300 views: over the tiny processor's 50176-pixel cap, so the pixel budget is exercised
+    truth = write_pool(root / "pool.parquet", N_QUESTIONS, image_size=300)
+    with ScriptedChatServer(truth, {"q3": ["wrong"]}) as server:
+        result = generate(TeacherSettings(base_url=server.base_url, model="teacher-test", seed=0, val_fraction=0.2), root / "pool.parquet", root / "cot", progress=False)
+    assert result.report["rows"] == {"train": 8, "val": 2}
+    return root
+
+
+@pytest.fixture(scope="module")
+def tok_proc(tiny_qwen25vl):
+    from verl.utils import hf_processor, hf_tokenizer
+
+    return hf_tokenizer(tiny_qwen25vl), hf_processor(tiny_qwen25vl)
+
+
+def agent_loop_prompts(cfg, items, tok_proc):
+    """[(prompt ids, multimodal inputs)] as veRL's AgentLoop builds them for RL dataset items: its
+    multimodal step (the dataset class's pixel budget), then its initial tokens (chat template with
+    the generation prompt, the processor on text and images)."""
+    import asyncio
+
+    from verl.experimental.agent_loop.agent_loop import DictConfigWrap
+    from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
+    from verl.utils.dataset.rl_dataset import get_dataset_class
+
+    tok, proc = tok_proc
+
+    async def run():
+        loop = SingleTurnAgentLoop(
+            trainer_config=DictConfigWrap(cfg), server_manager=None, tokenizer=tok, processor=proc,
+            dataset_cls=get_dataset_class(cfg.data), data_config=DictConfigWrap(cfg.data), hf_model_type="qwen2_5_vl",
+        )  # fmt: skip
+        out = []
+        for item in items:
+            messages = list(item["raw_prompt"])
+            mm = await loop.process_multi_modal_info(messages)
+            mm_inputs: dict = {}
+            ids = await loop.ct_build_initial_tokens(messages, images=mm.get("images"), mm_inputs_out=mm_inputs)
+            out.append((list(ids), mm_inputs))
+        return out
+
+    return asyncio.run(run())
+
+
+def sft_overrides(stage1: Path, model: str) -> list[str]:
+    """What a CPU run changes in the recipe: tiny sizes, no flash-attn paths (remove-padding needs
+    flash-attn), and a large lr so a few steps visibly move the weights."""
+    return [
+        f"data.train_files={stage1 / 'cot' / 'train.parquet'}", f"data.val_files={stage1 / 'cot' / 'val.parquet'}",
+        f"data.train_batch_size={TRAIN_BATCH}", "data.micro_batch_size_per_gpu=2", f"data.max_length={MAX_LENGTH}", "data.num_workers=0",
+        f"model.path={model}", "model.use_remove_padding=False", "+model.override_config.attn_implementation=sdpa",
+        "trainer.device=cpu", "trainer.n_gpus_per_node=1", "trainer.total_epochs=1", "optim.lr=1e-3", "optim.lr_warmup_steps_ratio=0",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sft_run(stage1, tiny_qwen25vl, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("sft_run")
+    ckpt = run_dir / "ckpt"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO / "testing_support"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "VERL_USE_EXTERNAL_MODULES": "verl_cpu_platform",  # imported by verl/__init__.py in the worker
+        "VERL_PLATFORM": "cpu",
+        "VERL_ENGINE_DEVICE": "cuda",  # veRL registers its FSDP engine class under cuda/npu only
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+        "OMP_NUM_THREADS": "2",
+    }
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [
+        str(torchrun), "--standalone", "--nnodes=1", "--nproc-per-node=1", "-m", "verl.trainer.sft_trainer", "+recipe=star_r1_sft",
+        *sft_overrides(stage1, tiny_qwen25vl), f"trainer.default_local_dir={ckpt}",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=run_dir, env=env, capture_output=True, text=True, timeout=580)
+    log = done.stdout + done.stderr
+    (run_dir / "log.txt").write_text(log)
+    return done.returncode, log, ckpt
+
+
+def test_sft_trainer_runs_the_recipe_on_cpu_and_writes_a_loadable_hf_checkpoint(sft_run, stage1, tiny_qwen25vl, tok_proc):
+    from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
+
+    from star_verl.data.sft_dataset import StarSFTDataset
+
+    rc, log, ckpt = sft_run
+    assert rc == 0, log[-6000:]
+    steps = [(int(s), float(loss), int(tokens)) for s, loss, tokens in _STEP_LINE.findall(log)]
+    assert [s for s, _, _ in steps] == list(range(1, STEPS + 1)), log[-3000:]
+    assert all(torch.isfinite(torch.tensor(loss)) for _, loss, _ in steps)
+    assert "val/loss" in log
+
+    # The trainer consumed exactly the pipeline's rows, image tokens included: one epoch of 8 rows
+    # in batches of 4 covers every row once, so its token count is the sum of the dataset's lengths.
+    tok, proc = tok_proc
+    cfg = compose_recipe("star_r1_sft", sft_overrides(stage1, tiny_qwen25vl))
+    ds = StarSFTDataset(parquet_files=[str(stage1 / "cot" / "train.parquet")], tokenizer=tok, config=cfg.data, processor=proc)
+    image_pad = tok.convert_tokens_to_ids(proc.image_token)
+    assert all((ds[i]["input_ids"] == image_pad).sum() == 2 * 64 for i in range(len(ds)))  # 2 views x (50176 px / 28^2)
+    assert sum(tokens for _, _, tokens in steps) == int(ds.sample_lengths.sum())
+
+    hf_dir = ckpt / f"global_step_{STEPS}" / "huggingface"
+    assert (ckpt / "latest_checkpointed_iteration.txt").read_text().strip() == str(STEPS)
+    trained = Qwen2_5_VLForConditionalGeneration.from_pretrained(hf_dir)
+    initial = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_qwen25vl)
+    after, before = trained.state_dict(), initial.state_dict()
+    assert after.keys() == before.keys() and all(after[k].shape == before[k].shape for k in after)
+    changed = [k for k in after if not torch.equal(after[k].float(), before[k].float())]
+    assert any("language_model" in k or "lm_head" in k or "embed_tokens" in k for k in changed), changed[:5]
+    # Stage 2 starts from this folder: it carries the tokenizer and the processor, and star_r1_mv takes it.
+    assert type(AutoProcessor.from_pretrained(hf_dir)).__name__ == "Qwen2_5_VLProcessor"
+    rl = compose_recipe("star_r1_mv", [f"actor_rollout_ref.model.path={hf_dir}"])
+    assert rl.actor_rollout_ref.model.path == str(hf_dir)
+
+
+def test_sft_prompt_is_byte_identical_to_the_rl_prompt(stage1, tiny_qwen25vl, tok_proc):
+    """For every kept question: the tokens before the first trained token of the SFT sample (system,
+    user with image pads, assistant header) == the AgentLoop's prompt for the pool's RL row, and the
+    pixel values are the same tensors."""
+    from verl.trainer.ppo.utils import create_rl_dataset
+
+    from star_verl.data.sft_dataset import StarSFTDataset
+
+    tok, proc = tok_proc
+    sft_cfg = compose_recipe("star_r1_sft", sft_overrides(stage1, tiny_qwen25vl))
+    rl_cfg = compose_recipe("star_r1_mv", [f"actor_rollout_ref.model.path={tiny_qwen25vl}", f"data.train_files={stage1 / 'pool.parquet'}", "data.max_prompt_length=1024"])
+    assert sft_cfg.data.star.template == rl_cfg.data.star.template == "three_step"
+    sft = StarSFTDataset(parquet_files=[str(stage1 / "cot" / "train.parquet"), str(stage1 / "cot" / "val.parquet")], tokenizer=tok, config=sft_cfg.data, processor=proc)
+    rl = create_rl_dataset([str(stage1 / "pool.parquet")], rl_cfg.data, tok, proc)
+    rl_row = {rl.dataframe[i]["extra_info"]["question_id"]: i for i in range(len(rl))}
+
+    assert len(sft) == 10
+    qids = [sft.dataframe.iloc[i]["extra_info"]["question_id"] for i in range(len(sft))]
+    rl_prompts = agent_loop_prompts(rl_cfg, [rl[rl_row[qid]] for qid in qids], tok_proc)
+    for i, qid in enumerate(qids):
+        item = sft[i]
+        first_trained = int(torch.nonzero(item["loss_mask"])[0])
+        sft_prompt = item["input_ids"][:first_trained].tolist()
+        rl_ids, rl_mm = rl_prompts[i]
+        assert sft_prompt == list(rl_ids), qid
+        assert tok.decode(sft_prompt) == tok.decode(rl_ids)
+        assert tok.decode(item["input_ids"][first_trained:]).startswith("<think>Step 1")  # training starts at the chain
+        assert torch.equal(item["multi_modal_inputs"]["pixel_values"], rl_mm["pixel_values"])
+        assert torch.equal(item["multi_modal_inputs"]["image_grid_thw"], rl_mm["image_grid_thw"])
