@@ -352,10 +352,13 @@ class Doctor:
             return
         self.add("recipe composes", PASS, f"{self.recipe} with {len(self.overrides)} override(s) on veRL's {self.config_name}")
         try:
+            import warnings
             from contextlib import redirect_stdout
             from io import StringIO
 
-            with redirect_stdout(StringIO()):  # veRL prints its own banner
+            # veRL prints a banner and warns that GRPO disables the critic: noise in a table
+            with redirect_stdout(StringIO()), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 validate_recipe_config(self.cfg, self.config_name)
         except Exception as exc:  # noqa: BLE001
             self.add("veRL validate_config", FAIL, _short(exc, 500), "fix the batch sizes / micro-batch settings named in the message")

@@ -1,0 +1,239 @@
+"""`star-verl doctor` on CPU: a healthy tiny set-up passes (GPU checks SKIP with --cpu-ok), each broken
+case fails with its own message and fix; the 8-GPU launch scripts compose and validate the overrides
+they pass (their commands are read from the scripts' dry run, i.e. bash expands them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from star_verl import doctor
+from star_verl.recipes import compose_recipe, recipe_config_name, recipe_dir, validate_recipe_config
+from tests.tvr_prep_fixtures import synthetic_tvr_set
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS = {"run_star_r1_sft_8gpu.sh": "star_r1_sft", "run_star_r1_tvr_8gpu.sh": "star_r1_tvr", "run_star_r1_mv_8gpu.sh": "star_r1_mv"}
+
+
+@pytest.fixture(scope="module")
+def tvr_dir(tmp_path_factory) -> Path:
+    """Synthetic TVR parquet files, built by the project's own generator and converter."""
+    return synthetic_tvr_set(tmp_path_factory.mktemp("doctor_tvr"), n=6)
+
+
+@pytest.fixture
+def healthy(tiny_qwen25vl, tvr_dir) -> list[str]:
+    return [
+        "+recipe=star_r1_tvr",
+        f"actor_rollout_ref.model.path={tiny_qwen25vl}",
+        f"data.train_files={tvr_dir / 'train.parquet'}",
+        f"data.val_files={tvr_dir / 'val.parquet'}",
+    ]
+
+
+@pytest.fixture(autouse=True)
+def no_gpu(monkeypatch):
+    """The same answers on any machine: doctor sees no GPU unless a test says otherwise."""
+    monkeypatch.setattr(doctor, "gpu_count", lambda: 0)
+
+
+def run(argv: list[str]) -> dict[str, doctor.Check]:
+    recipe = next((a.split("=", 1)[1] for a in argv if a.startswith("+recipe=")), None)
+    flags = [a for a in argv if a.startswith("--")]
+    overrides = [a for a in argv if not a.startswith(("+recipe=", "--"))]
+    checks = doctor.Doctor(recipe, overrides, cpu_ok="--cpu-ok" in flags).run()
+    by_name = {}
+    for c in checks:
+        by_name[c.name.split(":")[0] if c.name.startswith("data ") else c.name] = c
+        by_name[c.name] = c
+    return by_name
+
+
+def failures(checks: dict[str, doctor.Check]) -> set[str]:
+    return {c.name for c in checks.values() if c.status == doctor.FAIL}
+
+
+def test_healthy_tiny_setup_passes_and_skips_gpu_checks(healthy, capsys):
+    assert doctor.main(["--cpu-ok", *healthy]) == 0
+    out = capsys.readouterr().out
+    assert "0 failed" in out
+    for line in ("GPUs", "rollout engine (vllm)", "flash-attn"):
+        row = next(r for r in out.splitlines() if r.startswith(line))
+        assert "SKIP" in row and doctor.NO_GPU in row, row
+    checks = run(["--cpu-ok", *healthy])
+    for name in ("verl", "torchvision", "recipe composes", "veRL validate_config", "pkg:// imports", "reward settings",
+                 "model processor", "data train", "data val", "chat template", "rollout.limit_images"):
+        assert checks[name].status == doctor.PASS, checks[name]
+    assert "2 >= 2" in checks["rollout.limit_images"].detail  # TVR: initial + final image
+
+
+def test_no_gpu_without_cpu_ok_fails_with_a_fix(healthy):
+    checks = run(healthy)
+    assert failures(checks) >= {"GPUs"}
+    assert "no GPU visible" in checks["GPUs"].detail and "--cpu-ok" in checks["GPUs"].fix
+
+
+def test_environment_only_without_a_recipe(capsys):
+    assert doctor.main(["--cpu-ok"]) == 0
+    assert "no +recipe=NAME given" in capsys.readouterr().out
+
+
+def test_recipe_without_plus_is_a_usage_error(capsys):
+    assert doctor.main(["recipe=star_r1_tvr"]) == 2
+    assert "+recipe=NAME" in capsys.readouterr().err
+
+
+def test_wrong_verl_version_fails(healthy, monkeypatch):
+    real = doctor.installed_version
+    monkeypatch.setattr(doctor, "installed_version", lambda d: "0.8.5" if d == "verl" else real(d))
+    checks = run(["--cpu-ok", *healthy])
+    assert failures(checks) == {"verl"}
+    assert "0.8.5 is outside the supported range >=0.9.1,<0.10" in checks["verl"].detail
+    assert checks["verl"].fix == doctor.VERL_INSTALL
+
+
+def test_missing_torchvision_fails_torchvision_and_the_processor(healthy):
+    # A real environment without torchvision (as a CPU torch without a matching wheel): the module
+    # cannot be imported, so transformers refuses the Qwen2.5-VL processor.
+    code = (
+        "import sys; sys.modules['torchvision'] = None\n"
+        "from star_verl import doctor\n"
+        "doctor.gpu_count = lambda: 0\n"
+        f"sys.exit(doctor.main({['--json', '--cpu-ok', *healthy]!r}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    checks = {c["name"]: c for c in json.loads(proc.stdout)}
+    assert {n for n, c in checks.items() if c["status"] == doctor.FAIL} == {"torchvision", "model processor"}
+    assert "does not import" in checks["torchvision"]["detail"]
+    assert "torchvision" in checks["model processor"]["detail"].lower() and checks["model processor"]["fix"].startswith("install torchvision")
+    # nothing downstream pretends to have checked what needs the processor
+    assert checks["chat template"]["status"] == doctor.SKIP and checks["data train: train.parquet"]["status"] == doctor.SKIP
+
+
+def test_bad_pkg_paths_fail_naming_each(healthy):
+    checks = run(["--cpu-ok", *healthy, "data.custom_cls.path=pkg://star_verl.data.no_such_module", "reward.reward_manager.name=NoSuchManager"])
+    assert "pkg:// imports" in failures(checks)
+    detail = checks["pkg:// imports"].detail
+    assert "data.custom_cls.path=pkg://star_verl.data.no_such_module" in detail
+    assert "reward.reward_manager.module.path=pkg://star_verl.rewards.managers (NoSuchManager)" in detail
+    assert "every node" in checks["pkg:// imports"].fix
+
+
+def test_placeholder_mismatch_in_data_fails_naming_file_and_row(healthy, tvr_dir, tmp_path):
+    table = pq.read_table(tvr_dir / "train.parquet")
+    rows = table.to_pylist()
+    rows[1]["prompt"][0]["content"] = "<image>" + rows[1]["prompt"][0]["content"]  # 3 placeholders, 2 images
+    bad = tmp_path / "bad_train.parquet"
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), bad)
+    checks = run(["--cpu-ok", *healthy, f"data.train_files={bad}"])
+    # (limit_images counts placeholders, the images of a valid row: it flags the 3 as well)
+    assert failures(checks) - {"rollout.limit_images"} == {"data train: bad_train.parquet"}
+    detail = checks["data train: bad_train.parquet"].detail
+    assert f"{bad} row 1" in detail and "3 <image> placeholder(s) but 2 image(s)" in detail
+    assert checks["data val: val.parquet"].status == doctor.PASS
+
+
+def test_missing_data_file_fails_with_the_build_command(healthy, tmp_path):
+    checks = run(["--cpu-ok", *healthy, f"data.val_files={tmp_path / 'nope.parquet'}"])
+    assert failures(checks) == {"data val: nope.parquet"}
+    assert "does not exist" in checks["data val: nope.parquet"].detail and "data_prep/build_tvr.py" in checks["data val: nope.parquet"].fix
+
+
+def test_too_few_gpus_fails_and_a_node_share_passes(healthy, monkeypatch):
+    monkeypatch.setattr(doctor, "gpu_count", lambda: 2)
+    checks = run([*healthy, "actor_rollout_ref.rollout.name=sglang"])
+    assert "GPUs" in failures(checks)
+    assert "2 visible on this node, the recipe needs 8 per node x 1 node(s) = 8" in checks["GPUs"].detail
+    assert "trainer.n_gpus_per_node=2" in checks["GPUs"].fix
+    # two nodes of two GPUs: this node holds its share
+    checks = run([*healthy, "trainer.n_gpus_per_node=2", "trainer.nnodes=2"])
+    assert checks["GPUs"].status == doctor.PASS and "each of the 2 nodes" in checks["GPUs"].detail
+
+
+def test_gpu_node_without_the_rollout_engine_fails(healthy, monkeypatch):
+    monkeypatch.setattr(doctor, "gpu_count", lambda: 8)
+    real = doctor.installed_version
+    monkeypatch.setattr(doctor, "installed_version", lambda d: None if d in ("vllm", "flash-attn") else real(d))
+    checks = run(healthy)
+    assert {"rollout engine (vllm)", "flash-attn"} <= failures(checks)
+    assert checks["rollout engine (vllm)"].fix == 'pip install "verl[vllm]==0.9.1"'
+    assert "attn_implementation=sdpa" in checks["flash-attn"].fix
+
+
+def test_limit_images_below_the_data_fails(healthy):
+    checks = run(["--cpu-ok", *healthy, "actor_rollout_ref.rollout.limit_images=1"])
+    assert failures(checks) == {"rollout.limit_images"}
+    assert checks["rollout.limit_images"].fix == "set actor_rollout_ref.rollout.limit_images=2"
+
+
+def test_config_validation_failure_is_reported(healthy):
+    checks = run(["--cpu-ok", *healthy, "data.train_batch_size=3", "actor_rollout_ref.actor.ppo_mini_batch_size=2"])
+    assert "veRL validate_config" in failures(checks)
+
+
+def test_unknown_reward_setting_fails(healthy):
+    checks = run(["--cpu-ok", *healthy, "+reward.custom_reward_function.reward_kwargs.tvr_typo=1"])
+    assert failures(checks) == {"reward settings"} and "tvr_typo" in checks["reward settings"].detail
+
+
+def test_table_lists_fix_under_each_failure():
+    table = doctor.format_table([doctor.Check("a", doctor.PASS, "fine"), doctor.Check("bb", doctor.FAIL, "broken", "do this")])
+    lines = table.splitlines()
+    assert lines[0].split() == ["check", "status", "detail"]
+    assert lines[3].split()[:2] == ["bb", "FAIL"] and lines[4].strip() == "fix: do this"
+    assert lines[-1] == "1 passed, 1 failed, 0 skipped"
+
+
+# --------------------------------------------------------------------------------------------
+# launch scripts
+
+
+def script_commands(script: Path, env: dict[str, str]) -> list[list[str]]:
+    """The commands a launch script would run, as bash expands them (STAR_VERL_DRY_RUN=1)."""
+    proc = subprocess.run(["bash", str(script), "trainer.total_epochs=1"], env={**os.environ, **env, "STAR_VERL_DRY_RUN": "1"},
+                          capture_output=True, text=True, timeout=60, check=True)
+    return [shlex.split(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_launch_script_overrides_compose_and_validate(script, tmp_path):
+    path = REPO / "recipes" / script
+    assert path.exists() and (recipe_dir() / script).exists()  # shipped inside the package (wheel: recipe/*.sh)
+    commands = script_commands(path, {"STAR_VERL_DATA": str(tmp_path), "SFT_CKPT": str(tmp_path / "sft_ckpt")})
+    assert len(commands) == 2
+    doctor_cmd, train_cmd = commands
+    assert doctor_cmd[:2] == ["star-verl", "doctor"] and "--cpu-ok" not in doctor_cmd
+    name = SCRIPTS[script]
+    i = train_cmd.index(f"+recipe={name}")
+    assert doctor_cmd[2:] == train_cmd[i:]  # doctor checks exactly what the trainer gets
+    if name == "star_r1_sft":
+        assert train_cmd[:i] == ["torchrun", "--standalone", "--nnodes=1", "--nproc-per-node=8", "-m", "verl.trainer.sft_trainer"]
+    else:
+        assert train_cmd[:i] == ["python3", "-m", "verl.trainer.main_ppo"]
+    overrides = train_cmd[i + 1 :]
+    assert overrides[-1] == "trainer.total_epochs=1"  # the user's extra overrides come last (they win)
+    assert f"data.train_files={tmp_path}/" in " ".join(overrides)
+    cfg = compose_recipe(name, overrides)
+    validate_recipe_config(cfg, recipe_config_name(name))
+    assert int(cfg.trainer.n_gpus_per_node) == 8 and int(cfg.trainer.nnodes) == 1
+    if name != "star_r1_sft":
+        assert cfg.actor_rollout_ref.actor.use_dynamic_bsz is True
+        assert cfg.actor_rollout_ref.actor.ppo_max_token_len_per_gpu >= cfg.data.max_prompt_length + cfg.data.max_response_length
+        assert cfg.actor_rollout_ref.rollout.limit_images == {"star_r1_tvr": 2, "star_r1_mv": 5}[name]
+    if name == "star_r1_mv":
+        assert cfg.actor_rollout_ref.model.path == str(tmp_path / "sft_ckpt")
+
+
+def test_mv_script_refuses_to_start_without_the_sft_checkpoint():
+    env = {k: v for k, v in os.environ.items() if k != "SFT_CKPT"}
+    proc = subprocess.run(["bash", str(REPO / "recipes" / "run_star_r1_mv_8gpu.sh")], env={**env, "STAR_VERL_DRY_RUN": "1"},
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "set SFT_CKPT" in proc.stderr and proc.stdout == ""
