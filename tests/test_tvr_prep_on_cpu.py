@@ -172,6 +172,9 @@ def _bad_cases():
     def disagreeing_final(r):
         r["states"][-1]["objects"][2]["color"] = "red"
 
+    def unlisted_change(r):
+        r["states"][-1]["objects"][8]["shape"] = "cube"
+
     def invisible_target(r):
         r["transformations"][0]["obj_idx"] = 3
         r["states"][-1]["objects"][3]["color"] = "cyan"
@@ -183,6 +186,7 @@ def _bad_cases():
         "unknown attribute": (unknown_attr, "unknown attribute 'texture'"),
         "final state disagrees": (disagreeing_final, "but the final state has 'red'"),
         "change outside the visible area": (invisible_target, "outside the visible area"),
+        "change without a transformation": (unlisted_change, "object 8's shape changes from 'sphere' to 'cube' but no transformation says so"),
     }
 
 
@@ -197,7 +201,7 @@ def test_bad_record_names_file_and_line_or_is_skipped(case, tmp_path):
     assert f"{src / 'data.jsonl'}:3" in str(err.value) and message in str(err.value)
     assert not (tmp_path / "out" / "train.parquet").exists()  # nothing half-written
     report = convert_trance(src, tmp_path / "out", config(split_sizes=(4, 0, 0), skip_bad=True))
-    assert report.samples["train"] == 3 and len(report.bad) == 1 and f"data.jsonl:3" in report.bad[0]
+    assert report.samples["train"] == 3 and len(report.bad) == 1 and "data.jsonl:3" in report.bad[0]
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["bad"] == report.bad
 
 

@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="synthetic: rendering processes (default: all CPUs)")
     p.add_argument("--views", default=",".join(VIEWS), help="final views of the val/test rows, one row per sample and view (default: %(default)s)")
     p.add_argument("--train-views", default="center", help="final views of the train rows (default: %(default)s; left/right are then the cross-view test)")
-    p.add_argument("--attributes", default=",".join(ATTRIBUTES), help=f"keep samples whose transformations all use these attributes (default: %(default)s; also: position)")
+    p.add_argument("--attributes", default=",".join(ATTRIBUTES), help="keep samples whose transformations all use these attributes (default: %(default)s; also: position)")
     p.add_argument("--split-sizes", metavar="TRAIN,VAL,TEST", help=f"samples per split, in file order (TRANCE default: {','.join(map(str, TRANCE_SPLIT_SIZES))}; synthetic: 88%%/2%%/10%%)")
     p.add_argument("--limit", type=int, help="at most N samples per split (a quick subset)")
     p.add_argument("--max-pixels", type=int, help="resize every image to at most this many pixels (Qwen2.5-VL rounding); default: keep the bytes as read")

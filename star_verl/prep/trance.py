@@ -293,6 +293,14 @@ def parse_sample(record: Any, where: str, fallback_idx: int) -> Sample:
             raise BadSampleError(f"{where}: transformations set object {obj}'s {attr} to {item['val']!r} but the final state has {final_val!r}")
         if item["val"] != objects[obj][attr]:  # a change back to the initial value leaves nothing to see
             out.append(item)
+    # Every other attribute must be unchanged: a change the list misses would make the answer wrong.
+    for i, (before, after) in enumerate(zip(objects, final_objects)):
+        for attr in OBJECT_KEYS:
+            if (i, attr) in net or not isinstance(after, dict):
+                continue
+            value = list(after[attr]) if attr == "position" and isinstance(after.get(attr), (list, tuple)) else after.get(attr)
+            if value != before[attr]:
+                raise BadSampleError(f"{where}: object {i}'s {attr} changes from {before[attr]!r} to {value!r} but no transformation says so")
     images = {view: last["images"].get(cam) for view, cam in CAMERAS.items()}
     idx = record.get("idx", fallback_idx)
     if not isinstance(idx, int):
