@@ -142,7 +142,7 @@ def with_placeholders(question: str, n_images: int, where: str) -> str:
     match), else the images first, one per line (MindCube's and SPAR's own convention)."""
     n = question.count(IMAGE_PLACEHOLDER)
     if n == 0:
-        return IMAGE_PLACEHOLDER + "\n" + (IMAGE_PLACEHOLDER + "\n") * (n_images - 1) + question if n_images else question
+        return (IMAGE_PLACEHOLDER + "\n") * n_images + question
     if n != n_images:
         raise BadInput(where, f"question has {n} {IMAGE_PLACEHOLDER} placeholders but {n_images} images")
     return question
