@@ -267,6 +267,13 @@ def test_cli(trance7, tmp_path, capsys):
     with pytest.raises(SystemExit):
         build_main(["--trance", str(trance7), "--views", "center,top"])
     assert synthetic_split_sizes(10000) == (8800, 200, 1000)
+    assert build_main(["--synthetic", "3", "--attributes", "position", "--out", str(tmp_path / "syn"), "--no-progress"]) == 2
+    assert "no position moves" in capsys.readouterr().err
+
+
+def test_synthetic_attributes_option(tmp_path):
+    rec, _ = syn.generate_sample(0, seed=5, config=syn.SyntheticConfig(attributes=("size",), min_transformations=2))
+    assert {t["attr"] for t in rec["transformations"]} == {"size"} and len(rec["transformations"]) >= 2
 
 
 # ------------------------------------------------------------------ renderer

@@ -100,9 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         if existing and not args.overwrite:
             raise FileExistsError(f"output exists: {', '.join(existing)}; pass --overwrite to replace it")
         if args.synthetic is not None:
-            from star_verl.prep.synthetic_tvr import write_synthetic_trance
+            from star_verl.prep.synthetic_tvr import SYNTHETIC_ATTRIBUTES, SyntheticConfig, write_synthetic_trance
 
-            source = write_synthetic_trance(out / SYNTHETIC_SUBDIR, args.synthetic, args.seed, workers=args.workers, overwrite=args.overwrite, progress=not args.no_progress)
+            # the generator draws only the selected attributes it knows (it makes no position moves)
+            drawn = tuple(a for a in attributes if a in SYNTHETIC_ATTRIBUTES)
+            if not drawn:
+                raise ValueError(f"the synthetic generator makes no position moves: --attributes needs one of {', '.join(SYNTHETIC_ATTRIBUTES)}")
+            synthetic = SyntheticConfig(attributes=drawn)
+            source = write_synthetic_trance(out / SYNTHETIC_SUBDIR, args.synthetic, args.seed, config=synthetic, workers=args.workers, overwrite=args.overwrite, progress=not args.no_progress)
         else:
             source = Path(args.trance)
         report = convert_trance(source, out, config)
