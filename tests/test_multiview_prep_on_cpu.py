@@ -306,6 +306,14 @@ def test_spar_references_from_marked_objects_and_stated_relations():
     ]
     q = "Describe where microwave (red bbox) is located after the observer moves to the 3D center of range hood (green bbox) and faces cabinet (blue bbox)."
     assert spar.references("spatial_imagination_oc_mv", q, "left, , front") == [["microwave", OBSERVER, "left"], ["microwave", OBSERVER, "front"], ["range hood", None, None], ["cabinet", None, None]]
+    q = ("How does the relative positioning of chair (red bbox) and whiteboard (yellow bbox) evolve after observer moving to table "
+         "(green bbox) and facing whiteboard (blue bbox)?")  # SPAR's project page, spatial_imagination_oo_mv
+    assert spar.references("spatial_imagination_oo_mv", q, "left, below, closer, , front") == [
+        ["chair", "whiteboard", "left"], ["chair", "whiteboard", "below"], ["chair", "whiteboard", "front"],
+        ["whiteboard", OBSERVER, "front"], ["table", None, None],
+    ]
+    q = "In the provided image, explain the location of the books (red bbox) with respect to the lamp (blue bbox), considering the observer's viewpoint."
+    assert spar.references("obj_spatial_relation_oo", q, "right, , farther") == [["books", "lamp", "right"], ["books", "lamp", "behind"]]
     q = "If the books (red point) is 2.5 meters deep, how deep is the bookshelf (blue point)?"
     assert spar.references("depth_prediction_oc_mv", q, None) == [["books", None, None], ["bookshelf", None, None]]
     assert spar.references("position_matching", "Based on the red bbox of mat in the first image, locate it.", "[0, 0, 5, 7]") == [["mat", None, None]]

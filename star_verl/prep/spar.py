@@ -19,11 +19,14 @@ SPAR-Bench (`--sparbench` = the folder with `test-0000{0..3}-of-00004.parquet`):
 
 References: the objects SPAR marks, named in the question ("sink (red bbox)", "books (red point)",
 "the red bbox of mat"), and the relations the answer states. A relation answer is comma-separated
-slots (empty = indistinguishable): 3 slots (left/right, above/below, front/behind) say where the
-target stands relative to the observer -> `[target, "observer", word]`; 5 slots (left/right,
-above/below, closer/farther between the two objects, then each object front/behind the observer)
--> `[obj1, obj2, word]` x3 and `[obj_i, "observer", word]`. Other marked objects (imagination
-anchors, depth/distance objects) are bare references `[name, null, null]`.
+slots (empty = indistinguishable). Object-camera tasks (`*_oc*`): 3 slots (left/right, above/below,
+front/behind) say where the target stands relative to the observer -> `[target, "observer", word]`.
+Object-object tasks (`*_oo*`): left/right, above/below, closer/farther of the first object relative to
+the second -> `[obj1, obj2, word]`, and with 5 slots each object in front of / behind the observer
+-> `[obj_i, "observer", word]`; the pair is the two marked objects, red and yellow in the
+imagination tasks (green and blue place the moved observer). closer/farther become front/behind
+("front" = nearer the viewer). Other marked objects (imagination anchors, depth/distance objects) are
+bare references `[name, null, null]`.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ _STOP = {
     "the", "a", "an", "of", "is", "are", "object", "with", "to", "and", "if", "how", "what", "where", "from", "relative", "that", "at", "in",
     "on", "by", "for", "faces", "face", "moves", "move", "deep", "far", "between", "describe", "which", "does", "do", "be", "it", "its",
     "as", "assume", "given", "depth", "distance", "center", "centre", "observer", "located", "position", "spatial", "situated", "than",
+    "facing", "moving", "moved", "orienting", "oriented", "towards", "toward", "after", "before", "about", "then", "both", "or",
 }
 RELATION_WORDS = {"left", "right", "above", "below", "front", "behind", "closer", "farther"}
 # "closer"/"farther" (object 1 nearer the observer than object 2, or not) in the reward's words:
@@ -130,7 +134,8 @@ def _object_name(phrase: str) -> str | None:
 
 
 def marked_objects(question: str) -> list[tuple[str | None, str]]:
-    """(colour or None, name) of each object the question marks, in order of first mention."""
+    """(colour or None, name) of each marker mention in the question, in order (a name may come
+    twice: "whiteboard (yellow bbox)" and "facing whiteboard (blue bbox)")."""
     found: list[tuple[int, str | None, str]] = []
     for m in _MARKED.finditer(question):
         name = _object_name(m.group(1))
@@ -140,11 +145,7 @@ def marked_objects(question: str) -> list[tuple[str | None, str]]:
         name = _object_name(m.group(2))
         if name:
             found.append((m.start(), m.group(1), name))
-    out: list[tuple[str | None, str]] = []
-    for _, colour, name in sorted(found):
-        if all(name != n for _, n in out):
-            out.append((colour, name))
-    return out
+    return [(colour, name) for _, colour, name in sorted(found)]
 
 
 def _slots(text: str) -> list[str] | None:
@@ -156,25 +157,26 @@ def _slots(text: str) -> list[str] | None:
 
 def references(task: str, question: str, answer_text: str | None) -> list[list[Any]]:
     """Marked objects and the relations the answer states (see the module docstring)."""
-    objects = marked_objects(question)
-    by_colour = {c: n for c, n in objects if c}
+    mentions = marked_objects(question)
+    names = list(dict.fromkeys(n for _, n in mentions))
+    by_colour = {c: n for c, n in reversed(mentions) if c}  # a colour's first mention
     slots = _slots(answer_text) if answer_text else None
     refs: list[list[Any]] = []
-    if slots is not None and len(slots) == 3:
-        target = by_colour.get("red") or (objects[0][1] if objects else None)
-        if target:
-            refs = [[target, OBSERVER, w] for w in slots if w]
-    elif slots is not None and len(slots) == 5:
-        if task == "spatial_imagination_oo_mv":
-            pair = [by_colour.get("red"), by_colour.get("yellow")]
-        else:
-            pair = [n for _, n in objects[:2]]
-        if len(pair) == 2 and all(pair):
+    if slots is not None and "_oo" in task:
+        # object-object tasks: the imagination ones relate red and yellow (green and blue place the
+        # observer), the others their two marked objects
+        pair = [by_colour.get("red"), by_colour.get("yellow")] if task.startswith("spatial_imagination") else names[:2]
+        if len(pair) == 2 and all(pair) and pair[0] != pair[1]:
             a, b = pair
             refs = [[a, b, w] for w in slots[:3] if w]
-            refs += [[n, OBSERVER, w] for n, w in zip((a, b), slots[3:]) if w]
+            if len(slots) == 5:  # then each object in front of / behind the observer
+                refs += [[n, OBSERVER, w] for n, w in zip((a, b), slots[3:]) if w]
+    elif slots is not None and len(slots) == 3:
+        target = by_colour.get("red") or (names[0] if names else None)
+        if target:
+            refs = [[target, OBSERVER, w] for w in slots if w]
     named = {r[0] for r in refs} | {r[1] for r in refs}
-    refs += [[n, None, None] for _, n in objects if n not in named]
+    refs += [[n, None, None] for n in names if n not in named]
     return refs
 
 
