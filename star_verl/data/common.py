@@ -119,18 +119,26 @@ def template_messages(question: str, data_source: str, settings: StarDataSetting
     return settings.template_for(data_source).messages(question)
 
 
-def expand_placeholders(content: str, images: Sequence[Any] | None) -> list[dict[str, Any]]:
-    """A string content as the processor's content list: text items and one image item per
-    `<image>` (its `image` taken from `images` in order, or absent when `images` is None)."""
+def expand_placeholders(content: str, image_items: Sequence[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """A string content as the processor's content list: text items, and for the k-th `<image>` the
+    k-th of `image_items` (or a bare `{"type": "image"}` when None: enough to render the template)."""
     items: list[dict[str, Any]] = []
     k = 0
     for segment in _SEGMENTS.split(content):
         if segment == IMAGE_PLACEHOLDER:
-            items.append({"type": "image"} if images is None else {"type": "image", "image": images[k]})
+            items.append({"type": "image"} if image_items is None else image_items[k])
             k += 1
         elif segment:
             items.append({"type": "text", "text": segment})
     return items
+
+
+def image_item(entry: Any) -> dict[str, Any]:
+    """A row's image entry as a content item, left undecoded (`process_multi_modal_info` decodes it
+    at the budget): `{"type": "image", "bytes": ..., "path": ...}` for the schema's entries."""
+    if isinstance(entry, Mapping):
+        return {"type": "image", **entry}
+    return {"type": "image", "image": os.fspath(entry) if isinstance(entry, os.PathLike) else entry}
 
 
 def raw_question(prompt: Any, where: str) -> str:
@@ -471,6 +479,6 @@ def _sha256_json(value: Any) -> str:
 
 __all__ = [
     "DatasetError", "StarDataSettings", "template_messages", "expand_placeholders", "raw_question", "raw_conversation",
-    "open_image", "budget_images", "fitted_sizes", "processor_pixel_range", "MeasureContext", "measure_rows",
+    "image_item", "open_image", "budget_images", "fitted_sizes", "processor_pixel_range", "MeasureContext", "measure_rows",
     "cached_lengths", "file_fingerprint", "cache_path", "select_samples", "apply_length_limit",
 ]

@@ -28,6 +28,8 @@ from star_verl.data.common import (
     apply_length_limit,
     budget_images,
     cached_lengths,
+    expand_placeholders,
+    image_item,
     raw_question,
     select_samples,
     template_messages,
@@ -118,10 +120,16 @@ class StarRLDataset(RLHFDataset):
         return dataframe
 
     def _build_messages(self, example: dict, key: str):
-        """The templated [system, user] messages with image items, as RLHFDataset builds them."""
+        """The templated [system, user] messages, with RLHFDataset's content lists when the row has
+        images. The image items stay undecoded (no `Image.open` per sample here, and only the PNG
+        bytes travel to the AgentLoop): `process_multi_modal_info` decodes them at the budget."""
         question = raw_question(example[key], f"StarRLDataset sample with extra_info {example.get('extra_info')}")
-        example = {**example, key: template_messages(question, example["data_source"], self.star)}
-        return super()._build_messages(example, key)
+        messages = template_messages(question, example["data_source"], self.star)
+        images = example.get(self.image_key) or []
+        if not images:
+            return messages
+        items = [image_item(entry) for entry in images]
+        return [{"role": m["role"], "content": expand_placeholders(m["content"], items)} for m in messages]
 
     @classmethod
     def _process_multi_modal_info(cls, messages: list[dict], image_patch_size, config):
