@@ -413,7 +413,8 @@ def test_bad_mindcube_input_names_file_and_line_or_is_counted(tmp_path, mutate, 
     with pytest.raises(BadInput, match=message) as err:
         build(opts)
     assert f"{mindcube.TRAIN_FILE}:5" in str(err.value)
-    opts.skip_bad, opts.out = True, tmp_path / "out2"
+    assert not list((tmp_path / "out").glob("*.parquet*"))  # no partial output left behind
+    opts.skip_bad = True
     summary = build(opts)
     assert len(summary["bad_input"]) == 1 and message in summary["bad_input"][0][2] and f"{mindcube.TRAIN_FILE}:5" in summary["bad_input"][0][1]
     assert summary["splits"]["train"].rows == 8
@@ -443,6 +444,22 @@ def test_bad_spar_input(tmp_path):
         spar.sparbench_sample({"id": 1, "image": [], "question": "q", "answer": "A", "task": "teleport"}, where="shard:row 1")
     with pytest.raises(BadInput, match="unknown task type"):
         mmsi.mmsi_sample({"id": 1, "images": [], "question_type": "Teleport", "question": "q", "answer": "A"}, where="mmsi:row 1")
+
+
+def test_bad_benchmark_rows_are_counted_with_skip_bad(tmp_path):
+    folder = write_sparbench_fixture(tmp_path / "sb", 8)
+    shard = folder / "test-00001-of-00004.parquet"
+    rows = pq.read_table(shard).to_pylist()
+    rows[1]["task"] = "teleport"
+    pq.write_table(pq.read_table(shard).from_pylist(rows, schema=pq.read_schema(shard)), shard)
+    opts = BuildOptions(out=tmp_path / "out", benchmarks=("sparbench",), sparbench=folder, progress=False)
+    with pytest.raises(BadInput, match="test-00001-of-00004.parquet:row 2: unknown task type 'teleport'"):
+        build(opts)
+    opts.skip_bad = True
+    summary = build(opts)
+    assert summary["splits"]["bench/sparbench"].rows == 7
+    assert [(o, w.endswith("test-00001-of-00004.parquet:row 2")) for o, w, _ in summary["bad_input"]] == [("sparbench", True)]
+    assert "leakage check of the written files: not run" in format_summary(summary)
 
 
 def test_missing_spar_image_is_bad_input_with_its_real_line_number(tmp_path):
@@ -487,7 +504,8 @@ def test_command_prints_the_summary_and_refuses_to_overwrite(sources, tmp_path, 
             "--benchmarks", "mindcube_tiny,mmsi", "--mmsi", str(sources["mmsi"]), "--no-progress"]
     assert main(args) == 0
     text = capsys.readouterr().out
-    for expected in ("MMSI-Bench (RunsenXu/MMSI-Bench): CC BY-NC 4.0", "MindCube (MLL-Lab/MindCube): code MIT", "bench/mmsi: 6 rows", "train: 9 rows", "mindcube:rotation"):
+    for expected in ("MMSI-Bench (RunsenXu/MMSI-Bench): CC BY-NC 4.0", "MindCube (MLL-Lab/MindCube): code MIT", "bench/mmsi: 6 rows", "train: 9 rows,",
+                     "mindcube:rotation", "sft_pool: 3 rows,"):
         assert expected in text
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["splits"]["train"]["rows"] == 9
     assert main(args) == 1 and "--overwrite" in capsys.readouterr().err

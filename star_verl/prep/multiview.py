@@ -493,34 +493,48 @@ def write_split(
     """Write samples as RL rows. `sort`: group rows by the images they share (group, then id), so
     the dictionary of each row group stores a shared image once; veRL shuffles at load time
     (`data.shuffle`), so file order carries no meaning. Streams when `sort` is False."""
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (--overwrite) to replace it")
     if sort:
         samples = sorted(samples, key=lambda s: (s.group, s.question_id))
         total = len(samples)
     stats = SplitStats()
     shas_in_file: set[str] = set()
-    with ParquetRowWriter(path, row_group_size=ROW_GROUP_SIZE, overwrite=overwrite) as writer:
-        for sample in tqdm(samples, total=total, desc=f"writing {path.name}", unit="q", disable=not progress, leave=False):
-            try:
-                entries, out_shas = [], []
-                for ref in sample.images:
-                    entry, sha = cache.entry(ref, sample.where)
-                    entries.append(entry)
-                    out_shas.append(sha)
-                source_shas = [cache.source(ref, sample.where).sha for ref in sample.images]
-            except BadInput as exc:
-                bad.report(sample.origin, exc)
-                continue
-            extra = make_extra_info(index=stats.rows, split=split, origin=sample.origin, task=sample.task, question_id=sample.question_id, n_images=len(entries))
-            writer.write(make_rl_row(data_source=sample.data_source, question=sample.question, images=entries, ground_truth=sample.ground_truth, extra_info=extra))
-            stats.rows += 1
-            stats.image_refs += len(entries)
-            shas_in_file.update(out_shas)
-            stats.per_task[f"{sample.origin}:{sample.task}"] += 1
-            refs, rels = has_references(sample.ground_truth)
-            stats.with_refs[f"{sample.origin}:{sample.task}"] += refs
-            stats.with_relations[f"{sample.origin}:{sample.task}"] += rels
-            if on_written is not None:
-                on_written(sample, source_shas, out_shas)
+
+    def write_rows(target: Path) -> None:
+        with ParquetRowWriter(target, row_group_size=ROW_GROUP_SIZE, overwrite=True) as writer:
+            for sample in tqdm(samples, total=total, desc=f"writing {path.name}", unit="q", disable=not progress, leave=False):
+                try:
+                    entries, out_shas = [], []
+                    for ref in sample.images:
+                        entry, sha = cache.entry(ref, sample.where)
+                        entries.append(entry)
+                        out_shas.append(sha)
+                    source_shas = [cache.source(ref, sample.where).sha for ref in sample.images]
+                except BadInput as exc:
+                    bad.report(sample.origin, exc)
+                    continue
+                extra = make_extra_info(index=stats.rows, split=split, origin=sample.origin, task=sample.task, question_id=sample.question_id, n_images=len(entries))
+                writer.write(make_rl_row(data_source=sample.data_source, question=sample.question, images=entries, ground_truth=sample.ground_truth, extra_info=extra))
+                stats.rows += 1
+                stats.image_refs += len(entries)
+                shas_in_file.update(out_shas)
+                key = f"{sample.origin}:{sample.task}"
+                stats.per_task[key] += 1
+                refs, rels = has_references(sample.ground_truth)
+                stats.with_refs[key] += refs
+                stats.with_relations[key] += rels
+                if on_written is not None:
+                    on_written(sample, source_shas, out_shas)
+
+    # written under a temporary name and renamed at the end: a failed run leaves no partial file
+    partial = path.with_name(path.name + ".partial")
+    try:
+        write_rows(partial)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    partial.replace(path)
     stats.unique_images = len(shas_in_file)
     stats.bytes = path.stat().st_size
     return stats
@@ -615,6 +629,7 @@ def build(opts: BuildOptions) -> dict[str, Any]:
             return leaks.match(sample, shas)
 
         requests = [SplitRequest("val", opts.val_samples), SplitRequest("train", opts.rl_samples), SplitRequest("sft_pool", opts.sft_pool)]
+        summary["requested"] = {req.name: req.n for req in requests}
         splits, draw_stats = draw_splits(catalogs, requests, seed=opts.seed, bad=bad, accept=accept, progress=opts.progress)
         for req in requests:
             path = out / TRAIN_FILES[req.name]
@@ -644,8 +659,10 @@ def _jsonable(value: Any) -> Any:
 
 def format_summary(summary: Mapping[str, Any]) -> str:
     lines = ["", "split / origin:task                              rows  with refs  with relations"]
+    requested = summary.get("requested") or {}
     for split, st in summary["splits"].items():
-        lines.append(f"{split}: {st.rows} rows, {st.unique_images} unique images for {st.image_refs} image refs, {st.bytes / 2**20:.1f} MiB")
+        short = f" (of {requested[split]} requested: the sources hold no more)" if split in requested and st.rows < requested[split] else ""
+        lines.append(f"{split}: {st.rows} rows{short}, {st.unique_images} unique images for {st.image_refs} image refs, {st.bytes / 2**20:.1f} MiB")
         for task in sorted(st.per_task):
             lines.append(f"  {task:<46} {st.per_task[task]:>6} {st.with_refs[task]:>10} {st.with_relations[task]:>15}")
     for origin, excluded in (summary.get("excluded") or {}).items():
