@@ -49,7 +49,7 @@ LICENCES = {
 OBSERVER = "observer"  # the second element of an object-to-camera reference triplet
 BENCHMARKS = ("mindcube_tiny", "sparbench", "mmsi")
 DEFAULT_MIN_PIXELS = 4 * 28 * 28
-DEFAULT_MAX_PIXELS = 512 * 28 * 28  # 512 visual tokens per image
+DEFAULT_MAX_PIXELS = 90000  # star_r1_mv's data.star.max_pixels (MindCube's budget): the loader then resizes nothing
 ROW_GROUP_SIZE = 1024
 
 
@@ -709,7 +709,7 @@ def parse_args(argv: Sequence[str] | None) -> BuildOptions:
     p.add_argument("--sparbench", type=Path, help="SPAR-Bench folder with the 4 parquet shards")
     p.add_argument("--mmsi", type=Path, help="MMSI_Bench.parquet")
     p.add_argument("--min-pixels", type=int, default=DEFAULT_MIN_PIXELS)
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=f"per-image pixel budget (default {DEFAULT_MAX_PIXELS} = 512 tokens)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=f"per-image pixel budget (default {DEFAULT_MAX_PIXELS}, star_r1_mv's data.star.max_pixels)")
     p.add_argument("--skip-bad", action="store_true", help="count and list bad input instead of stopping at the first")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
