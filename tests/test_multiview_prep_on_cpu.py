@@ -435,6 +435,7 @@ def test_bad_spar_input(tmp_path):
         ({**rec, "conversations": [rec["conversations"][0], {"from": "gpt", "value": "F"}]}, "not one of the listed options"),
         ({**rec, "type": "obj_spatial_relation_oo_mv"}, "in the folder of task"),
         ({**rec, "bbox_img_idx": [[7]]}, "goes on image 7"),
+        ({**rec, "conversations": [{"from": "human"}]}, "conversations must be"),
         ({**rec, "conversations": [{"from": "human", "value": "<image>\n" + rec["conversations"][0]["value"]}, rec["conversations"][1]]}, "placeholders"),
     ):
         with pytest.raises(BadInput, match=message) as err:

@@ -184,6 +184,8 @@ def to_sample(record: Any, *, root: Path, where: str, origin: str, split_setting
     missing = [k for k in ("id", "question", "images", "gt_answer") if k not in record]
     if missing:
         raise BadInput(where, f"missing field(s) {missing}")
+    if not isinstance(record["question"], str):
+        raise BadInput(where, f"question must be a string, got {type(record['question']).__name__}")
     qid = str(record["id"])
     setting = split_setting or setting_of(qid)
     if setting is None:

@@ -293,7 +293,9 @@ def spar7m_sample(record: Any, *, task: str, fmt: str, dataset: str, images_root
     try:
         human, gpt = record["conversations"][0]["value"], record["conversations"][1]["value"]
     except (KeyError, IndexError, TypeError):
-        raise BadInput(where, "conversations must be [{from: human, value}, {from: gpt, value}]") from None
+        human = gpt = None
+    if not isinstance(human, str) or not isinstance(gpt, (str, int, float)):
+        raise BadInput(where, "conversations must be [{from: human, value: question}, {from: gpt, value: answer}]")
     images = record.get("image")
     images = [images] if isinstance(images, str) else images
     if not isinstance(images, list) or not images:
