@@ -4,7 +4,6 @@ builders (`star_verl.prep.schema`) and generated PIL images."""
 from __future__ import annotations
 
 import io
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -63,11 +62,3 @@ def write_rows(path: str | Path, rows: Sequence[dict[str, Any]], *, sft: bool = 
         writer.write_all(rows)
     return Path(path)
 
-
-def raw_row(**fields: Any) -> dict[str, Any]:
-    """A row that bypasses make_rl_row's checks (to write the bad inputs the dataset must reject)."""
-    return fields
-
-
-def gt_json(gt: dict[str, Any]) -> str:
-    return json.dumps(gt)

@@ -82,6 +82,8 @@ class StarDataSettings:
                 raise DatasetError(f"data.star.{key} must be a positive integer, got {getattr(self, key)!r}")
         if self.min_pixels > self.max_pixels:
             raise DatasetError(f"data.star.min_pixels={self.min_pixels} > data.star.max_pixels={self.max_pixels}")
+        if not isinstance(self.drop_overlong, bool):
+            raise DatasetError(f"data.star.drop_overlong must be true or false, got {self.drop_overlong!r}")
         if self.total_max_pixels is not None and (not isinstance(self.total_max_pixels, int) or self.total_max_pixels < self.min_pixels):
             raise DatasetError(f"data.star.total_max_pixels must be null or an integer >= min_pixels, got {self.total_max_pixels!r}")
 
