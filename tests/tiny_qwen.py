@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# As in Qwen2.5-VL, <think>/<answer> are plain text, not special tokens (decoding with
+# skip_special_tokens=True keeps them).
 SPECIAL_TOKENS = [
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>",
-    "<|image_pad|>", "<|video_pad|>", "<think>", "</think>", "<answer>", "</answer>",
+    "<|image_pad|>", "<|video_pad|>",
 ]
 
 CHAT_TEMPLATE = (
@@ -38,6 +40,7 @@ _CORPUS = [
     "Step 3 spatial reasoning. The answer is C. A. B. C. D. move_right:1.6,rotate_left:75 2.6 meters",
     "Based on these four images showing the scene from different viewpoints, what is to the right?",
     "system user assistant image view front back left right above below near far the a an of in on",
+    "<think>reasoning</think><answer>C</answer> <think></think> <answer></answer>",
 ]
 
 
