@@ -850,6 +850,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TeacherError as exc:
         print(f"generate_cot: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"generate_cot: interrupted; the answers so far are in {Path(ns.out) / CACHE_FILE}: rerun the same command to resume", file=sys.stderr)
+        return 130
     c, total = result.counts, result.report["total"]
     print(
         f"{total['answered']}/{total['samples']} samples answered ({c.cached} from the cache, {c.requested} requested now, {c.retries} retries), "
