@@ -24,6 +24,7 @@ from star_verl.prep.teacher import (
     generate,
     judge,
     load_pool,
+    main,
     retry_after_seconds,
 )
 from star_verl.templates import get_template
@@ -112,11 +113,13 @@ def test_filtering_retries_and_outputs(tmp_path):
 def test_rerun_asks_only_what_failed(tmp_path):
     truth = write_pool(tmp_path / "pool.parquet", 3)
     with ScriptedChatServer(truth, {"q1": ["500"]}) as server:
-        generate(settings(server, max_retries=1), tmp_path / "pool.parquet", tmp_path / "out", progress=False)
+        argv = ["--in", str(tmp_path / "pool.parquet"), "--out", str(tmp_path / "out"), "--base-url", server.base_url, "--model", "teacher-test", "--max-retries", "1", "--seed", "0", "--no-progress"]
+        assert main(argv) == 1  # a sample without an answer: the outputs are written, the exit code says so
         assert server.requests_per_question() == {"q0": 1, "q1": 2, "q2": 1}
+        assert [json.loads(line)["question_id"] for line in (tmp_path / "out" / "failed.jsonl").read_text().splitlines()] == ["q1"]
         server.reset()
         server.script = {}
-        result = generate(settings(server, max_retries=1), tmp_path / "pool.parquet", tmp_path / "out", progress=False)
+        result = generate(settings(server, max_retries=1, val_fraction=0.05), tmp_path / "pool.parquet", tmp_path / "out", progress=False)
         assert server.requests_per_question() == {"q1": 1}  # the cached answers are never asked again
     assert result.counts.cached == 2 and result.report["total"]["kept"] == 3 and result.report["total"]["failed"] == 0
 

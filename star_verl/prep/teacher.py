@@ -562,14 +562,18 @@ async def _request_all(settings: TeacherSettings, pool_path: Path, questions: li
     queue: asyncio.Queue = asyncio.Queue(maxsize=2 * settings.concurrency)
     fatal: list[BaseException] = []
 
+    def advance() -> None:
+        progress.set_postfix(kept=counts.kept, rejected=counts.rejected, failed=counts.failed, tokens=counts.prompt_tokens + counts.completion_tokens, refresh=False)
+        progress.update(1)
+
     def tally(record: dict[str, Any], question: PoolQuestion) -> None:
+        # the bar's running counts (duplicates are only found when the outputs are built)
         decision = judge(record["response"], question, record.get("finish_reason"))
         counts.kept += decision.keep
         counts.rejected += not decision.keep
         counts.prompt_tokens += record["usage"]["prompt_tokens"]
         counts.completion_tokens += record["usage"]["completion_tokens"]
-        progress.set_postfix(kept=counts.kept, rejected=counts.rejected, failed=counts.failed, tokens=counts.prompt_tokens + counts.completion_tokens, refresh=False)
-        progress.update(1)
+        advance()
 
     async def worker() -> None:
         while True:
@@ -583,8 +587,7 @@ async def _request_all(settings: TeacherSettings, pool_path: Path, questions: li
             except _Fail as exc:
                 counts.failed += 1
                 log(f"{where}: failed: {client.redact(str(exc))}")
-                progress.set_postfix(kept=counts.kept, rejected=counts.rejected, failed=counts.failed, tokens=counts.prompt_tokens + counts.completion_tokens, refresh=False)
-                progress.update(1)
+                advance()
                 continue
             except TeacherError as exc:
                 fatal.append(exc)
@@ -859,6 +862,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{total['kept']} kept ({total['questions_kept']} questions), {total['answered'] - total['kept']} rejected, {total['failed']} without an answer; "
         f"{result.report['rows']['train']} train / {result.report['rows']['val']} val rows in {result.out_dir} ({time.monotonic() - started:.1f} s)"
     )
+    if total["failed"]:
+        print(f"generate_cot: {total['failed']} sample(s) have no answer (failed.jsonl); rerun the same command to ask for them again", file=sys.stderr)
+        return 1
     return 0
 
 
