@@ -54,7 +54,8 @@ def pkg_references(cfg) -> list[tuple[str, str, str]]:
     def walk(node, key):
         if isinstance(node, dict):
             path = node.get("path")
-            if isinstance(path, str) and path.startswith("pkg://") and isinstance(node.get("name"), str):
+            manager_module = key == "reward.reward_manager.module"  # its `name` is unused in importlib mode
+            if isinstance(path, str) and path.startswith("pkg://") and isinstance(node.get("name"), str) and not manager_module:
                 found.append((key, path, node["name"]))
             for child, value in node.items():
                 walk(value, f"{key}.{child}" if key else str(child))
