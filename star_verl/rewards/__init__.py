@@ -81,8 +81,9 @@ def split_reward_kwargs(kwargs: Mapping[str, Any]):
     return tvr, mv
 
 
-def validate_ground_truth(data_source: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Parse and check a ground truth for its data source; raise GroundTruthError naming the sample."""
+def parse_ground_truth(data_source: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None):
+    """The typed ground truth of a data source (`TVRGroundTruth` or `MultiViewGroundTruth`);
+    raise GroundTruthError naming the sample."""
     if data_source not in DATA_SOURCES:
         raise GroundTruthError(f"{sample_name(extra_info)}: unknown data_source {data_source!r}; expected one of {DATA_SOURCES}")
     gt = load_ground_truth(ground_truth, extra_info)
@@ -90,14 +91,18 @@ def validate_ground_truth(data_source: str, ground_truth: Any, extra_info: Mappi
         if data_source == "tvr":
             from star_verl.tasks.tvr import parse_tvr_ground_truth
 
-            parse_tvr_ground_truth(gt)
-        else:
-            from star_verl.tasks.multiview import parse_multiview_ground_truth
+            return parse_tvr_ground_truth(gt)
+        from star_verl.tasks.multiview import parse_multiview_ground_truth
 
-            parse_multiview_ground_truth(gt)
+        return parse_multiview_ground_truth(gt)
     except (KeyError, TypeError, ValueError) as exc:
         raise GroundTruthError(f"{sample_name(extra_info)}: bad {data_source} ground truth: {exc}") from None
-    return gt
+
+
+def validate_ground_truth(data_source: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Check a ground truth for its data source and return it as a dict; raise GroundTruthError naming the sample."""
+    parse_ground_truth(data_source, ground_truth, extra_info)
+    return load_ground_truth(ground_truth, extra_info)
 
 
 def finalize(components: Mapping[str, float]) -> dict[str, float]:
@@ -117,7 +122,7 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_
     (veRL's managers may also pass `reward_router_address` / `reward_model_tokenizer`: ignored)."""
     kwargs.pop("reward_router_address", None)
     kwargs.pop("reward_model_tokenizer", None)
-    gt = validate_ground_truth(data_source, ground_truth, extra_info)
+    gt = parse_ground_truth(data_source, ground_truth, extra_info)  # parsed once, scored by the family's reward
     tvr_settings, mv_settings = split_reward_kwargs(kwargs)
     if data_source == "tvr":
         from star_verl.rewards.tvr import tvr_reward

@@ -33,7 +33,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from star_verl.rewards import finalize
-from star_verl.tasks.multiview import parse_multiview_ground_truth, score_answer
+from star_verl.tasks.multiview import MultiViewGroundTruth, parse_multiview_ground_truth, score_answer
 from star_verl.tasks.references import match_references, parse_reference_triplets
 from star_verl.tasks.tags import parse_tags
 
@@ -83,12 +83,12 @@ def reference_term(think: str | None, gt_refs, settings: MultiViewRewardSettings
     return {"r_ref": s.ref_weight * max(-s.ref_penalty_cap, min(1.0, raw)), "n_pred": len(predicted), "n_gt": n_gt, "n_exact": match.n_exact}
 
 
-def multiview_reward(data_source: str, solution_str: Any, gt_dict: Mapping[str, Any], settings: MultiViewRewardSettings) -> dict[str, float]:
+def multiview_reward(data_source: str, solution_str: Any, gt_dict: Mapping[str, Any] | MultiViewGroundTruth, settings: MultiViewRewardSettings) -> dict[str, float]:
     """Score one response (all of REWARD_KEYS, in order); never raises on the response (the ground truth is validated and may raise).
     `data_source` is not needed by the formula (the ground truth's type decides) but is kept in the signature
     so every family's scorer is called the same way."""
     del data_source
-    gt = parse_multiview_ground_truth(gt_dict)
+    gt = gt_dict if isinstance(gt_dict, MultiViewGroundTruth) else parse_multiview_ground_truth(gt_dict)
     tagged = parse_tags(solution_str)
     answer = score_answer(gt, tagged.answer)
     out = {
