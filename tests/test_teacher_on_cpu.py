@@ -262,7 +262,7 @@ def test_killed_run_resumes_without_asking_twice(tmp_path):
         # the same run, SIGKILLed once a few answers are cached
         cache = tmp_path / "resumed" / CACHE_FILE
         proc = subprocess.Popen(_cli(pool, tmp_path / "resumed", server), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 120
         while time.monotonic() < deadline and (not cache.exists() or cache.read_text().count("\n") < 4):
             time.sleep(0.05)
         proc.send_signal(signal.SIGKILL)
