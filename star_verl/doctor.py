@@ -639,11 +639,11 @@ def format_table(checks: list[Check], width: int = 100) -> str:
     lines = [head, "-" * max(len(head), 40)]
     indent = " " * (name_w + 10)
     for c in checks:
-        detail = textwrap.wrap(c.detail, width=max(width - len(indent), 30)) or [""]
+        detail = textwrap.wrap(c.detail, width=max(width - len(indent), 30), break_long_words=False, break_on_hyphens=False) or [""]
         lines.append(f"{c.name:<{name_w}}  {c.status:<6}  {detail[0]}")
         lines.extend(indent + more for more in detail[1:])
         if c.fix and c.status == FAIL:
-            for i, part in enumerate(textwrap.wrap(c.fix, width=max(width - len(indent) - 5, 30))):
+            for i, part in enumerate(textwrap.wrap(c.fix, width=max(width - len(indent) - 5, 30), break_long_words=False, break_on_hyphens=False)):
                 lines.append(indent + ("fix: " if i == 0 else "     ") + part)
     counts = {s: sum(c.status == s for c in checks) for s in (PASS, FAIL, SKIP)}
     lines.append("")
