@@ -147,13 +147,15 @@ def test_samples_per_question_duplicates_and_held_out_slice(tmp_path):
 
 
 def test_rate_limit_spaces_request_starts(tmp_path):
-    truth = write_pool(tmp_path / "pool.parquet", 6)
+    truth = write_pool(tmp_path / "pool.parquet", 8)
     with ScriptedChatServer(truth) as server:
-        generate(settings(server, concurrency=6, requests_per_second=5.0), tmp_path / "pool.parquet", tmp_path / "out", progress=False)
+        generate(settings(server, concurrency=8, requests_per_second=5.0), tmp_path / "pool.parquet", tmp_path / "out", progress=False)
     times = sorted(entry["t"] for entry in server.log)
-    gaps = [b - a for a, b in zip(times, times[1:])]
-    assert len(times) == 6 and min(gaps) >= 0.15  # 1/5 s apart (a little slack for scheduling)
-    assert times[-1] - times[0] >= 0.9
+    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    # Starts are 1/5 s apart; arrivals at the server jitter on a loaded machine, so the median gap and
+    # the span are checked (without the limit, 8 workers' requests all arrive within a few ms).
+    assert len(times) == 8 and gaps[len(gaps) // 2] >= 0.15
+    assert times[-1] - times[0] >= 7 * 0.2 - 0.25
 
 
 def test_api_key_is_sent_and_never_written(tmp_path, monkeypatch, capfd):
