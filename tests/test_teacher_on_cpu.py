@@ -124,6 +124,23 @@ def test_rerun_asks_only_what_failed(tmp_path):
     assert result.counts.cached == 2 and result.report["total"]["kept"] == 3 and result.report["total"]["failed"] == 0
 
 
+def test_max_questions_is_a_stable_subset_that_grows(tmp_path):
+    import hashlib
+
+    truth = write_pool(tmp_path / "pool.parquet", 10)
+    by_digest = sorted(truth, key=lambda qid: hashlib.sha256(qid.encode()).hexdigest())
+    with ScriptedChatServer(truth) as server:
+        generate(settings(server, max_questions=3), tmp_path / "pool.parquet", tmp_path / "out", progress=False)
+        assert set(server.requests_per_question()) == set(by_digest[:3])
+        server.reset()
+        result = generate(settings(server, max_questions=5), tmp_path / "pool.parquet", tmp_path / "out", progress=False)
+        assert set(server.requests_per_question()) == set(by_digest[3:5])  # the first 3 come from the cache
+    assert result.counts.cached == 3
+    rows = pq.read_table(tmp_path / "out" / "train.parquet").to_pylist()
+    order = [int(qid[1:]) for qid in by_digest[:5]]
+    assert [r["extra_info"]["question_id"] for r in rows] == [f"q{i}" for i in sorted(order)]  # pool order
+
+
 def test_samples_per_question_duplicates_and_held_out_slice(tmp_path):
     truth = write_pool(tmp_path / "pool.parquet", 6)
     # q0: sample 0 and 1 identical chains -> the second is a duplicate; q1 sample 1 wrong

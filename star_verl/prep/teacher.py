@@ -41,7 +41,7 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from io import BytesIO
@@ -76,7 +76,7 @@ class TeacherSettings:
     api_key_env: str | None = None  # name of the environment variable holding the key; None: no key
     concurrency: int = 8
     samples_per_question: int = 1
-    max_questions: int | None = None  # the first N questions of the pool
+    max_questions: int | None = None  # a stable pseudo-random subset of N questions (see load_pool)
     timeout: float = 300.0  # seconds per request (the whole request, not per read)
     max_retries: int = 5
     requests_per_second: float | None = None  # None: no limit
@@ -163,7 +163,8 @@ def _question_of(path: Path, row: int, record: Mapping[str, Any]) -> PoolQuestio
     return PoolQuestion(row=row, question_id=qid, data_source=source, question=question, ground_truth=gt, extra_info=info)
 
 
-def _iter_records(path: Path, columns: Sequence[str], limit: int | None) -> Iterator[tuple[int, dict[str, Any]]]:
+def _iter_records(path: Path, columns: Sequence[str], rows: Collection[int] | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(row, record) of the file's rows, or of `rows` only, one batch in memory at a time."""
     try:
         parquet = pq.ParquetFile(path)
     except (OSError, ValueError) as exc:
@@ -171,20 +172,23 @@ def _iter_records(path: Path, columns: Sequence[str], limit: int | None) -> Iter
     missing = [c for c in columns if c not in parquet.schema_arrow.names]
     if missing:
         raise TeacherError(f"{path}: missing column(s) {missing}; a pool is an RL parquet (columns {list(columns)})")
-    row = 0
+    start = 0
     for batch in parquet.iter_batches(batch_size=64, columns=list(columns)):
-        for record in batch.to_pylist():
-            if limit is not None and row >= limit:
-                return
-            yield row, record
-            row += 1
+        wanted = range(start, start + batch.num_rows) if rows is None else [r for r in range(start, start + batch.num_rows) if r in rows]
+        if wanted:
+            records = batch.take([r - start for r in wanted]).to_pylist() if rows is not None else batch.to_pylist()
+            yield from zip(wanted, records)
+        start += batch.num_rows
 
 
 def load_pool(path: str | os.PathLike, max_questions: int | None = None) -> list[PoolQuestion]:
-    """The pool's questions (without images), validated: multi-view source, one raw user message,
-    placeholders == n_images, a ground truth the scorer accepts, unique question ids."""
+    """The pool's questions (without images), in pool order, all validated before any request:
+    multi-view source, one raw user message, placeholders == n_images, a ground truth the scorer
+    accepts, unique question ids. With `max_questions` N: the N questions with the smallest
+    sha256(question_id), a pseudo-random subset that does not depend on the pool's row order (converters
+    group rows by image) and that a larger N extends, so the cache of a small run is reused."""
     path = Path(path)
-    questions = [_question_of(path, row, record) for row, record in _iter_records(path, POOL_COLUMNS_NO_IMAGES, max_questions)]
+    questions = [_question_of(path, row, record) for row, record in _iter_records(path, POOL_COLUMNS_NO_IMAGES)]
     seen: dict[str, int] = {}
     for q in questions:
         if q.question_id in seen:
@@ -192,7 +196,14 @@ def load_pool(path: str | os.PathLike, max_questions: int | None = None) -> list
         seen[q.question_id] = q.row
     if not questions:
         raise TeacherError(f"{path}: no rows")
+    if max_questions is not None and max_questions < len(questions):
+        chosen = {q.question_id for q in sorted(questions, key=lambda q: _digest(q.question_id))[:max_questions]}
+        questions = [q for q in questions if q.question_id in chosen]
     return questions
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _image_bytes(path: Path, row: int, entry: Any) -> tuple[bytes, str | None]:
@@ -211,10 +222,10 @@ def _image_bytes(path: Path, row: int, entry: Any) -> tuple[bytes, str | None]:
     raise TeacherError(f"{_where(path, row)}: an image entry must have bytes or a path, got {str(entry)[:120]!r}")
 
 
-def iter_pool_images(path: str | os.PathLike, max_questions: int | None = None) -> Iterator[tuple[int, list[tuple[bytes, str | None]]]]:
-    """(row, [(image bytes, original path), ...]) for each row, read one batch at a time."""
+def iter_pool_images(path: str | os.PathLike, rows: Collection[int] | None = None) -> Iterator[tuple[int, list[tuple[bytes, str | None]]]]:
+    """(row, [(image bytes, original path), ...]) for each row (or each of `rows`), a batch at a time."""
     path = Path(path)
-    for row, record in _iter_records(path, ["images"], max_questions):
+    for row, record in _iter_records(path, ["images"], rows):
         yield row, [_image_bytes(path, row, entry) for entry in (record["images"] or [])]
 
 
@@ -598,7 +609,7 @@ async def _request_all(settings: TeacherSettings, pool_path: Path, questions: li
             tally(record, question)
 
     async def produce() -> None:
-        for row, images in iter_pool_images(pool_path, settings.max_questions):
+        for row, images in iter_pool_images(pool_path, by_row):
             question = by_row[row]
             where = _where(pool_path, row, question.question_id)
             if len(images) != question.extra_info["n_images"]:
@@ -647,9 +658,9 @@ async def _request_all(settings: TeacherSettings, pool_path: Path, questions: li
     return hashes
 
 
-def _hashes_offline(pool_path: Path, questions: list[PoolQuestion], max_questions: int | None) -> dict[str, str]:
+def _hashes_offline(pool_path: Path, questions: list[PoolQuestion]) -> dict[str, str]:
     by_row = {q.row: q for q in questions}
-    return {by_row[row].question_id: prompt_hash(by_row[row].question, [b for b, _ in images]) for row, images in iter_pool_images(pool_path, max_questions)}
+    return {by_row[row].question_id: prompt_hash(by_row[row].question, [b for b, _ in images]) for row, images in iter_pool_images(pool_path, by_row)}
 
 
 def _val_questions(kept_ids: Sequence[str], fraction: float) -> set[str]:
@@ -658,7 +669,7 @@ def _val_questions(kept_ids: Sequence[str], fraction: float) -> set[str]:
     if fraction <= 0 or len(kept_ids) < 2:
         return set()
     n = min(len(kept_ids) - 1, max(1, round(fraction * len(kept_ids))))
-    return set(sorted(kept_ids, key=lambda q: hashlib.sha256(q.encode()).hexdigest())[:n])
+    return set(sorted(kept_ids, key=_digest)[:n])
 
 
 def _write_jsonl(path: Path, records: Sequence[Mapping[str, Any]]) -> None:
@@ -719,7 +730,7 @@ def build_outputs(settings: TeacherSettings, pool_path: Path, out_dir: Path, que
     tmp = {name: out_dir / f"{name}.parquet.tmp" for name in ("train", "val")}
     writers = {name: ParquetRowWriter(path, SFT_SCHEMA, overwrite=True) for name, path in tmp.items()}
     try:
-        for row, images in iter_pool_images(pool_path, settings.max_questions):
+        for row, images in iter_pool_images(pool_path, by_row):
             q = by_row[row]
             if q.question_id not in kept:
                 continue
@@ -801,7 +812,7 @@ def generate(settings: TeacherSettings, pool: str | os.PathLike, out_dir: str | 
         cache = ResponseCache(out / CACHE_FILE, log=emit)
         try:
             if offline:
-                hashes = _hashes_offline(pool_path, questions, settings.max_questions)
+                hashes = _hashes_offline(pool_path, questions)
             else:
                 hashes = asyncio.run(_request_all(settings, pool_path, questions, cache, counts, bar, emit))
         finally:
@@ -827,7 +838,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api-key-env", default=None, help="name of the environment variable holding the API key (default: no key, as for a local vLLM)")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
     p.add_argument("--samples-per-question", type=int, default=1, help="chains asked per question (default 1)")
-    p.add_argument("--max-questions", type=int, default=None, help="only the first N questions of the pool")
+    p.add_argument("--max-questions", type=int, default=None, help="only N questions: those with the smallest sha256(question_id), a stable pseudo-random subset that a larger N extends")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request before it is retried (default 300)")
     p.add_argument("--max-retries", type=int, default=5, help="retries per sample on 429/5xx/timeouts (default 5)")
     p.add_argument("--requests-per-second", type=float, default=None, help="rate limit over all workers, retries included (default none)")
