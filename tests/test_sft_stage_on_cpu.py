@@ -102,9 +102,10 @@ def sft_run(stage1, tiny_qwen25vl, tmp_path_factory):
         "TOKENIZERS_PARALLELISM": "false",
         "OMP_NUM_THREADS": "2",
     }
-    torchrun = Path(sys.executable).with_name("torchrun")
+    torchrun = Path(sys.executable).with_name("torchrun")  # the same launcher as `python -m torch.distributed.run`
+    launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
     cmd = [
-        str(torchrun), "--standalone", "--nnodes=1", "--nproc-per-node=1", "-m", "verl.trainer.sft_trainer", "+recipe=star_r1_sft",
+        *launcher, "--standalone", "--nnodes=1", "--nproc-per-node=1", "-m", "verl.trainer.sft_trainer", "+recipe=star_r1_sft",
         *sft_overrides(stage1, tiny_qwen25vl), f"trainer.default_local_dir={ckpt}",
     ]  # fmt: skip
     done = subprocess.run(cmd, cwd=run_dir, env=env, capture_output=True, text=True, timeout=580)
