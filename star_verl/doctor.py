@@ -527,7 +527,11 @@ class Doctor:
         from star_verl.data.common import DatasetError, MeasureContext, StarDataSettings, measure_rows
 
         settings = StarDataSettings.from_config(self.cfg.data)
+        # the patch size the dataset resizes with: the AgentLoop uses the processor's (StarRLDataset),
+        # the SFT dataset data.image_patch_size if set (veRL's MultiTurnSFTDataset)
         patch = int(getattr(getattr(self.processor, "image_processor", None), "patch_size", 14))
+        if kind == "sft":
+            patch = int(self.cfg.data.get("image_patch_size") or patch)
         ctx = MeasureContext(kind, settings, self.tokenizer, self.processor, text_key, image_key,
                              dict(self.cfg.data.get("apply_chat_template_kwargs") or {}), patch)
         try:

@@ -237,3 +237,16 @@ def test_mv_script_refuses_to_start_without_the_sft_checkpoint():
     proc = subprocess.run(["bash", str(REPO / "recipes" / "run_star_r1_mv_8gpu.sh")], env={**env, "STAR_VERL_DRY_RUN": "1"},
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode != 0 and "set SFT_CKPT" in proc.stderr and proc.stdout == ""
+
+
+def test_sft_recipe_checks_its_conversations(tiny_qwen25vl, tmp_path):
+    from tests.dataset_fixtures import mv_sft_row, write_rows
+
+    good = write_rows(tmp_path / "sft.parquet", [mv_sft_row(i, [(112, 112), (56, 84)]) for i in range(3)], sft=True)
+    base = ["--cpu-ok", "+recipe=star_r1_sft", f"model.path={tiny_qwen25vl}", f"data.train_files={good}", f"data.val_files={good}"]
+    checks = run(base)
+    assert not failures(checks), [checks[n] for n in failures(checks)]
+    assert checks["data train"].status == doctor.PASS and "data.max_length" in checks["data train"].detail
+    assert checks["rollout engine"].status == doctor.SKIP and checks["rollout.limit_images"].status == doctor.SKIP
+    checks = run([*base, "data.max_length=64"])
+    assert failures(checks) == {"data train: sft.parquet"} and "exceed data.max_length=64" in checks["data train: sft.parquet"].detail
