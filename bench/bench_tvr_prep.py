@@ -9,7 +9,7 @@ image once.
 Each measurement runs in a fresh process (its own peak RSS, read from /proc/self/status VmHWM):
 - convert: `convert_trance` with the defaults (images' bytes as read; train center, val/test x3 views);
 - convert --max-pixels: the same, decoding, resizing (Qwen rounding) and re-encoding every image;
-- floor: PIL decode + PNG re-encode of every distinct image file once, nothing else;
+- floor: PIL decode + PNG re-encode of every distinct image the conversion reads, once, nothing else;
 - convert on a tenth of the samples, to show that peak memory does not grow with the input.
 Rendering the synthetic set is not timed here (see `star_verl.prep.synthetic_tvr`).
 """
@@ -49,12 +49,13 @@ def _child(kind: str, src: str, out: str, n: int, max_pixels: int | None) -> dic
 
     start = time.perf_counter()
     if kind == "floor":
-        n_images = 0
-        for path in sorted(Path(src, "image").iterdir()):
-            image = Image.open(path)
+        names = _used_images(Path(src), synthetic_split_sizes(n))
+        start = time.perf_counter()
+        for name in names:
+            image = Image.open(Path(src, "image", name))
             image.load()
             image.save(io.BytesIO(), format="PNG")
-            n_images += 1
+        n_images = len(names)
         seconds = time.perf_counter() - start
         return {"kind": kind, "seconds": seconds, "images": n_images, "peak_rss_mb": _peak_rss_mb()}
     config = TranceConvertConfig(split_sizes=synthetic_split_sizes(n), overwrite=True, progress=False, max_pixels=max_pixels)
@@ -63,6 +64,20 @@ def _child(kind: str, src: str, out: str, n: int, max_pixels: int | None) -> dic
     rows = sum(sum(r.values()) for r in report.rows.values())
     size = sum(p.stat().st_size for p in Path(out).glob("*.parquet"))
     return {"kind": kind, "seconds": seconds, "rows": rows, "samples": sum(report.samples.values()), "parquet_mb": size / 2**20, "peak_rss_mb": _peak_rss_mb()}
+
+
+def _used_images(src: Path, split_sizes: tuple[int, int, int]) -> list[str]:
+    """The distinct image files the default conversion reads: the initial image and the center
+    final image of train samples, the initial and the three final images of val/test samples."""
+    names: dict[str, None] = {}
+    with open(src / "data.jsonl") as f:
+        for i, line in enumerate(f):
+            if i >= sum(split_sizes):
+                break
+            rec = json.loads(line)
+            finals = rec["states"][-1]["images"]
+            names.update(dict.fromkeys([rec["states"][0]["images"]["Camera_Center"]] + ([finals["Camera_Center"]] if i < split_sizes[0] else list(finals.values()))))
+    return list(names)
 
 
 def _run(kind: str, src: Path, out: Path, n: int, max_pixels: int | None = None) -> dict:

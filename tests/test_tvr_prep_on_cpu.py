@@ -292,11 +292,12 @@ def _classify(pixel) -> str:
     return COLORS[int(np.argmax(sims))]
 
 
-@pytest.mark.parametrize("material", ["rubber", "metal", "glass"])
-def test_each_color_reads_back_from_every_camera(material):
+def test_each_color_reads_back_from_every_camera():
+    """Every color (each with a material and a shape, all three of each covered) is recognisable
+    from every camera, and the object is where the camera projects it."""
     cams = syn.scene_cameras()
     for i, color in enumerate(COLORS):
-        shape = ("cube", "sphere", "cylinder")[i % 3]
+        material, shape = ("rubber", "metal", "glass")[i % 3], ("cube", "sphere", "cylinder")[(i // 3) % 3]
         obj = [{"color": color, "material": material, "shape": shape, "size": "medium", "position": [3, -4], "rotation": 0.3}]
         half = SIZE_SCALE["medium"] / (math.sqrt(2) if shape == "cube" else 1)
         x, y = syn.grid_to_world([3, -4])
@@ -304,8 +305,8 @@ def test_each_color_reads_back_from_every_camera(material):
             img, ids = syn.render(obj, cam)
             assert img.shape == (240, 320, 3) and img.dtype == np.uint8
             px, py = cam.project(np.array([[x, y, half]]))[0]
-            assert ids[int(py), int(px)] == 0, (color, name)  # the object is where the camera projects it
-            assert _classify(np.median(img[ids == 0], axis=0)) == color, (material, color, name)
+            assert ids[int(py), int(px)] == 0, (color, name)
+            assert _classify(np.median(img[ids == 0], axis=0)) == color, (material, shape, color, name)
 
 
 def test_materials_look_different():
@@ -343,7 +344,7 @@ def test_occlusion_and_camera_geometry():
 
 @pytest.fixture(scope="module")
 def samples():
-    return [syn.generate_sample(i, seed=3) for i in range(4)]
+    return [syn.generate_sample(i, seed=3) for i in range(3)]
 
 
 def test_generator_is_deterministic(samples):
@@ -385,7 +386,7 @@ def test_generated_samples_follow_trance_rules(samples):
 
 @pytest.fixture(scope="module")
 def synthetic_set(tmp_path_factory):
-    return synthetic_tvr_set(tmp_path_factory.mktemp("tvr_synthetic"), n=6, seed=0)
+    return synthetic_tvr_set(tmp_path_factory.mktemp("tvr_synthetic"), n=4, seed=0)
 
 
 def test_round_trip_ground_truth_answer_gets_the_maximum_score(synthetic_set):
@@ -400,5 +401,5 @@ def test_round_trip_ground_truth_answer_gets_the_maximum_score(synthetic_set):
             listed = {int(line.split(":")[0]) for line in r["prompt"][0]["content"].splitlines() if line[:1].isdigit()}
             assert {t["obj_idx"] for t in gt["transformations"]} <= listed
             n_rows += 1
-    assert n_rows == 4 + 3 * 1 + 3 * 1  # synthetic split of 6 samples: 4 / 1 / 1
-    assert synthetic_split_sizes(6) == (4, 1, 1)
+    assert n_rows == 2 + 3 * 1 + 3 * 1  # synthetic split of 4 samples: 2 / 1 / 1
+    assert synthetic_split_sizes(4) == (2, 1, 1)
