@@ -354,6 +354,20 @@ def test_generator_is_deterministic(samples):
     assert other["states"][0]["objects"] != rec["states"][0]["objects"]
 
 
+def test_written_set_is_the_same_whatever_the_workers(tmp_path):
+    a = syn.write_synthetic_trance(tmp_path / "a", 2, seed=9, workers=1, progress=False)
+    b = syn.write_synthetic_trance(tmp_path / "b", 2, seed=9, workers=2, progress=False)
+    assert (a / "data.jsonl").read_bytes() == (b / "data.jsonl").read_bytes()
+    names = sorted(p.name for p in (a / "image").iterdir())
+    assert len(names) == 2 * 4 and names == sorted(p.name for p in (b / "image").iterdir())
+    assert all((a / "image" / n).read_bytes() == (b / "image" / n).read_bytes() for n in names)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        syn.write_synthetic_trance(a, 2, seed=9, workers=1, progress=False)
+    (a / "synthetic.json").unlink()  # a TRANCE folder we did not write is never deleted
+    with pytest.raises(FileExistsError, match="did not write"):
+        syn.write_synthetic_trance(a, 2, seed=9, workers=1, overwrite=True, progress=False)
+
+
 def test_generated_samples_follow_trance_rules(samples):
     for rec, images in samples:
         initial, final = rec["states"][0]["objects"], rec["states"][-1]["objects"]
