@@ -99,37 +99,30 @@ def _short(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _verl_requirement(name: str, extra: str | None = None):
-    """veRL's own requirement on `name` (in its base dependencies or in `extra`), as packaging's
-    Requirement, or None. veRL's extras pin the engines it is built against (vllm, sglang, flash-attn)."""
+def _verl_requirements(name: str):
+    """veRL's own requirements on distribution `name` (packaging Requirements, base and extras).
+    veRL's extras pin the engines it is built against (vllm, sglang, flash-attn)."""
     from packaging.requirements import Requirement
 
     canon = lambda s: re.sub(r"[-_.]+", "-", s).lower()  # noqa: E731 - PEP 503 names
-    for line in importlib.metadata.requires("verl") or []:
-        req = Requirement(line)
-        if canon(req.name) != canon(name):
-            continue
-        marker = str(req.marker or "")
-        if (extra is None and not marker) or (extra is not None and f'extra == "{extra}"' in marker):
-            return req
-    return None
+    try:
+        lines = importlib.metadata.requires("verl") or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    return [req for req in map(Requirement, lines) if canon(req.name) == canon(name)]
+
+
+def _verl_range(name: str):
+    """veRL's base (unconditional) requirement on `name`, or None."""
+    return next((req for req in _verl_requirements(name) if req.marker is None), None)
 
 
 def _verl_pin(name: str) -> str | None:
     """The version veRL's extras pin `name` to (e.g. vllm==0.24.0), if any."""
-    try:
-        reqs = importlib.metadata.requires("verl") or []
-    except importlib.metadata.PackageNotFoundError:
-        return None
-    from packaging.requirements import Requirement
-
-    canon = lambda s: re.sub(r"[-_.]+", "-", s).lower()  # noqa: E731
-    for line in reqs:
-        req = Requirement(line)
-        if canon(req.name) == canon(name):
-            for spec in req.specifier:
-                if spec.operator == "==":
-                    return spec.version
+    for req in _verl_requirements(name):
+        for spec in req.specifier:
+            if spec.operator == "==":
+                return spec.version
     return None
 
 
@@ -191,15 +184,12 @@ class Doctor:
         self.gpus = 0
         self.processor = None
         self.tokenizer = None
+        self.max_images: int | None = None  # the largest image count in the data files read
 
     def add(self, name: str, status: str, detail: str = "", fix: str = "") -> Check:
         check = Check(name, status, detail, fix)
         self.checks.append(check)
         return check
-
-    @property
-    def failed(self) -> bool:
-        return any(c.status == FAIL for c in self.checks)
 
     def guarded(self, name: str, fn: Callable[[], None], fix: str) -> None:
         """Run a check; an unexpected exception is that check's failure, never doctor's crash."""
@@ -253,7 +243,7 @@ class Doctor:
 
     def check_transformers(self) -> None:
         version = installed_version("transformers")
-        req = _verl_requirement("transformers")
+        req = _verl_range("transformers")
         spec = str(req.specifier) if req is not None else ""
         fix = f'pip install "transformers{spec}"' if spec else "pip install transformers"
         if version is None:
@@ -492,7 +482,6 @@ class Doctor:
     def check_data(self) -> set[str]:
         """Each data file: exists, parses, and its first rows pass the dataset's validation. Returns
         the data sources seen; records the largest image count for limit_images."""
-        self.max_images: int | None = None
         sources: set[str] = set()
         files = {"data.train_files": _files(self.cfg.data.get("train_files")), "data.val_files": _files(self.cfg.data.get("val_files"))}
         if not any(files.values()):
@@ -621,7 +610,6 @@ class Doctor:
         self.guarded("reward settings", self.check_reward_settings, "fix reward_kwargs")
         self.guarded("model processor", self.check_processor, "fix the model path")
         sources: set[str] = set()
-        self.max_images = None
 
         def data() -> None:
             sources.update(self.check_data())
