@@ -97,6 +97,9 @@ def test_lines_after_the_splits_and_limit(trance7, tmp_path):
     assert report.samples == {"train": 1, "val": 1, "test": 1} and report.over_limit == 4
     ids = [r["extra_info"]["question_id"] for r in rows(tmp_path / "b" / "val.parquet")]
     assert ids[0] == "trance-000003-center"  # the val split still starts at line 4
+    report = convert_trance(trance7, tmp_path / "c", config(split_sizes=(5, 5, 5)))
+    assert report.samples == {"train": 5, "val": 2, "test": 0} and report.short_of == 8
+    assert "ended 8 sample(s) before the end of the splits" in report.format()
 
 
 def test_question_lists_visible_objects_with_their_indices():

@@ -97,6 +97,7 @@ class ConversionReport:
     bad: list[str] = field(default_factory=list)  # "file:line: problem" of bad samples skipped with skip_bad
     merged: int = 0  # repeated (object, attribute) transformations merged into their net effect
     beyond_splits: int = 0  # lines after the last split
+    short_of: int = 0  # data.jsonl: samples missing to fill the splits (the file ended first)
     over_limit: int = 0  # samples left out by `limit`
 
     def to_json(self) -> dict[str, Any]:
@@ -119,6 +120,8 @@ class ConversionReport:
             lines.append(f"left out {self.over_limit} sample(s) beyond --limit")
         if self.beyond_splits:
             lines.append(f"ignored {self.beyond_splits} line(s) after the last split")
+        if self.short_of:
+            lines.append(f"warning: the file ended {self.short_of} sample(s) before the end of the splits (--split-sizes): the last split(s) are short")
         if self.bad:
             lines.append(f"skipped {len(self.bad)} bad sample(s) (--skip-bad):")
             lines.extend(f"  {b}" for b in self.bad[:20])
@@ -432,6 +435,7 @@ def _raw_samples(path: Path, kind: str, config: TranceConvertConfig, report: Con
         return
     read = _image_reader(path / "image")
     taken = Counter()
+    position = -1
     for position, (line_no, line) in enumerate(_jsonl_samples(path)):
         split = _split_of(position, config.split_sizes)
         if split is None:
@@ -447,6 +451,7 @@ def _raw_samples(path: Path, kind: str, config: TranceConvertConfig, report: Con
         except json.JSONDecodeError as exc:
             record, problem = None, f"unreadable JSON line ({exc.msg} at char {exc.pos}; truncated file?)"
         yield RawSample(where, split, record, read, position, problem)
+    report.short_of = max(0, sum(config.split_sizes) - (position + 1))
 
 
 def convert_trance(source: str | Path, out_dir: str | Path, config: TranceConvertConfig = TranceConvertConfig()) -> ConversionReport:
