@@ -44,7 +44,7 @@ def main() -> None:
         names = [rec["states"][0]["images"]["Camera_Center"]] + [rec["states"][1]["images"][c] for c in ("Camera_Center", "Camera_Left", "Camera_Right")]
         for col, name in enumerate(names):
             canvas.paste(Image.open(io.BytesIO(images[name])).convert("RGB"), (GAP + col * (WIDTH + GAP), top + CAPTION))
-        cam = syn.Camera.looking_at(np.asarray(rec["cameras"]["Camera_Center"], np.float64), syn._CAMERA_TARGET)
+        cam = syn.cameras_from_record(rec)["Camera_Center"]
         for i, obj in enumerate(rec["states"][0]["objects"]):
             if is_visible(obj["position"]):
                 x, y = syn.grid_to_world(obj["position"])

@@ -664,13 +664,14 @@ def image_name(idx: int, stage: str, camera: str) -> str:
     return f"{IMAGE_PREFIX}_{idx:06d}-{stage}.{camera}.png"
 
 
-def _cameras_from_record(record: dict[str, Any]) -> dict[str, Camera]:
+def cameras_from_record(record: dict[str, Any]) -> dict[str, Camera]:
+    """The three cameras of a synthetic record (its stored, jittered positions)."""
     return {name: Camera.looking_at(np.asarray(record["cameras"][name], np.float64), _CAMERA_TARGET) for name in _CAMERA_AZIMUTH}
 
 
 def render_state(record: dict[str, Any], state: int, camera: str) -> tuple[np.ndarray, np.ndarray]:
     """Re-render one image of a synthetic record (for checks): (image, object-index map)."""
-    return render(record["states"][state]["objects"], _cameras_from_record(record)[camera], key_light=record["lamps"]["Lamp_Key"])
+    return render(record["states"][state]["objects"], cameras_from_record(record)[camera], key_light=record["lamps"]["Lamp_Key"])
 
 
 def generate_sample(idx: int, seed: int, config: SyntheticConfig = SyntheticConfig()) -> tuple[dict[str, Any], dict[str, bytes]]:
