@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from star_verl import __version__
+from star_verl.cli import SUBCOMMANDS
 from star_verl.cli import main as star_verl_main
 from star_verl.recipes import recipe_files
 
@@ -93,6 +94,14 @@ def test_cli_recipes_lists_each_recipe_with_its_description(capsys):
     for line in lines:
         assert len(line.split(maxsplit=1)) == 2, f"recipe without a description: {line!r}"
     assert any(line.startswith("star_r1_tvr ") and "GRPO" in line for line in lines)
+
+
+@pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
+def test_cli_subcommand_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        star_verl_main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
 
 
 def test_cli_version(capsys):
