@@ -32,7 +32,6 @@ import json
 import math
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
