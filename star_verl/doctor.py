@@ -185,6 +185,7 @@ class Doctor:
         self.processor = None
         self.tokenizer = None
         self.max_images: int | None = None  # the largest image count in the data files read
+        self.data_settings = None  # StarDataSettings, once data.star passed the dataset's checks
 
     def add(self, name: str, status: str, detail: str = "", fix: str = "") -> Check:
         check = Check(name, status, detail, fix)
@@ -394,6 +395,26 @@ class Doctor:
             return
         self.add("reward settings", PASS, f"{len(kwargs)} reward_kwargs accepted")
 
+    def check_data_settings(self) -> None:
+        if not self._star_dataset():
+            self.add("data settings", SKIP, "data.custom_cls is not a star-verl dataset")
+            return
+        from star_verl.data.common import DatasetError, StarDataSettings
+        from star_verl.data.rl_dataset import check_data_config
+
+        try:  # the checks the dataset class makes before it reads a file
+            if self.config_name == "ppo_trainer":
+                settings = check_data_config(self.cfg.data)
+            else:
+                settings = StarDataSettings.from_config(self.cfg.data)
+        except DatasetError as exc:
+            self.add("data settings", FAIL, str(exc), "fix the data.* key named in the message")
+            return
+        self.data_settings = settings
+        total = f", {settings.total_max_pixels} per sample" if settings.total_max_pixels else ""
+        overlong = "dropped" if settings.drop_overlong else "an error"
+        self.add("data settings", PASS, f"template {settings.template}; {settings.min_pixels}..{settings.max_pixels} pixels per image{total}; overlong prompts are {overlong}")
+
     # -- model -------------------------------------------------------------------------------
 
     def _model_path(self) -> str:
@@ -426,19 +447,20 @@ class Doctor:
         self.add("model processor", PASS, f"{path}: {type(processor).__name__} / {type(processor.image_processor).__name__}")
 
     def _templates(self, sources: set[str]) -> dict[str, Any]:
-        """template name -> PromptTemplate for the data sources seen (or every default for `auto`)."""
-        from star_verl.data.common import StarDataSettings
-        from star_verl.templates import DEFAULT_TEMPLATE_FOR_SOURCE, get_template
+        """template name -> PromptTemplate for the data sources seen (every default one for `auto` without data)."""
+        from star_verl.templates import DEFAULT_TEMPLATE_FOR_SOURCE
 
-        settings = StarDataSettings.from_config(self.cfg.data)
-        if settings.template != "auto":
-            return {settings.template: get_template(settings.template)}
-        names = {DEFAULT_TEMPLATE_FOR_SOURCE[s] for s in (sources or DEFAULT_TEMPLATE_FOR_SOURCE) if s in DEFAULT_TEMPLATE_FOR_SOURCE}
-        return {name: get_template(name) for name in sorted(names)}
+        settings = self.data_settings
+        known = sorted(s for s in (sources or DEFAULT_TEMPLATE_FOR_SOURCE) if s in DEFAULT_TEMPLATE_FOR_SOURCE)
+        templates = [settings.template_for(s) for s in known] if settings.template == "auto" else [settings.template_for("")]
+        return {t.name: t for t in templates}
 
     def check_chat_template(self, sources: set[str]) -> None:
         if self.processor is None:
             self.add("chat template", SKIP, "the processor did not load")
+            return
+        if self.data_settings is None:
+            self.add("chat template", SKIP, "no valid star-verl data settings (data.star)")
             return
         from verl.utils.tokenizer.chat_template import apply_chat_template
 
@@ -513,9 +535,12 @@ class Doctor:
         if self.processor is None and any(image_counts):
             self.add(name, SKIP, f"{total} rows; row validation needs the model's processor, which did not load")
             return sources
-        from star_verl.data.common import DatasetError, MeasureContext, StarDataSettings, measure_rows
+        if self.data_settings is None:
+            self.add(name, SKIP, f"{total} rows; row validation needs valid data settings (see above)")
+            return sources
+        from star_verl.data.common import DatasetError, MeasureContext, measure_rows
 
-        settings = StarDataSettings.from_config(self.cfg.data)
+        settings = self.data_settings
         # the patch size the dataset resizes with: the AgentLoop uses the processor's (StarRLDataset),
         # the SFT dataset data.image_patch_size if set (veRL's MultiTurnSFTDataset)
         patch = int(getattr(getattr(self.processor, "image_processor", None), "patch_size", 14))
@@ -608,6 +633,7 @@ class Doctor:
             return self.checks
         self.guarded("pkg:// imports", self.check_pkg_paths, "install star-verl")
         self.guarded("reward settings", self.check_reward_settings, "fix reward_kwargs")
+        self.guarded("data settings", self.check_data_settings, "fix data.star")
         self.guarded("model processor", self.check_processor, "fix the model path")
         sources: set[str] = set()
 

@@ -250,3 +250,11 @@ def test_sft_recipe_checks_its_conversations(tiny_qwen25vl, tmp_path):
     assert checks["rollout engine"].status == doctor.SKIP and checks["rollout.limit_images"].status == doctor.SKIP
     checks = run([*base, "data.max_length=64"])
     assert failures(checks) == {"data train: sft.parquet"} and "exceed data.max_length=64" in checks["data train: sft.parquet"].detail
+
+
+def test_data_settings_the_dataset_refuses_fail_before_any_file_is_read(healthy):
+    checks = run(["--cpu-ok", *healthy, "data.filter_overlong_prompts=true"])
+    assert failures(checks) == {"data settings"} and "data.filter_overlong_prompts=true" in checks["data settings"].detail
+    assert checks["data train"].status == doctor.SKIP and checks["chat template"].status == doctor.SKIP
+    checks = run(["--cpu-ok", *healthy, "data.star.template=no_such_template"])
+    assert failures(checks) == {"data settings"} and "no_such_template" in checks["data settings"].detail

@@ -63,19 +63,25 @@ def _iter_rows(ds: datasets.Dataset, columns: list[str], batch_size: int = 256):
             yield dict(zip(columns, values, strict=True))
 
 
+def check_data_config(config: Any) -> StarDataSettings:
+    """The data-config checks StarRLDataset makes before it reads a file (`star-verl doctor` runs them too)."""
+    settings = StarDataSettings.from_config(config)
+    if config.get("filter_overlong_prompts", False):
+        raise DatasetError(
+            "data.filter_overlong_prompts=true: StarRLDataset measures every prompt itself (veRL's filter turns any "
+            "per-sample error into 'too long' and can empty a dataset); set data.filter_overlong_prompts=false and "
+            "choose with data.star.drop_overlong whether overlong prompts are an error (false) or dropped (true)"
+        )
+    _check_mm_processor_kwargs(config)
+    return settings
+
+
 class StarRLDataset(RLHFDataset):
     """RLHFDataset with star-verl's template, pixel budget, validation and cached length filter.
     Constructed as `verl.trainer.ppo.utils.create_rl_dataset` does."""
 
     def __init__(self, data_files, tokenizer, config, processor=None, max_samples: int = -1):
-        self.star = StarDataSettings.from_config(config)
-        if config.get("filter_overlong_prompts", False):
-            raise DatasetError(
-                "data.filter_overlong_prompts=true: StarRLDataset measures every prompt itself (veRL's filter turns any "
-                "per-sample error into 'too long' and can empty a dataset); set data.filter_overlong_prompts=false and "
-                "choose with data.star.drop_overlong whether overlong prompts are an error (false) or dropped (true)"
-            )
-        _check_mm_processor_kwargs(config)
+        self.star = check_data_config(config)
         super().__init__(data_files=data_files, tokenizer=tokenizer, config=config, processor=processor, max_samples=max_samples)
 
     def _measure_context(self) -> MeasureContext:
