@@ -62,3 +62,29 @@ def write_rows(path: str | Path, rows: Sequence[dict[str, Any]], *, sft: bool = 
         writer.write_all(rows)
     return Path(path)
 
+
+def agent_loop_prompts(cfg, items, tok_proc):
+    """The AgentLoop's multimodal step for dataset items: [(prompt ids, mm inputs, images)]."""
+    import asyncio
+
+    from verl.experimental.agent_loop.agent_loop import DictConfigWrap
+    from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
+    from verl.utils.dataset.rl_dataset import get_dataset_class
+
+    tok, proc = tok_proc
+
+    async def run():
+        loop = SingleTurnAgentLoop(
+            trainer_config=DictConfigWrap(cfg), server_manager=None, tokenizer=tok, processor=proc,
+            dataset_cls=get_dataset_class(cfg.data), data_config=DictConfigWrap(cfg.data), hf_model_type="qwen2_5_vl",
+        )
+        out = []
+        for item in items:
+            messages = list(item["raw_prompt"])
+            mm = await loop.process_multi_modal_info(messages)
+            mm_inputs: dict = {}
+            ids = await loop.ct_build_initial_tokens(messages, images=mm.get("images"), mm_inputs_out=mm_inputs)
+            out.append((ids, mm_inputs, mm.get("images")))
+        return out
+
+    return asyncio.run(run())

@@ -5,7 +5,6 @@ validation errors, the overlong rule and the prompt-length cache."""
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import json
 import os
@@ -22,7 +21,7 @@ from star_verl.prep.schema import image_entry
 from star_verl.recipes import compose_recipe
 from star_verl.rewards import compute_score, split_reward_kwargs
 from star_verl.templates import TEMPLATES
-from tests.dataset_fixtures import MV_GT, mv_question, mv_rl_row, png, tvr_rl_row, write_rows
+from tests.dataset_fixtures import MV_GT, agent_loop_prompts, mv_question, mv_rl_row, png, tvr_rl_row, write_rows
 
 # Four views whose fitted sizes under the budget below are worked out by hand (Qwen's smart_resize,
 # factor 28): per-image cap = min(max_pixels 23520, total 50176 // 4 = 12544) = 12544, min 3136.
@@ -64,31 +63,6 @@ def build(cfg, files, tok_proc):
 
     tok, proc = tok_proc
     return create_rl_dataset([str(f) for f in files], cfg.data, tok, proc)
-
-
-def agent_loop_prompts(cfg, items, tok_proc):
-    """The AgentLoop's multimodal step for dataset items: [(prompt ids, mm inputs, images)]."""
-    from verl.experimental.agent_loop.agent_loop import DictConfigWrap
-    from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
-    from verl.utils.dataset.rl_dataset import get_dataset_class
-
-    tok, proc = tok_proc
-
-    async def run():
-        loop = SingleTurnAgentLoop(
-            trainer_config=DictConfigWrap(cfg), server_manager=None, tokenizer=tok, processor=proc,
-            dataset_cls=get_dataset_class(cfg.data), data_config=DictConfigWrap(cfg.data), hf_model_type="qwen2_5_vl",
-        )
-        out = []
-        for item in items:
-            messages = list(item["raw_prompt"])
-            mm = await loop.process_multi_modal_info(messages)
-            mm_inputs: dict = {}
-            ids = await loop.ct_build_initial_tokens(messages, images=mm.get("images"), mm_inputs_out=mm_inputs)
-            out.append((ids, mm_inputs, mm.get("images")))
-        return out
-
-    return asyncio.run(run())
 
 
 def agent_loop_prompt(cfg, item, tok_proc):

@@ -19,6 +19,7 @@ import torch
 
 from star_verl.prep.teacher import TeacherSettings, generate
 from star_verl.recipes import compose_recipe
+from tests.dataset_fixtures import agent_loop_prompts
 from tests.teacher_fixtures import ScriptedChatServer, write_pool
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,35 +47,6 @@ def tok_proc(tiny_qwen25vl):
     from verl.utils import hf_processor, hf_tokenizer
 
     return hf_tokenizer(tiny_qwen25vl), hf_processor(tiny_qwen25vl)
-
-
-def agent_loop_prompts(cfg, items, tok_proc):
-    """[(prompt ids, multimodal inputs)] as veRL's AgentLoop builds them for RL dataset items: its
-    multimodal step (the dataset class's pixel budget), then its initial tokens (chat template with
-    the generation prompt, the processor on text and images)."""
-    import asyncio
-
-    from verl.experimental.agent_loop.agent_loop import DictConfigWrap
-    from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
-    from verl.utils.dataset.rl_dataset import get_dataset_class
-
-    tok, proc = tok_proc
-
-    async def run():
-        loop = SingleTurnAgentLoop(
-            trainer_config=DictConfigWrap(cfg), server_manager=None, tokenizer=tok, processor=proc,
-            dataset_cls=get_dataset_class(cfg.data), data_config=DictConfigWrap(cfg.data), hf_model_type="qwen2_5_vl",
-        )  # fmt: skip
-        out = []
-        for item in items:
-            messages = list(item["raw_prompt"])
-            mm = await loop.process_multi_modal_info(messages)
-            mm_inputs: dict = {}
-            ids = await loop.ct_build_initial_tokens(messages, images=mm.get("images"), mm_inputs_out=mm_inputs)
-            out.append((list(ids), mm_inputs))
-        return out
-
-    return asyncio.run(run())
 
 
 def sft_overrides(stage1: Path, model: str) -> list[str]:
@@ -175,7 +147,7 @@ def test_sft_prompt_is_byte_identical_to_the_rl_prompt(stage1, tiny_qwen25vl, to
         item = sft[i]
         first_trained = int(torch.nonzero(item["loss_mask"])[0])
         sft_prompt = item["input_ids"][:first_trained].tolist()
-        rl_ids, rl_mm = rl_prompts[i]
+        rl_ids, rl_mm, _ = rl_prompts[i]
         assert sft_prompt == list(rl_ids), qid
         assert tok.decode(sft_prompt) == tok.decode(rl_ids)
         assert tok.decode(item["input_ids"][first_trained:]).startswith("<think>Step 1")  # training starts at the chain
