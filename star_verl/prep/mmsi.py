@@ -14,7 +14,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from star_verl.prep.multiview import BadInput, BadInputLog, ImageRef, Sample, choice_ground_truth, finish_ground_truth, with_placeholders
+from star_verl.prep.multiview import (
+    BadInput,
+    BadInputLog,
+    ImageRef,
+    Sample,
+    choice_ground_truth,
+    finish_ground_truth,
+    parquet_samples,
+    with_placeholders,
+)
 
 CATEGORIES = (
     "MSR",
@@ -54,20 +63,7 @@ def mmsi_rows(path: Path) -> int:
 
 
 def mmsi_samples(path: Path, bad: BadInputLog) -> Iterator[Sample]:
-    import pyarrow.parquet as pq
-
-    pf = pq.ParquetFile(path)
-    missing = {"id", "images", "question_type", "question", "answer"} - set(pf.schema_arrow.names)
-    if missing:
-        raise BadInput(str(path), f"not MMSI_Bench.parquet: missing columns {sorted(missing)}")
-    row_no = 0
-    for batch in pf.iter_batches(batch_size=64, columns=["id", "images", "question_type", "question", "answer"]):
-        for row in batch.to_pylist():
-            row_no += 1
-            try:
-                yield mmsi_sample(row, where=f"{path}:row {row_no}")
-            except BadInput as exc:
-                bad.report("mmsi", exc)
+    return parquet_samples(path, ("id", "images", "question_type", "question", "answer"), "MMSI_Bench.parquet", "mmsi", mmsi_sample, bad)
 
 
 def mmsi_sample(row: dict[str, Any], *, where: str) -> Sample:

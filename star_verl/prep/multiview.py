@@ -26,7 +26,7 @@ import re
 import sys
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,25 @@ class BadInput(ValueError):
     def __init__(self, where: str, problem: str):
         super().__init__(f"{where}: {problem}")
         self.where, self.problem = where, problem
+
+
+def parquet_samples(path: Path, columns: Sequence[str], what: str, origin: str, make_sample: Callable[..., Sample], bad: BadInputLog) -> Iterator[Sample]:
+    """Samples of a benchmark parquet file, streamed in small batches: `make_sample(row, where=...)`
+    per row, a bad row reported to `bad` with its file and row number."""
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    missing = set(columns) - set(pf.schema_arrow.names)
+    if missing:
+        raise BadInput(str(path), f"not {what}: missing columns {sorted(missing)}")
+    row_no = 0
+    for batch in pf.iter_batches(batch_size=64, columns=list(columns)):
+        for row in batch.to_pylist():
+            row_no += 1
+            try:
+                yield make_sample(row, where=f"{path}:row {row_no}")
+            except BadInput as exc:
+                bad.report(origin, exc)
 
 
 @dataclass

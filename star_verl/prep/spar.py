@@ -52,6 +52,7 @@ from star_verl.prep.multiview import (
     choice_ground_truth,
     finish_ground_truth,
     numeric_ground_truth,
+    parquet_samples,
     view_change_ground_truth,
     with_placeholders,
 )
@@ -333,21 +334,8 @@ def sparbench_rows(root: Path) -> int:
 
 def sparbench_samples(root: Path, bad: BadInputLog) -> Iterator[Sample]:
     """Every SPAR-Bench question, streamed shard by shard (the images are bytes)."""
-    import pyarrow.parquet as pq
-
     for path in sparbench_files(root):
-        pf = pq.ParquetFile(path)
-        missing = {"id", "image", "question", "answer", "task"} - set(pf.schema_arrow.names)
-        if missing:
-            raise BadInput(str(path), f"not a SPAR-Bench shard: missing columns {sorted(missing)}")
-        row_no = 0
-        for batch in pf.iter_batches(batch_size=64, columns=["id", "image", "question", "answer", "task"]):
-            for row in batch.to_pylist():
-                row_no += 1
-                try:
-                    yield sparbench_sample(row, where=f"{path}:row {row_no}")
-                except BadInput as exc:
-                    bad.report("sparbench", exc)
+        yield from parquet_samples(path, ("id", "image", "question", "answer", "task"), "a SPAR-Bench shard", "sparbench", sparbench_sample, bad)
 
 
 def sparbench_sample(row: dict[str, Any], *, where: str) -> Sample:
