@@ -51,6 +51,8 @@ VERL_INSTALL = 'pip install "verl[verl-core]==0.9.1"'
 # rollout.name -> the distribution that provides it
 ROLLOUT_DISTRIBUTIONS = {"vllm": "vllm", "sglang": "sglang", "trtllm": "tensorrt_llm"}
 DEFAULT_ROWS = 32
+# Top-level config blocks veRL 0.9.1 composes for old command lines but main_ppo ignores (reward.* replaced them).
+LEGACY_REWARD_KEYS = ("custom_reward_function", "reward_model", "sandbox_fusion")
 
 
 @dataclass
@@ -260,7 +262,7 @@ class Doctor:
             need, nodes = None, 1
         else:
             need, nodes = int(self.cfg.trainer.n_gpus_per_node), int(self.cfg.trainer.nnodes)
-        share = f"the recipe needs {need} per node x {nodes} node(s) = {need * nodes}" if need is not None else "no recipe given"
+        share = f"the recipe needs {need} per node x {nodes} node(s) = {need * nodes}" if need is not None else "no composed recipe"
         if self.gpus == 0:
             if self.cpu_ok:
                 self.add("GPUs", SKIP, f"{NO_GPU} (--cpu-ok); {share}")
@@ -300,7 +302,7 @@ class Doctor:
 
     def check_rollout_engine(self) -> None:
         if self.config_name != "ppo_trainer":
-            self.add("rollout engine", SKIP, "no RL recipe given" if self.cfg is None else "not an RL recipe")
+            self.add("rollout engine", SKIP, "no composed RL recipe" if self.cfg is None else "not an RL recipe")
             return
         engine = str(self.cfg.actor_rollout_ref.rollout.name)
         dist = ROLLOUT_DISTRIBUTIONS.get(engine)
@@ -313,7 +315,7 @@ class Doctor:
 
     def check_flash_attn(self) -> None:
         if self.cfg is None:
-            self.add("flash-attn", SKIP, "no recipe given")
+            self.add("flash-attn", SKIP, "no composed recipe")
             return
         model = self.cfg.actor_rollout_ref.model if self.config_name == "ppo_trainer" else self.cfg.model
         key = "actor_rollout_ref.model" if self.config_name == "ppo_trainer" else "model"
@@ -336,8 +338,9 @@ class Doctor:
             self.add("recipe", FAIL, f"unknown recipe {self.recipe!r}", f"choose one of {sorted(recipe_files())} (star-verl recipes)")
             return
         try:
-            self.config_name = recipe_config_name(self.recipe)
+            config_name = recipe_config_name(self.recipe)
             self.cfg = compose_recipe(self.recipe, self.overrides)
+            self.config_name = config_name
         except Exception as exc:  # noqa: BLE001 - Hydra's message names the bad override
             self.add("recipe composes", FAIL, _short(exc, 500), "fix the override (a key new to veRL's schema needs a leading +; +recipe= needs the +)")
             return
@@ -355,6 +358,25 @@ class Doctor:
             self.add("veRL validate_config", FAIL, _short(exc, 500), "fix the batch sizes / micro-batch settings named in the message")
             return
         self.add("veRL validate_config", PASS, "all configuration checks passed")
+
+    def check_legacy_keys(self) -> None:
+        """Keys veRL 0.9.1 still composes (legacy_reward_impl.yaml) but main_ppo never reads: only the
+        fully-async trainer migrates them, so a value set there is silently lost."""
+        if self.config_name != "ppo_trainer":
+            self.add("ignored legacy keys", SKIP, "not an RL recipe")
+            return
+        from omegaconf import OmegaConf
+
+        set_keys = []
+        for top in LEGACY_REWARD_KEYS:
+            tree = OmegaConf.to_container(self.cfg[top], resolve=False) if top in self.cfg else {}
+            for parents, node in _walk({top: tree}):
+                set_keys += [".".join([*(str(k) for k, _ in parents), k]) for k, v in node.items() if v is not None and not isinstance(v, Mapping)]
+        if set_keys:
+            self.add("ignored legacy keys", FAIL, f"veRL 0.9.1's main_ppo ignores {', '.join(sorted(set_keys))}",
+                     "move them under reward.: reward.custom_reward_function.*, reward.reward_manager.{source,name,module.path}, reward.reward_model.*, reward.sandbox_fusion.*")
+        else:
+            self.add("ignored legacy keys", PASS, f"none of {', '.join(LEGACY_REWARD_KEYS)} set")
 
     def check_pkg_paths(self) -> None:
         from verl.utils.import_utils import load_extern_object
@@ -631,6 +653,7 @@ class Doctor:
         self.guarded("flash-attn", self.check_flash_attn, "install flash-attn")
         if self.cfg is None:
             return self.checks
+        self.guarded("ignored legacy keys", self.check_legacy_keys, "use the reward.* keys")
         self.guarded("pkg:// imports", self.check_pkg_paths, "install star-verl")
         self.guarded("reward settings", self.check_reward_settings, "fix reward_kwargs")
         self.guarded("data settings", self.check_data_settings, "fix data.star")

@@ -258,3 +258,15 @@ def test_data_settings_the_dataset_refuses_fail_before_any_file_is_read(healthy)
     assert checks["data train"].status == doctor.SKIP and checks["chat template"].status == doctor.SKIP
     checks = run(["--cpu-ok", *healthy, "data.star.template=no_such_template"])
     assert failures(checks) == {"data settings"} and "no_such_template" in checks["data settings"].detail
+
+
+def test_legacy_reward_keys_that_main_ppo_ignores_fail(healthy):
+    checks = run(["--cpu-ok", *healthy, "reward_model.reward_manager=dapo", "custom_reward_function.path=/x.py"])
+    assert failures(checks) == {"ignored legacy keys"}
+    assert "ignores custom_reward_function.path, reward_model.reward_manager" in checks["ignored legacy keys"].detail
+    assert checks["ignored legacy keys"].fix.startswith("move them under reward.")
+
+
+def test_override_typo_fails_composition_naming_the_key(healthy):
+    checks = run(["--cpu-ok", *healthy, "data.star.max_pixel=1000"])
+    assert failures(checks) == {"recipe composes"} and "max_pixel" in checks["recipe composes"].detail
