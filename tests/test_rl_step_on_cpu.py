@@ -192,7 +192,10 @@ class Step:
         return float(values[0])
 
     def groups(self) -> list[dict[str, float]]:
-        """kind -> advantage, per prompt (rows are interleaved: prompt p holds rows p*N .. p*N+N-1)."""
+        """kind -> advantage, per prompt (rows are interleaved: prompt p holds rows p*N .. p*N+N-1, one uid)."""
+        uids = self.batch.non_tensor_batch["uid"]
+        assert [len(set(uids[p * N : (p + 1) * N])) for p in range(len(self.rows))] == [1] * len(self.rows)
+        assert len(set(uids)) == len(self.rows)
         return [{self.kinds[p * N + k]: self.advantage(p * N + k) for k in range(N)} for p in range(len(self.rows))]
 
 
