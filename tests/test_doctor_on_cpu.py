@@ -270,3 +270,22 @@ def test_legacy_reward_keys_that_main_ppo_ignores_fail(healthy):
 def test_override_typo_fails_composition_naming_the_key(healthy):
     checks = run(["--cpu-ok", *healthy, "data.star.max_pixel=1000"])
     assert failures(checks) == {"recipe composes"} and "max_pixel" in checks["recipe composes"].detail
+
+
+@pytest.mark.parametrize("doctor_rc", [0, 1])
+def test_launch_script_starts_the_trainer_only_when_doctor_passes(doctor_rc, tmp_path):
+    # Stand-ins for the two commands on PATH: `star-verl` exits with doctor_rc; the trainer records its call.
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "star-verl").write_text(f"#!/bin/sh\nexit {doctor_rc}\n")
+    (bin_dir / "python3").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'trainer_called'}\n")
+    for f in bin_dir.iterdir():
+        f.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STAR_VERL_DATA": str(tmp_path)}
+    env.pop("STAR_VERL_DRY_RUN", None)
+    proc = subprocess.run(["bash", str(REPO / "recipes" / "run_star_r1_tvr_8gpu.sh")], env=env, capture_output=True, text=True, timeout=60)
+    called = tmp_path / "trainer_called"
+    if doctor_rc:
+        assert proc.returncode == doctor_rc and not called.exists()
+    else:
+        assert proc.returncode == 0 and called.read_text().startswith("-m verl.trainer.main_ppo +recipe=star_r1_tvr ")
