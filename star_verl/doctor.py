@@ -188,6 +188,7 @@ class Doctor:
         self.tokenizer = None
         self.max_images: int | None = None  # the largest image count in the data files read
         self.data_settings = None  # StarDataSettings, once data.star passed the dataset's checks
+        self.file_rows: dict[str, int] = {}  # data file -> row count
 
     def add(self, name: str, status: str, detail: str = "", fix: str = "") -> Check:
         check = Check(name, status, detail, fix)
@@ -540,7 +541,26 @@ class Doctor:
                 seen.add(path)
                 self.guarded(f"data {Path(path).name}", lambda key=key, path=path: sources.update(self._check_file(key, path, kind, text_key, image_key, length_key)),
                              f"fix or rebuild {path} (data_prep/*.py)")
+        self.check_training_steps(files["data.train_files"])
         return sources
+
+    def check_training_steps(self, train_files: list[str]) -> None:
+        """veRL's trainers run len(dataset) // data.train_batch_size steps per epoch (the last partial
+        batch is dropped): a train set smaller than one batch trains nothing, without an error."""
+        if not train_files or any(f not in self.file_rows for f in train_files):
+            self.add("training steps", SKIP, "a train file could not be read")
+            return
+        rows = sum(self.file_rows[f] for f in train_files)
+        limit = int(self.cfg.data.get("train_max_samples") or -1)
+        if limit > 0:
+            rows = min(rows, limit)
+        batch, epochs = int(self.cfg.data.train_batch_size), int(self.cfg.trainer.total_epochs)
+        steps = rows // batch
+        detail = f"{rows} train rows // data.train_batch_size={batch} = {steps} step(s) per epoch x {epochs} epoch(s)"
+        if steps == 0:
+            self.add("training steps", FAIL, detail + ": nothing would be trained", f"lower data.train_batch_size to at most {rows}, or add data")
+        else:
+            self.add("training steps", PASS, detail + (f"; {rows - steps * batch} row(s) left over each epoch" if rows % batch else ""))
 
     def _check_file(self, key: str, path: str, kind: str, text_key: str, image_key: str, length_key: str) -> set[str]:
         name = f"data {key.split('.')[-1].removesuffix('_files')}: {Path(path).name}"
@@ -548,6 +568,7 @@ class Doctor:
             self.add(name, FAIL, f"{path} does not exist ({key})", "build it (python data_prep/build_tvr.py / build_mindcube_spar.py) or set STAR_VERL_DATA / " + key)
             return set()
         rows, total, image_counts = self._read_sample(path, text_key)
+        self.file_rows[path] = total
         if image_counts:
             self.max_images = max(self.max_images or 0, max(image_counts))
         sources = {str(r.get("data_source")) for r in rows}

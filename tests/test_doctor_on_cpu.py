@@ -24,8 +24,8 @@ SCRIPTS = {"run_star_r1_sft_8gpu.sh": "star_r1_sft", "run_star_r1_tvr_8gpu.sh": 
 
 @pytest.fixture(scope="module")
 def tvr_dir(tmp_path_factory) -> Path:
-    """Synthetic TVR parquet files, built by the project's own generator and converter."""
-    return synthetic_tvr_set(tmp_path_factory.mktemp("doctor_tvr"), n=6)
+    """Synthetic TVR parquet files, built by the project's own generator and converter (8 train rows)."""
+    return synthetic_tvr_set(tmp_path_factory.mktemp("doctor_tvr"), n=10)
 
 
 @pytest.fixture
@@ -35,6 +35,8 @@ def healthy(tiny_qwen25vl, tvr_dir) -> list[str]:
         f"actor_rollout_ref.model.path={tiny_qwen25vl}",
         f"data.train_files={tvr_dir / 'train.parquet'}",
         f"data.val_files={tvr_dir / 'val.parquet'}",
+        "data.train_batch_size=8",  # one step per epoch on the 8 rows (the recipe's 512 would train nothing)
+        "actor_rollout_ref.actor.ppo_mini_batch_size=8",
     ]
 
 
@@ -69,7 +71,7 @@ def test_healthy_tiny_setup_passes_and_skips_gpu_checks(healthy, capsys):
         assert "SKIP" in row and doctor.NO_GPU in row, row
     checks = run(["--cpu-ok", *healthy])
     for name in ("verl", "torchvision", "recipe composes", "veRL validate_config", "pkg:// imports", "reward settings",
-                 "model processor", "data train", "data val", "chat template", "rollout.limit_images"):
+                 "model processor", "data train", "data val", "training steps", "chat template", "rollout.limit_images"):
         assert checks[name].status == doctor.PASS, checks[name]
     assert "2 >= 2" in checks["rollout.limit_images"].detail  # TVR: initial + final image
 
@@ -242,8 +244,8 @@ def test_mv_script_refuses_to_start_without_the_sft_checkpoint():
 def test_sft_recipe_checks_its_conversations(tiny_qwen25vl, tmp_path):
     from tests.dataset_fixtures import mv_sft_row, write_rows
 
-    good = write_rows(tmp_path / "sft.parquet", [mv_sft_row(i, [(112, 112), (56, 84)]) for i in range(3)], sft=True)
-    base = ["--cpu-ok", "+recipe=star_r1_sft", f"model.path={tiny_qwen25vl}", f"data.train_files={good}", f"data.val_files={good}"]
+    good = write_rows(tmp_path / "sft.parquet", [mv_sft_row(i, [(112, 112), (56, 84)]) for i in range(8)], sft=True)
+    base = ["--cpu-ok", "+recipe=star_r1_sft", f"model.path={tiny_qwen25vl}", f"data.train_files={good}", f"data.val_files={good}", "data.train_batch_size=8"]
     checks = run(base)
     assert not failures(checks), [checks[n] for n in failures(checks)]
     assert checks["data train"].status == doctor.PASS and "data.max_length" in checks["data train"].detail
@@ -289,3 +291,10 @@ def test_launch_script_starts_the_trainer_only_when_doctor_passes(doctor_rc, tmp
         assert proc.returncode == doctor_rc and not called.exists()
     else:
         assert proc.returncode == 0 and called.read_text().startswith("-m verl.trainer.main_ppo +recipe=star_r1_tvr ")
+
+
+def test_train_set_smaller_than_one_batch_fails(healthy):
+    checks = run(["--cpu-ok", *healthy, "data.train_batch_size=16", "actor_rollout_ref.actor.ppo_mini_batch_size=16"])
+    assert failures(checks) == {"training steps"}
+    assert checks["training steps"].detail == "8 train rows // data.train_batch_size=16 = 0 step(s) per epoch x 15 epoch(s): nothing would be trained"
+    assert checks["training steps"].fix == "lower data.train_batch_size to at most 8, or add data"
