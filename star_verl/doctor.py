@@ -10,8 +10,10 @@ image sample is dropped), no rollout engine, too few GPUs, a recipe that does no
 veRL's `validate_config` refuses, a `pkg://` path that does not import, a model whose processor does
 not load or whose chat template drops the system prompt, data files that are missing or whose rows
 fail the dataset's own validation (placeholders vs images, images that do not decode, ground truth
-that does not parse, prompts over `data.max_prompt_length`), and `rollout.limit_images` below the
-largest image count in the data.
+that does not parse, prompts over `data.max_prompt_length`), `rollout.limit_images` below the
+largest image count in the data, keys veRL 0.9.1 composes but silently ignores (the legacy
+`reward_model.reward_manager`, top-level `custom_reward_function`), and a train set smaller than one
+batch (veRL then trains nothing, without an error).
 
 GPUs. Without `--cpu-ok`, no visible GPU is a failure: doctor is meant to run on a node of the
 cluster the recipe trains on. With `--cpu-ok` (a laptop, CI, a login node) the GPU count and the
@@ -23,7 +25,8 @@ visible; everything else is checked as usual. A node with GPUs, but fewer than t
 Data rows are sampled (the first `--rows` of each file, so row numbers in messages are the file's),
 never read whole; only the text column is scanned over the whole file, for the image counts.
 
-Output: a table (check, status, detail, fix); exit status 1 when any check fails, 0 otherwise.
+Output: a table of checks (check, status PASS/FAIL/SKIP, detail) with each failure's fix on the line
+below it (`--json`: the same four fields per check); exit status 1 when any check fails, 0 otherwise.
 """
 
 from __future__ import annotations
@@ -64,7 +67,7 @@ class Check:
 
 
 # ---------------------------------------------------------------------------------------------
-# the environment seams (tests replace these three, never veRL or torch)
+# the environment seams (tests replace these, never veRL or torch)
 
 
 def installed_version(distribution: str) -> str | None:
@@ -73,6 +76,14 @@ def installed_version(distribution: str) -> str | None:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def requirements(distribution: str) -> list[str]:
+    """The requirement lines an installed distribution declares ([] when it is not installed)."""
+    try:
+        return list(importlib.metadata.requires(distribution) or [])
+    except importlib.metadata.PackageNotFoundError:
+        return []
 
 
 def import_module(name: str):
@@ -101,17 +112,20 @@ def _short(exc: BaseException, limit: int = 300) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
-def _verl_requirements(name: str):
-    """veRL's own requirements on distribution `name` (packaging Requirements, base and extras).
-    veRL's extras pin the engines it is built against (vllm, sglang, flash-attn)."""
+def _canon(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()  # PEP 503
+
+
+def _requirements_on(distribution: str, name: str):
+    """`distribution`'s requirements on `name` (packaging Requirements, base and extras)."""
     from packaging.requirements import Requirement
 
-    canon = lambda s: re.sub(r"[-_.]+", "-", s).lower()  # noqa: E731 - PEP 503 names
-    try:
-        lines = importlib.metadata.requires("verl") or []
-    except importlib.metadata.PackageNotFoundError:
-        return []
-    return [req for req in map(Requirement, lines) if canon(req.name) == canon(name)]
+    return [req for req in map(Requirement, requirements(distribution)) if _canon(req.name) == _canon(name)]
+
+
+def _verl_requirements(name: str):
+    """veRL's own requirements on `name`: its extras pin the engines it is built against (vllm, sglang, flash-attn)."""
+    return _requirements_on("verl", name)
 
 
 def _verl_range(name: str):
@@ -291,6 +305,12 @@ class Doctor:
         if pin and not _same_minor(version, pin):
             self.add(name, FAIL, f"{version}; veRL {installed_version('verl')} is built and tested against {dist}=={pin}", f'pip install "{dist}=={pin}"')
             return
+        torch_version = installed_version("torch")
+        for req in _requirements_on(dist, "torch"):
+            if req.marker is None and torch_version and not req.specifier.contains(torch_version.split("+")[0], prereleases=True):
+                self.add(name, FAIL, f"{dist} {version} requires torch{req.specifier}; torch {torch_version} is installed",
+                         f"install the torch {dist} was built for: {install}")
+                return
         if self.gpus == 0:
             self.add(name, SKIP, f"{version} installed; import not tried: {NO_GPU}")
             return

@@ -298,3 +298,13 @@ def test_train_set_smaller_than_one_batch_fails(healthy):
     assert failures(checks) == {"training steps"}
     assert checks["training steps"].detail == "8 train rows // data.train_batch_size=16 = 0 step(s) per epoch x 15 epoch(s): nothing would be trained"
     assert checks["training steps"].fix == "lower data.train_batch_size to at most 8, or add data"
+
+
+def test_rollout_engine_built_for_another_torch_fails(healthy, monkeypatch):
+    # a vLLM of veRL's tested series whose wheel was built for another torch than the installed one
+    real_version, real_requirements = doctor.installed_version, doctor.requirements
+    monkeypatch.setattr(doctor, "installed_version", lambda d: "0.24.0" if d == "vllm" else real_version(d))
+    monkeypatch.setattr(doctor, "requirements", lambda d: ["torch==2.10.0", "numpy"] if d == "vllm" else real_requirements(d))
+    checks = run(["--cpu-ok", *healthy])
+    assert failures(checks) == {"rollout engine (vllm)"}
+    assert checks["rollout engine (vllm)"].detail == f"vllm 0.24.0 requires torch==2.10.0; torch {real_version('torch')} is installed"
