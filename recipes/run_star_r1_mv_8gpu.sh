@@ -27,8 +27,7 @@ ARGS=(
   trainer.n_gpus_per_node=8
   trainer.nnodes=1
   trainer.default_local_dir=$CKPT_DIR
-  # every rollout with its reward components, for `star-verl curves`
-  trainer.rollout_data_dir=$CKPT_DIR/rollouts
+  # (the recipe writes rollouts and validation generations to $CKPT_DIR/rollouts and /validation)
 
   # Pixel budget: each image at most max_pixels (90000 px ~ 115 tokens, MindCube's budget) and a
   # sample's images together at most total_max_pixels (360000 px ~ 460 tokens), split evenly over

@@ -26,8 +26,7 @@ ARGS=(
   trainer.n_gpus_per_node=8
   trainer.nnodes=1
   trainer.default_local_dir=$CKPT_DIR
-  # every rollout with its reward components, for `star-verl curves` (veRL logs them only at validation)
-  trainer.rollout_data_dir=$CKPT_DIR/rollouts
+  # (the recipe writes rollouts and validation generations to $CKPT_DIR/rollouts and /validation)
 
   # Pixel budget: every image is resized to at most max_pixels before the processor, so the image
   # tokens per prompt are bounded (tokens = pixels / 28^2). TRANCE renders are 320x240 -> 308x252 ->
