@@ -77,10 +77,20 @@ def expected(**kwargs):
     return [compute_score(ds, resp, gt, None, **kwargs) for ds, resp, gt in CASES]
 
 
-def test_tiny_tokenizer_has_tag_tokens_that_decode_would_drop(tokenizer):
-    # Why the manager's decoding keeps tags: with this tokenizer veRL's decode loses them.
-    ids = tokenizer.encode(tagged("2.color.cyan"), add_special_tokens=False)
-    assert "<answer>" not in tokenizer.decode(ids, skip_special_tokens=True)
+def test_tags_that_are_special_tokens_survive_decoding(tiny_qwen25vl):
+    """Qwen2.5-VL writes <think>/<answer> as plain text, but a tokenizer that has them as special
+    tokens (Qwen3-style) loses them in veRL's decode(skip_special_tokens=True): the manager keeps them."""
+    from verl.trainer.ppo.reward import load_reward_manager
+    from verl.utils import hf_tokenizer
+
+    tok = hf_tokenizer(tiny_qwen25vl)
+    tok.add_tokens(["<think>", "</think>", "<answer>", "</answer>"], special_tokens=True)
+    ids = tok.encode(tagged("2.color.cyan"), add_special_tokens=False)
+    assert "<answer>" not in tok.decode(ids, skip_special_tokens=True)  # what a plain decode would score
+    manager = load_reward_manager(compose(tiny_qwen25vl), tok)
+    out = asyncio.run(manager.run_single(make_batch(tok, CASES[:1])[0:1]))
+    assert out["reward_extra_info"]["format"] == 1.0
+    assert out["reward_score"] == expected()[0]["score"]
 
 
 async def test_through_verls_load_reward_manager(tiny_qwen25vl, tokenizer):
