@@ -51,6 +51,8 @@ def test_wheel_holds_the_package_and_recipes_only(wheel):
     assert top_level == {"star_verl", "hydra_plugins"}
     assert not any(n.startswith("hydra_plugins/__init__") for n in names), "hydra_plugins must stay a namespace package"
     assert {Path(n).stem for n in names if n.startswith("star_verl/config/recipe/") and n.endswith(".yaml")} == set(recipe_files())
+    shipped_scripts = {Path(n).name for n in names if n.startswith("star_verl/config/recipe/") and n.endswith(".sh")}
+    assert shipped_scripts == {p.name for p in (REPO / "recipes").glob("*.sh")} and shipped_scripts
 
 
 def test_wheel_install_runs_main_ppo_with_the_recipe(wheel_env, tmp_path):

@@ -196,3 +196,15 @@ def test_other_hydra_apps_do_not_see_the_recipes(tmp_path):
         cfg = compose("config", overrides=["+recipe=star_r1_tvr"])
     assert not any("star_verl" in p for p in sources)
     assert OmegaConf.to_container(cfg) == {"x": 1, "recipe": "star_r1_tvr"}
+
+
+def test_multiview_recipe_never_starts_from_the_base_model(monkeypatch):
+    """Stage 2 must start from the SFT checkpoint: no inherited default model path survives."""
+    from omegaconf.errors import InterpolationResolutionError
+
+    monkeypatch.delenv("SFT_CKPT", raising=False)
+    cfg = compose_recipe("star_r1_mv")
+    with pytest.raises(InterpolationResolutionError, match="SFT_CKPT"):
+        OmegaConf.resolve(cfg)
+    monkeypatch.setenv("SFT_CKPT", "/ckpt/sft/global_step_9/huggingface")
+    assert compose_recipe("star_r1_mv").actor_rollout_ref.model.path == "/ckpt/sft/global_step_9/huggingface"
