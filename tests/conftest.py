@@ -22,6 +22,14 @@ def tiny_qwen25vl(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
+def tok_proc(tiny_qwen25vl):
+    """The tiny model's tokenizer and processor, loaded as veRL loads them (tests must not mutate them)."""
+    from verl.utils import hf_processor, hf_tokenizer
+
+    return hf_tokenizer(tiny_qwen25vl), hf_processor(tiny_qwen25vl)
+
+
+@pytest.fixture(scope="session")
 def ray_local():
     """One local Ray cluster for every test that needs Ray workers (started once: ~10 s on 2 cores)."""
     import ray

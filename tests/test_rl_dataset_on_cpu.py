@@ -38,13 +38,6 @@ BUDGET = ["data.star.min_pixels=3136", "data.star.max_pixels=23520", "data.star.
 
 
 @pytest.fixture(scope="module")
-def tok_proc(tiny_qwen25vl):
-    from verl.utils import hf_processor, hf_tokenizer
-
-    return hf_tokenizer(tiny_qwen25vl), hf_processor(tiny_qwen25vl)
-
-
-@pytest.fixture(scope="module")
 def base_cfg(tiny_qwen25vl):
     """The star_r1_mv recipe as main_ppo composes it (one composition per module: it takes a second)."""
     return compose_recipe("star_r1_mv", [f"actor_rollout_ref.model.path={tiny_qwen25vl}", "data.max_prompt_length=1024", *BUDGET])

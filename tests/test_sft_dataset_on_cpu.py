@@ -27,13 +27,6 @@ BUDGET = ["data.star.min_pixels=3136", "data.star.max_pixels=23520", "data.star.
 
 
 @pytest.fixture(scope="module")
-def tok_proc(tiny_qwen25vl):
-    from verl.utils import hf_processor, hf_tokenizer
-
-    return hf_tokenizer(tiny_qwen25vl), hf_processor(tiny_qwen25vl)
-
-
-@pytest.fixture(scope="module")
 def sft_cfg(tiny_qwen25vl):
     return compose_recipe("star_r1_sft", [f"model.path={tiny_qwen25vl}", *BUDGET])
 

@@ -42,13 +42,6 @@ def stage1(tmp_path_factory):
     return root
 
 
-@pytest.fixture(scope="module")
-def tok_proc(tiny_qwen25vl):
-    from verl.utils import hf_processor, hf_tokenizer
-
-    return hf_tokenizer(tiny_qwen25vl), hf_processor(tiny_qwen25vl)
-
-
 def sft_overrides(stage1: Path, model: str) -> list[str]:
     """What a CPU run changes in the recipe: tiny sizes, no flash-attn paths (remove-padding needs
     flash-attn), and a large lr so a few steps visibly move the weights."""
