@@ -11,6 +11,7 @@ source is 0.0, never None or NaN.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -69,7 +70,23 @@ def _settings_classes():
 
 def split_reward_kwargs(kwargs: Mapping[str, Any]):
     """`reward_kwargs` hold the settings of every family (a run may mix them): give each family its
-    own and reject names that belong to none, so a typo in a recipe fails instead of being ignored."""
+    own and reject names that belong to none, so a typo in a recipe fails instead of being ignored.
+
+    veRL passes the same kwargs for every sample, so the (frozen) settings are built once per distinct kwargs."""
+    key = tuple(sorted(kwargs.items()))
+    try:
+        hash(key)
+    except TypeError:  # a value such as a list: build without the cache
+        return _split_reward_kwargs(kwargs)
+    return _split_reward_kwargs_cached(key)
+
+
+@functools.lru_cache(maxsize=64)
+def _split_reward_kwargs_cached(items: tuple[tuple[str, Any], ...]):
+    return _split_reward_kwargs(dict(items))
+
+
+def _split_reward_kwargs(kwargs: Mapping[str, Any]):
     tvr_cls, mv_cls = _settings_classes()
     tvr_names = {f.name for f in dataclasses.fields(tvr_cls)}
     mv_names = {f.name for f in dataclasses.fields(mv_cls)}
@@ -82,8 +99,25 @@ def split_reward_kwargs(kwargs: Mapping[str, Any]):
 
 
 def parse_ground_truth(data_source: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None):
-    """The typed ground truth of a data source (`TVRGroundTruth` or `MultiViewGroundTruth`);
-    raise GroundTruthError naming the sample."""
+    """The typed ground truth of a data source (`TVRGroundTruth` or `MultiViewGroundTruth`, both
+    immutable); raise GroundTruthError naming the sample.
+
+    The JSON strings of the parquet are parsed once per distinct string: a GRPO group's responses
+    (and every epoch) share their ground truth."""
+    if isinstance(ground_truth, str):
+        try:
+            return _parse_ground_truth_text(data_source, ground_truth)
+        except GroundTruthError:
+            pass  # parsed again below, so that the error names the sample
+    return _parse_ground_truth(data_source, ground_truth, extra_info)
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_ground_truth_text(data_source: str, text: str):
+    return _parse_ground_truth(data_source, text, None)
+
+
+def _parse_ground_truth(data_source: str, ground_truth: Any, extra_info: Mapping[str, Any] | None):
     if data_source not in DATA_SOURCES:
         raise GroundTruthError(f"{sample_name(extra_info)}: unknown data_source {data_source!r}; expected one of {DATA_SOURCES}")
     gt = load_ground_truth(ground_truth, extra_info)
