@@ -23,7 +23,8 @@ import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.multiview_fixtures
 
-from star_verl.prep.multiview import DEFAULT_MAX_PIXELS, BuildOptions, ImageCache, ImageRef, build  # noqa: E402
+from star_verl.prep.build_multiview import BuildOptions, build  # noqa: E402
+from star_verl.prep.multiview import DEFAULT_MAX_PIXELS, ImageCache, ImageRef  # noqa: E402
 from tests.multiview_fixtures import write_mindcube_fixture  # noqa: E402
 
 IMAGES_PER_GROUP = 3.3  # images a group's questions use: among 4, around 3, rotation 2-4 (fixture's round robin)

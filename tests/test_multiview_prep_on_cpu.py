@@ -1,4 +1,4 @@
-"""The multi-view converters (`data_prep/build_mindcube_spar.py`, `star_verl.prep.{mindcube,spar,mmsi,
+"""The multi-view converters (`data_prep/build_mindcube_spar.py`, `star_verl.prep.{build_multiview,mindcube,spar,mmsi,
 markers,multiview}`) on fixtures written in each source's exact format (tests/multiview_fixtures.py)."""
 
 from __future__ import annotations
@@ -15,18 +15,8 @@ from PIL import Image
 
 from star_verl.prep import markers as mk
 from star_verl.prep import mindcube, mmsi, spar
-from star_verl.prep.multiview import (
-    OBSERVER,
-    BadInput,
-    BadInputLog,
-    BuildOptions,
-    ImageCache,
-    allocate,
-    build,
-    check_leakage,
-    format_summary,
-    main,
-)
+from star_verl.prep.build_multiview import BuildOptions, build, format_summary, main
+from star_verl.prep.multiview import OBSERVER, BadInput, BadInputLog, ImageCache, allocate, check_leakage
 from star_verl.prep.schema import EXTRA_INFO_KEYS, RL_SCHEMA
 from star_verl.rewards import compute_score
 from tests.multiview_fixtures import (

@@ -150,7 +150,7 @@ def tvr_files(tmp_path_factory) -> list[str]:
 
 @pytest.fixture(scope="module")
 def mv_files(tmp_path_factory) -> list[str]:
-    from star_verl.prep.multiview import BuildOptions, build
+    from star_verl.prep.build_multiview import BuildOptions, build
 
     root = tmp_path_factory.mktemp("rl_step_mv")
     mindcube = write_mindcube_fixture(root / "mindcube", n=12, n_tiny=4)

@@ -1,4 +1,5 @@
-"""Shared machinery of the multi-view converters (MindCube, SPAR-7M, SPAR-Bench, MMSI-Bench).
+"""The library of the multi-view converters (MindCube, SPAR-7M, SPAR-Bench, MMSI-Bench); the command
+that drives them is `star_verl.prep.build_multiview`.
 
 - `Sample`: a source-independent question (raw text with one `<image>` per image, image references,
   the ground truth of DESIGN.md) that `write_split` turns into veRL rows.
@@ -13,17 +14,15 @@
   time follow the unique images, not the questions.
 - `LeakIndex` / `check_leakage`: no benchmark image (content hash) or question (text + answer) may
   appear in a training output.
-- `build` and `main`: the `data_prep/build_mindcube_spar.py` command.
+- `write_split`: samples to veRL rows in one parquet file, written whole or not at all.
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import io
 import json
 import re
-import sys
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,15 +38,7 @@ from star_verl.data.pixels import resize_to_budget
 from star_verl.prep.markers import Marker, draw_markers
 from star_verl.prep.schema import IMAGE_PLACEHOLDER, ParquetRowWriter, image_entry, make_extra_info, make_rl_row
 
-LICENCES = {
-    "mindcube": "MindCube (MLL-Lab/MindCube): code MIT; data licence not stated; images from ArkitScenes, DL3DV-10K, WildRGB-D and self-collected photos under their own terms",
-    "spar7m": "SPAR-7M (jasonzhango/SPAR-7M): annotations MIT; images from ScanNet, ScanNet++, Structured3D, Matterport3D under their non-commercial terms",
-    "mindcube_tiny": "MindCube-Tiny (MLL-Lab/MindCube): as MindCube (code MIT, data licence not stated, images under their sources' terms)",
-    "sparbench": "SPAR-Bench (jasonzhango/SPAR-Bench): licence not stated; images derive from ScanNet-family data (non-commercial terms)",
-    "mmsi": "MMSI-Bench (RunsenXu/MMSI-Bench): CC BY-NC 4.0; images from ScanNet, nuScenes, Matterport3D, Ego4D, AgiBot-World, DTU, DAVIS-2017, Waymo",
-}
 OBSERVER = "observer"  # the second element of an object-to-camera reference triplet
-BENCHMARKS = ("mindcube_tiny", "sparbench", "mmsi")
 DEFAULT_MIN_PIXELS = 4 * 28 * 28
 DEFAULT_MAX_PIXELS = 90000  # star_r1_mv's data.star.max_pixels (MindCube's budget): the loader then resizes nothing
 ROW_GROUP_SIZE = 1024
@@ -557,202 +548,3 @@ def write_split(
     stats.unique_images = len(shas_in_file)
     stats.bytes = path.stat().st_size
     return stats
-
-
-# --------------------------------------------------------------------------------------------
-# the command
-
-
-@dataclass
-class BuildOptions:
-    out: Path
-    mindcube: Path | None = None
-    spar: Path | None = None
-    rl_samples: int = 19200
-    sft_pool: int = 8200
-    val_samples: int = 512
-    seed: int = 0
-    benchmarks: tuple[str, ...] = ()
-    mindcube_tiny: Path | None = None
-    sparbench: Path | None = None
-    mmsi: Path | None = None
-    min_pixels: int = DEFAULT_MIN_PIXELS
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    skip_bad: bool = False
-    overwrite: bool = False
-    progress: bool = True
-
-
-TRAIN_FILES = {"val": "val.parquet", "train": "rl_train.parquet", "sft_pool": "sft_pool.parquet"}
-
-
-def build(opts: BuildOptions) -> dict[str, Any]:
-    """Benchmarks first (their images and questions make the leakage index), then the training
-    splits drawn without them, then a check of the written files. Returns the summary."""
-    from star_verl.prep import mindcube, mmsi, spar
-
-    start = time.perf_counter()
-    out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
-    if not opts.overwrite:
-        existing = [p for p in (*TRAIN_FILES.values(), *(f"bench/{b}.parquet" for b in opts.benchmarks)) if (out / p).exists()]
-        if existing:
-            raise FileExistsError(f"{out}: {existing} exist; pass --overwrite to replace them")
-    bad = BadInputLog(skip_bad=opts.skip_bad)
-    cache = ImageCache(min_pixels=opts.min_pixels, max_pixels=opts.max_pixels)
-    leaks = LeakIndex()
-    summary: dict[str, Any] = {"splits": {}, "licences": [], "pixels": [opts.min_pixels, opts.max_pixels], "seed": opts.seed}
-    used_origins: list[str] = []
-
-    def index_bench(sample: Sample, source_shas: list[str], out_shas: list[str]) -> None:
-        leaks.add(sample, source_shas, out_shas)
-
-    bench_files: list[Path] = []
-    for name in opts.benchmarks:
-        if name == "mindcube_tiny":
-            tiny = opts.mindcube_tiny or (mindcube.find_raw(opts.mindcube, mindcube.TINY_FILE) if opts.mindcube else None)
-            if tiny is None:
-                raise ValueError("--benchmarks mindcube_tiny needs --mindcube-tiny FILE or --mindcube DIR")
-            samples, sort, total = mindcube.tinybench_samples(Path(tiny), bad), True, None
-        elif name == "sparbench":
-            if opts.sparbench is None:
-                raise ValueError("--benchmarks sparbench needs --sparbench DIR")
-            samples, sort, total = spar.sparbench_samples(Path(opts.sparbench), bad), False, spar.sparbench_rows(Path(opts.sparbench))
-        elif name == "mmsi":
-            if opts.mmsi is None:
-                raise ValueError("--benchmarks mmsi needs --mmsi FILE")
-            samples, sort, total = mmsi.mmsi_samples(Path(opts.mmsi), bad), False, mmsi.mmsi_rows(Path(opts.mmsi))
-        else:
-            raise ValueError(f"unknown benchmark {name!r}; choose from {BENCHMARKS}")
-        path = out / "bench" / f"{name}.parquet"
-        summary["splits"][f"bench/{name}"] = write_split(
-            path, samples, split="test", cache=cache, bad=bad, overwrite=opts.overwrite, sort=sort, on_written=index_bench, total=total, progress=opts.progress
-        )
-        bench_files.append(path)
-        used_origins.append(name)
-
-    catalogs: list[Catalog] = []
-    if opts.mindcube is not None:
-        catalogs.append(mindcube.MindCubeCatalog(Path(opts.mindcube), bad))
-        used_origins.append("mindcube")
-    if opts.spar is not None:
-        catalogs.append(spar.Spar7MCatalog(Path(opts.spar), bad, progress=opts.progress))
-        used_origins.append("spar7m")
-    train_files: list[Path] = []
-    draw_stats: dict[str, Any] = {}
-    if catalogs:
-        summary["excluded"] = {c.origin: dict(getattr(c, "excluded", {})) for c in catalogs}
-
-        def accept(sample: Sample) -> str | None:
-            shas = [cache.source(ref, sample.where).sha for ref in sample.images]
-            return leaks.match(sample, shas)
-
-        requests = [SplitRequest("val", opts.val_samples), SplitRequest("train", opts.rl_samples), SplitRequest("sft_pool", opts.sft_pool)]
-        summary["requested"] = {req.name: req.n for req in requests}
-        splits, draw_stats = draw_splits(catalogs, requests, seed=opts.seed, bad=bad, accept=accept, progress=opts.progress)
-        for req in requests:
-            path = out / TRAIN_FILES[req.name]
-            summary["splits"][req.name] = write_split(path, splits[req.name], split=req.name, cache=cache, bad=bad, overwrite=opts.overwrite, progress=opts.progress)
-            train_files.append(path)
-    summary["leaks_refused"] = draw_stats.get("refused", [])
-    summary["shortfall"] = draw_stats.get("shortfall", {})
-    summary["duplicates_skipped"] = draw_stats.get("duplicates", 0)
-    summary["leakage_overlaps"] = check_leakage(train_files, bench_files) if train_files and bench_files else None
-    summary["bad_input"] = bad.items
-    summary["images"] = {"encoded": cache.encodes, "unique": len(cache.encoded_keys), "cache_hits": cache.hits, "encode_seconds": round(cache.seconds, 2)}
-    summary["licences"] = [LICENCES[o] for o in used_origins]
-    summary["seconds"] = round(time.perf_counter() - start, 2)
-    (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2, ensure_ascii=False) + "\n")
-    return summary
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, SplitStats):
-        return {k: (dict(v) if isinstance(v, Counter) else v) for k, v in value.__dict__.items()}
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
-def format_summary(summary: Mapping[str, Any]) -> str:
-    lines = ["", "split / origin:task                              rows  with refs  with relations"]
-    requested = summary.get("requested") or {}
-    for split, st in summary["splits"].items():
-        short = f" (of {requested[split]} requested: the sources hold no more)" if split in requested and st.rows < requested[split] else ""
-        lines.append(f"{split}: {st.rows} rows{short}, {st.unique_images} unique images for {st.image_refs} image refs, {st.bytes / 2**20:.1f} MiB")
-        for task in sorted(st.per_task):
-            lines.append(f"  {task:<46} {st.per_task[task]:>6} {st.with_refs[task]:>10} {st.with_relations[task]:>15}")
-    for origin, excluded in (summary.get("excluded") or {}).items():
-        for what, n in sorted(excluded.items()):
-            lines.append(f"not used ({origin}): {what}: {n}")
-    if summary.get("shortfall"):
-        lines.append(f"categories short of their quota: {summary['shortfall']}")
-    if summary.get("duplicates_skipped"):
-        lines.append(f"duplicate questions skipped: {summary['duplicates_skipped']}")
-    refused = summary.get("leaks_refused") or []
-    lines.append(f"leakage: {len(refused)} training candidates refused (they share an image or a question with a benchmark)")
-    lines.extend(f"  {o}:{q}: {why}" for o, q, why in refused[:20])
-    overlaps = summary.get("leakage_overlaps")
-    if overlaps is None:
-        lines.append("leakage check of the written files: not run (needs training sources and --benchmarks in the same run)")
-    else:
-        lines.append(f"leakage check of the written files: {len(overlaps)} overlaps")
-        lines.extend(f"  {o}" for o in overlaps[:20])
-    bad = summary.get("bad_input") or []
-    if bad:
-        lines.append(f"bad input skipped: {len(bad)} ({dict(Counter(o for o, _, _ in bad))})")
-        lines.extend(f"  [{o}] {w}: {p}" for o, w, p in bad[:50])
-        if len(bad) > 50:
-            lines.append(f"  ... {len(bad) - 50} more in summary.json")
-    im = summary["images"]
-    lines.append(f"images: {im['unique']} unique encoded ({im['encoded']} encodes, {im['cache_hits']} cache hits, {im['encode_seconds']} s); pixels {summary['pixels']}")
-    lines.append("licences (non-commercial research use overall):")
-    lines.extend(f"  {line}" for line in summary["licences"])
-    lines.append(f"done in {summary['seconds']} s")
-    return "\n".join(lines)
-
-
-def parse_args(argv: Sequence[str] | None) -> BuildOptions:
-    p = argparse.ArgumentParser(prog="build_mindcube_spar.py", description="MindCube + SPAR-7M training splits and the multi-view benchmarks as veRL parquet")
-    p.add_argument("--mindcube", type=Path, help="MindCube's unzipped data/ folder (raw/*.jsonl, other_all_image/)")
-    p.add_argument("--spar", type=Path, help="SPAR-7M's spar/ folder (<dataset>/qa_jsonl/train/<task>/<format>/*.jsonl, <dataset>/images/)")
-    p.add_argument("--out", type=Path, required=True)
-    p.add_argument("--rl-samples", type=int, default=19200, help="RL set size, uniform across categories (default 19200)")
-    p.add_argument("--sft-pool", type=int, default=8200, help="pool for the SFT cold start's teacher (default 8200: ~2x the 4.1k kept after filtering)")
-    p.add_argument("--val-samples", type=int, default=512)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--benchmarks", default="", help=f"comma-separated, from {','.join(BENCHMARKS)}")
-    p.add_argument("--mindcube-tiny", type=Path, help="MindCube_tinybench.jsonl (default: raw/ under --mindcube)")
-    p.add_argument("--sparbench", type=Path, help="SPAR-Bench folder with the 4 parquet shards")
-    p.add_argument("--mmsi", type=Path, help="MMSI_Bench.parquet")
-    p.add_argument("--min-pixels", type=int, default=DEFAULT_MIN_PIXELS)
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=f"per-image pixel budget (default {DEFAULT_MAX_PIXELS}, star_r1_mv's data.star.max_pixels)")
-    p.add_argument("--skip-bad", action="store_true", help="count and list bad input instead of stopping at the first")
-    p.add_argument("--overwrite", action="store_true")
-    p.add_argument("--no-progress", action="store_true")
-    ns = p.parse_args(argv)
-    benches = tuple(b for b in (x.strip() for x in ns.benchmarks.split(",")) if b)
-    unknown = [b for b in benches if b not in BENCHMARKS]
-    if unknown:
-        p.error(f"unknown benchmark(s) {unknown}; choose from {BENCHMARKS}")
-    if ns.mindcube is None and ns.spar is None and not benches:
-        p.error("nothing to do: give --mindcube and/or --spar, and/or --benchmarks")
-    return BuildOptions(
-        out=ns.out, mindcube=ns.mindcube, spar=ns.spar, rl_samples=ns.rl_samples, sft_pool=ns.sft_pool, val_samples=ns.val_samples, seed=ns.seed,
-        benchmarks=benches, mindcube_tiny=ns.mindcube_tiny, sparbench=ns.sparbench, mmsi=ns.mmsi, min_pixels=ns.min_pixels, max_pixels=ns.max_pixels,
-        skip_bad=ns.skip_bad, overwrite=ns.overwrite, progress=not ns.no_progress,
-    )
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    opts = parse_args(argv)
-    try:
-        summary = build(opts)
-    except (BadInput, FileExistsError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    print(format_summary(summary))
-    overlaps = summary.get("leakage_overlaps")
-    return 2 if overlaps else 0
