@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from star_verl.eval import official
 from star_verl.eval.scoring import PROTOCOLS, Sample, score_sample
+from star_verl.tasks import registry
 from star_verl.tasks.numeric import MRA_THRESHOLDS
 from tests.tvr_fixtures import tvr_gt
 
@@ -122,8 +123,8 @@ def test_spar_levels_official_middle_drops_view_change():
 
 
 def test_spar_tasks_are_the_20_of_the_benchmark():
-    assert len(set(official.SPAR_TASKS)) == 20
-    assert sorted(t for level in official.SPAR_LEVELS.values() for t in level) == sorted(official.SPAR_TASKS)
+    assert len(set(registry.SPARBENCH_TASKS)) == 20
+    assert sorted(t for level in registry.SPARBENCH_LEVELS.values() for t in level) == sorted(registry.SPARBENCH_TASKS)
     assert official.spar_task_kind("obj_count", "numeric") == "na"  # a SPAR-7M task outside the 20: by ground-truth type
 
 
@@ -152,8 +153,8 @@ def test_mmsi_correct_and_categories():
     assert official.mmsi_correct("`c`", "C") is False  # the letter must be a capital A-D
     assert official.mmsi_correct("`C`", "C") is True
     assert official.mmsi_correct("nothing", "C") is False  # no LLM judge: a failed extraction is wrong
-    assert official.mmsi_category("Positional Relationship (Cam.-Obj.)") == "Positional Relationship (Cam.\u2013Obj.)"
-    assert official.mmsi_category("Motion (Cam.)") == "Motion (Cam.)"
+    assert registry.mmsi_category("Positional Relationship (Cam.-Obj.)") == "Positional Relationship (Cam.\u2013Obj.)"
+    assert registry.mmsi_category("Motion (Cam.)") == "Motion (Cam.)"
 
 
 def test_harness_text():

@@ -19,6 +19,7 @@ from star_verl.prep.build_multiview import BuildOptions, build, format_summary, 
 from star_verl.prep.multiview import OBSERVER, BadInput, BadInputLog, ImageCache, allocate, check_leakage
 from star_verl.prep.schema import EXTRA_INFO_KEYS, RL_SCHEMA
 from star_verl.rewards import compute_score
+from star_verl.tasks import registry
 from tests.multiview_fixtures import (
     response_for,
     write_mindcube_fixture,
@@ -337,11 +338,11 @@ def test_mmsi_categories_options_and_raw_bytes(built, sources):
     by_id = {r["extra_info"]["question_id"]: r for r in rows}
     for src in raw:
         row = by_id[str(src["id"])]
-        assert row["extra_info"]["task"] == mmsi.normalise_category(src["question_type"])
-        assert "\u2013" not in row["extra_info"]["task"]
+        assert row["extra_info"]["task"] == _gt(row)["task"] == registry.mmsi_category(src["question_type"])
+        assert row["extra_info"]["task"] in registry.MMSI_CATEGORIES and "-" not in row["extra_info"]["task"]  # the release's en dash
         assert _gt(row)["options"] == ["A", "B", "C", "D"] and _gt(row)["answer"] == src["answer"]
         assert len(row["images"]) == len(src["images"])
-    assert mmsi.normalise_category("Positional Relationship (Cam.\u2013Obj.)") == mmsi.normalise_category("Positional Relationship (Cam.-Obj.)") == "Positional Relationship (Cam.-Obj.)"
+    assert registry.mmsi_category("Positional Relationship (Cam.\u2013Obj.)") == registry.mmsi_category("Positional Relationship (Cam.-Obj.)") == "Positional Relationship (Cam.\u2013Obj.)"
     assert mmsi.parse_options("Which?\nOptions: A: left, of it, B: right, C: front") == ["A", "B", "C"]
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from star_verl.rewards import DATA_SOURCES
 from star_verl.tasks.references import RELATIONS, normalize_relation, parse_reference_triplets, three_step_structure
+from star_verl.tasks.registry import DATA_SOURCES
 from star_verl.tasks.tvr import parse_tvr_answer
 from star_verl.templates import DEFAULT_TEMPLATE_FOR_SOURCE, IMAGE_PLACEHOLDER, TEMPLATES, get_template
 

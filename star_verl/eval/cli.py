@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from star_verl.eval.scoring import ORIGIN_BENCHMARK, PROTOCOLS
+from star_verl.eval.scoring import PROTOCOLS
+from star_verl.tasks.registry import DATA_SOURCES, ORIGINS
 
 
 def _score(ns: argparse.Namespace) -> int:
@@ -48,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output folder: metrics.json, per_sample.jsonl, metrics.md, <benchmark>.png")
     s.add_argument("--protocol", choices=PROTOCOLS, default="official", help="official: each benchmark's own scorer, quirks included (default); strict: the reward's parsers")
     s.add_argument("--skip-bad", action="store_true", help="list bad lines in metrics.json and go on, instead of stopping at the first")
-    s.add_argument("--origin", choices=sorted(ORIGIN_BENCHMARK), help="benchmark of lines without extra_info.origin (veRL dumps), e.g. mindcube_tiny")
-    s.add_argument("--data-source", choices=("tvr", "mindcube", "spar", "mmsi"), help="data source of veRL dump lines (default: read from the ground truth)")
+    s.add_argument("--origin", choices=sorted(ORIGINS), help="benchmark of lines without extra_info.origin (veRL dumps), e.g. mindcube_tiny")
+    s.add_argument("--data-source", choices=DATA_SOURCES, help="data source of veRL dump lines (default: read from the ground truth)")
     s.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     s.set_defaults(func=_score)
 

@@ -26,6 +26,7 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 
+from star_verl.tasks import registry
 from star_verl.tasks.numeric import mean_relative_accuracy  # SPAR-Bench's MRA, thresholds as np.linspace builds them
 from star_verl.tasks.tags import as_text, last_answer
 
@@ -59,7 +60,8 @@ def harness_text(benchmark_family: str, response: object) -> str:
 # --------------------------------------------------------------------------------------------------
 # MindCube (src/evaluation)
 # --------------------------------------------------------------------------------------------------
-MINDCUBE_SETTINGS = ("around", "rotation", "translation", "among", "other")
+MINDCUBE_OTHER = "other"  # the setting of an id that names none
+MINDCUBE_REPORT_ORDER = ("rotation", "around", "among", "translation", MINDCUBE_OTHER)  # the evaluator's output order
 MINDCUBE_EXCLUDED_FROM_OVERALL = ("translation",)
 
 # The extractor's ordered pattern list after the `<Answer>` section (case-sensitive, last match wins).
@@ -127,12 +129,9 @@ def mindcube_extract_answer(response: object) -> str | None:
 
 
 def mindcube_setting(item_id: str) -> str:
-    """MindCube's `get_setting_from_id`: the setting is a substring of the item id, in this order."""
-    lowered = (item_id or "").lower()
-    for setting in ("around", "rotation", "translation", "among"):
-        if setting in lowered:
-            return setting
-    return "other"
+    """MindCube's `get_setting_from_id`: the first setting that is a substring of the id
+    (`star_verl.tasks.registry.mindcube_setting`), "other" when it names none."""
+    return registry.mindcube_setting(item_id) or MINDCUBE_OTHER
 
 
 def mindcube_correct(response: object, gt_answer: str) -> bool:
@@ -144,12 +143,12 @@ def mindcube_correct(response: object, gt_answer: str) -> bool:
 def mindcube_aggregate(rows: Iterable[tuple[str, bool]]) -> dict:
     """(setting, correct) pairs -> MindCube's results: per-setting accuracy, and the overall micro
     accuracy over every setting except translation (tracked, excluded)."""
-    counts = {s: [0, 0] for s in MINDCUBE_SETTINGS}
+    counts = {s: [0, 0] for s in MINDCUBE_REPORT_ORDER}
     for setting, correct in rows:
         counts.setdefault(setting, [0, 0])
         counts[setting][0] += 1
         counts[setting][1] += int(bool(correct))
-    order = [s for s in ("rotation", "around", "among", "translation", "other") if s in counts] + [s for s in counts if s not in MINDCUBE_SETTINGS]
+    order = [s for s in MINDCUBE_REPORT_ORDER if s in counts] + [s for s in counts if s not in MINDCUBE_REPORT_ORDER]
     settings = {s: {"n": counts[s][0], "correct": counts[s][1], "accuracy": 100.0 * counts[s][1] / counts[s][0]} for s in order if counts[s][0]}
     n_all = sum(n for s, (n, _) in counts.items() if s not in MINDCUBE_EXCLUDED_FROM_OVERALL)
     c_all = sum(c for s, (_, c) in counts.items() if s not in MINDCUBE_EXCLUDED_FROM_OVERALL)
@@ -159,39 +158,18 @@ def mindcube_aggregate(rows: Iterable[tuple[str, bool]]) -> dict:
 # --------------------------------------------------------------------------------------------------
 # SPAR-Bench (lmms-eval tasks/sparbench/utils.py)
 # --------------------------------------------------------------------------------------------------
-SPAR_MCA_TASKS = (
-    "obj_spatial_relation_oo", "obj_spatial_relation_oc_mv", "obj_spatial_relation_oo_mv",
-    "spatial_imagination_oc", "spatial_imagination_oo", "spatial_imagination_oc_mv", "spatial_imagination_oo_mv",
-    "position_matching", "camera_motion_infer", "distance_infer_center_oo", "distance_infer_center_oo_mv",
-)  # fmt: skip
-SPAR_NA_TASKS = (
-    "depth_prediction_oc", "depth_prediction_oo", "distance_prediction_oc", "distance_prediction_oo",
-    "depth_prediction_oc_mv", "depth_prediction_oo_mv", "distance_prediction_oo_mv", "distance_prediction_oc_mv",
-)  # fmt: skip
-SPAR_SPECIAL_TASKS = ("view_change_infer",)
-SPAR_TASKS = SPAR_MCA_TASKS + SPAR_NA_TASKS + SPAR_SPECIAL_TASKS
-SPAR_NA_LAST_NUMBER_TASKS = ("depth_prediction_oc_mv", "depth_prediction_oo_mv", "distance_prediction_oc_mv", "distance_prediction_oo_mv")
-SPAR_LEVELS = {
-    "low": SPAR_NA_TASKS,
-    "middle": ("view_change_infer", "position_matching", "camera_motion_infer"),
-    "high": tuple(t for t in SPAR_MCA_TASKS if t not in ("position_matching", "camera_motion_infer")),
-}
+# The task lists and levels are the registry's (`star_verl.tasks.registry.SPARBENCH_*`).
 # The metric name lmms-eval gives each task kind; its Low/Middle/High grouping strips the last
 # "_"-separated piece of "<task>_<metric>" to find the task, which fails for "vci_metric" (see below).
 SPAR_METRIC_NAME = {"mca": "accuracy", "na": "MRA:.5:.95:.05", "vci": "vci_metric"}
+_SPAR_KIND = {"choice": "mca", "numeric": "na", "view_change": "vci"}  # lmms-eval's kind of each ground-truth type
 _SPAR_NUMBER = re.compile(r"(?<!\^)\d+\.\d+|(?<!\^)\d+")
 
 
 def spar_task_kind(task: str, gt_type: str | None = None) -> str:
     """'mca', 'na' or 'vci'. Tasks outside SPAR-Bench's 20 (SPAR-7M validation) are not in
     lmms-eval's lists: they get the scorer of their ground-truth type instead of an error."""
-    if task in SPAR_MCA_TASKS:
-        return "mca"
-    if task in SPAR_NA_TASKS:
-        return "na"
-    if task in SPAR_SPECIAL_TASKS:
-        return "vci"
-    return {"choice": "mca", "numeric": "na", "view_change": "vci"}.get(gt_type or "", "mca")
+    return _SPAR_KIND.get(registry.spar_answer_type(task) or gt_type or "", "mca")
 
 
 def spar_exact_match(pred: object, target: str) -> float:
@@ -209,7 +187,7 @@ def spar_na_prediction(pred: object, task: str) -> float | None:
     the LAST for the four `_mv` NA tasks, where no number at all gives -1. None: no number in a
     single-view answer (lmms-eval raises there and scores 0)."""
     numbers = [float(n) for n in _SPAR_NUMBER.findall(as_text(pred))]
-    if task in SPAR_NA_LAST_NUMBER_TASKS:
+    if task in registry.SPARBENCH_LAST_NUMBER_TASKS:
         return numbers[-1] if numbers else -1.0
     return numbers[0] if numbers else None
 
@@ -272,7 +250,7 @@ def spar_aggregate(task_means: Mapping[str, float], task_kinds: Mapping[str, str
     An empty level is None (lmms-eval: NaN). Results are in percent."""
     overall = float(np.mean(list(task_means.values()))) if task_means else None
     levels = {}
-    for level, members in SPAR_LEVELS.items():
+    for level, members in registry.SPARBENCH_LEVELS.items():
         values = []
         for task, mean in task_means.items():
             key = f"{task}_{SPAR_METRIC_NAME[task_kinds[task]]}"
@@ -317,12 +295,3 @@ def mmsi_correct(pred: object, gt: str) -> bool:
     if letter is None:
         return False
     return str(gt).lower().replace("\n", " ").strip() == letter.lower()[0]
-
-
-_MMSI_DASH = re.compile(r"(?<=\.)\s*[-\u2014]\s*(?=[A-Z])")
-
-
-def mmsi_category(question_type: str) -> str:
-    """Category names with the en dash of the current HF data ("Positional Relationship (Cam.\u2013Obj.)"),
-    so hyphenated legacy copies ("(Cam.-Obj.)") group with them."""
-    return _MMSI_DASH.sub("\u2013", str(question_type)).strip()

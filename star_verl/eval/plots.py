@@ -13,7 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
-from star_verl.eval.official import MINDCUBE_EXCLUDED_FROM_OVERALL, SPAR_LEVELS  # noqa: E402
+from star_verl.eval.official import MINDCUBE_EXCLUDED_FROM_OVERALL  # noqa: E402
+from star_verl.tasks.registry import SPARBENCH_LEVELS  # noqa: E402
 
 LEVEL_COLORS = {"low": "#4C72B0", "middle": "#DD8452", "high": "#55A868"}
 PAPER_COLOR = "#BBBBBB"
@@ -83,8 +84,8 @@ def mindcube_figure(name: str, block: Mapping[str, Any], path: Path):
 
 
 def spar_figure(name: str, block: Mapping[str, Any], path: Path):
-    level_of = {t: level for level, tasks in SPAR_LEVELS.items() for t in tasks}
-    tasks = sorted(block["tasks"], key=lambda t: (list(SPAR_LEVELS).index(level_of[t]) if t in level_of else 3, t))
+    level_of = {t: level for level, tasks in SPARBENCH_LEVELS.items() for t in tasks}
+    tasks = sorted(block["tasks"], key=lambda t: (list(SPARBENCH_LEVELS).index(level_of[t]) if t in level_of else 3, t))
     labels = [f"{t} (n={block['tasks'][t]['n']})" for t in tasks] + ["overall"]
     values = [block["tasks"][t]["value"] for t in tasks] + [block["overall"] or 0.0]
     colors = [LEVEL_COLORS.get(level_of.get(t, ""), "#8172B3") for t in tasks] + ["#333333"]

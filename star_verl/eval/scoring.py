@@ -23,44 +23,17 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from star_verl.eval import official
-from star_verl.rewards import DATA_SOURCES, GroundTruthError, compute_score, load_ground_truth, validate_ground_truth
+from star_verl.rewards import GroundTruthError, compute_score, load_ground_truth, validate_ground_truth
+from star_verl.tasks.registry import DATA_SOURCES, ORIGINS, ground_truth_family, mmsi_category
 from star_verl.tasks.tags import as_text, parse_tags
 
 PROTOCOLS = ("official", "strict")
-
-# extra_info.origin -> benchmark name (the key of metrics.json and of paper_numbers.json)
-ORIGIN_BENCHMARK = {
-    "trance": "tvr",
-    "synthetic": "tvr_synthetic",
-    "mindcube_tiny": "mindcube_tiny",
-    "sparbench": "sparbench",
-    "mmsi": "mmsi",
-    "mindcube": "mindcube",
-    "spar7m": "spar7m",
-}
-ORIGIN_FAMILY = {"trance": "tvr", "synthetic": "tvr", "mindcube_tiny": "mindcube", "mindcube": "mindcube", "sparbench": "spar", "spar7m": "spar", "mmsi": "mmsi"}
-
-# Task names that tell a family apart in a ground truth without a data source (veRL dumps).
-SPAR7M_EXTRA_TASKS = (
-    "depth_prediction_oc_mv", "distance_infer_center_oc", "distance_infer_center_oc_mv", "obj_spatial_relation_oc",
-    "spatial_imagination_map_mv", "spatial_imagination_oc_video", "spatial_imagination_oo_video",
-    "spatial_imagination_oc_video_hard", "spatial_imagination_oo_video_hard", "obj_count", "room_size",
-    "spatial_volume_infer", "appearance_order", "obj_frame_locate", "distance_prediction_oo_video",
-    "distance_infer_center_oo_video", "nav",
-)  # fmt: skip
-MMSI_CATEGORIES = (
-    "MSR", "Positional Relationship (Obj.\u2013Obj.)", "Positional Relationship (Cam.\u2013Cam.)",
-    "Positional Relationship (Cam.\u2013Obj.)", "Positional Relationship (Obj.\u2013Reg.)",
-    "Positional Relationship (Cam.\u2013Reg.)", "Positional Relationship (Reg.\u2013Reg.)", "Motion (Obj.)",
-    "Motion (Cam.)", "Attribute (Appr.)", "Attribute (Meas.)",
-)  # fmt: skip
-
 
 class InputError(ValueError):
     """A generations line that cannot be scored: the file, the line number and the problem."""
@@ -98,20 +71,6 @@ class ReadResult:
     formats: set[str] = field(default_factory=set)
 
 
-def family_from_ground_truth(gt: Mapping[str, Any]) -> str | None:
-    """The data source of a ground truth without one (veRL dumps), or None when its task is unknown."""
-    if "transformations" in gt:
-        return "tvr"
-    task = str(gt.get("task", ""))
-    if task in official.MINDCUBE_SETTINGS:
-        return "mindcube"
-    if task in official.SPAR_TASKS or task in SPAR7M_EXTRA_TASKS:
-        return "spar"
-    if official.mmsi_category(task) in MMSI_CATEGORIES:
-        return "mmsi"
-    return None
-
-
 def _problem(path: Path, line_no: int, message: str) -> str:
     return f"{path}:{line_no}: {message}"
 
@@ -147,7 +106,7 @@ def _parse_line(path: Path, line_no: int, text: str, origin: str | None, data_so
             loaded = load_ground_truth(gt_raw)
         except GroundTruthError as exc:
             raise InputError(_problem(path, line_no, str(exc))) from None
-        source = family_from_ground_truth(loaded)
+        source = ground_truth_family(loaded)
         if source is None:
             raise InputError(_problem(path, line_no, f"cannot tell the data source of ground truth task {loaded.get('task')!r}; pass --data-source"))
         try:
@@ -156,11 +115,12 @@ def _parse_line(path: Path, line_no: int, text: str, origin: str | None, data_so
             raise InputError(_problem(path, line_no, str(exc))) from None
     sample_origin = extra_info.get("origin") or origin
     if sample_origin:
-        if sample_origin not in ORIGIN_BENCHMARK:
-            raise InputError(_problem(path, line_no, f"unknown extra_info.origin {sample_origin!r}; expected one of {sorted(ORIGIN_BENCHMARK)}"))
-        if ORIGIN_FAMILY[sample_origin] != source:
-            raise InputError(_problem(path, line_no, f"origin {sample_origin!r} belongs to data_source {ORIGIN_FAMILY[sample_origin]!r}, not {source!r}"))
-        benchmark = ORIGIN_BENCHMARK[sample_origin]
+        if sample_origin not in ORIGINS:
+            raise InputError(_problem(path, line_no, f"unknown extra_info.origin {sample_origin!r}; expected one of {sorted(ORIGINS)}"))
+        family = ORIGINS[sample_origin].data_source
+        if family != source:
+            raise InputError(_problem(path, line_no, f"origin {sample_origin!r} belongs to data_source {family!r}, not {source!r}"))
+        benchmark = ORIGINS[sample_origin].scored_as
     else:
         benchmark = source
     generation = row.get("generation") if isinstance(row.get("generation"), dict) else None
@@ -181,8 +141,8 @@ def read_generations(path: str | Path, *, skip_bad: bool = False, origin: str | 
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such file")
-    if origin is not None and origin not in ORIGIN_BENCHMARK:
-        raise InputError(f"--origin {origin!r} is not one of {sorted(ORIGIN_BENCHMARK)}")
+    if origin is not None and origin not in ORIGINS:
+        raise InputError(f"--origin {origin!r} is not one of {sorted(ORIGINS)}")
     if data_source is not None and data_source not in DATA_SOURCES:
         raise InputError(f"--data-source {data_source!r} is not one of {DATA_SOURCES}")
     result = ReadResult()
@@ -207,7 +167,7 @@ def _category(sample: Sample) -> str:
     if sample.family == "tvr":
         return str(sample.gt["view"])
     task = str(sample.gt.get("task") or sample.extra_info.get("task") or "")
-    return official.mmsi_category(task) if sample.family == "mmsi" else task
+    return mmsi_category(task) if sample.family == "mmsi" else task
 
 
 def score_sample(sample: Sample, protocol: str) -> Scored:

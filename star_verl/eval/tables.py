@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from star_verl.eval.official import SPAR_LEVELS
+from star_verl.tasks.registry import SPARBENCH_LEVELS
 
 
 def fmt(value: Any, digits: int = 1) -> str:
@@ -47,7 +47,7 @@ def mindcube_section(block: dict[str, Any]) -> str:
 
 
 def spar_section(block: dict[str, Any]) -> str:
-    level_of = {t: level for level, tasks in SPAR_LEVELS.items() for t in tasks}
+    level_of = {t: level for level, tasks in SPARBENCH_LEVELS.items() for t in tasks}
     rows = [[t, level_of.get(t, "–"), v["metric"], v["n"], v["value"]] for t, v in block["tasks"].items()]
     for level, value in block["levels"].items():
         rows.append([f"**{level}**", "", "mean", None, value])

@@ -32,6 +32,7 @@ from star_verl.prep.multiview import (
     draw_splits,
     write_split,
 )
+from star_verl.tasks.registry import MULTIVIEW_SOURCES, ORIGINS
 
 LICENCES = {
     "mindcube": "MindCube (MLL-Lab/MindCube): code MIT; data licence not stated; images from ArkitScenes, DL3DV-10K, WildRGB-D and self-collected photos under their own terms",
@@ -40,7 +41,7 @@ LICENCES = {
     "sparbench": "SPAR-Bench (jasonzhango/SPAR-Bench): licence not stated; images derive from ScanNet-family data (non-commercial terms)",
     "mmsi": "MMSI-Bench (RunsenXu/MMSI-Bench): CC BY-NC 4.0; images from ScanNet, nuScenes, Matterport3D, Ego4D, AgiBot-World, DTU, DAVIS-2017, Waymo",
 }
-BENCHMARKS = ("mindcube_tiny", "sparbench", "mmsi")
+BENCHMARKS = tuple(name for name, origin in ORIGINS.items() if origin.benchmark and origin.data_source in MULTIVIEW_SOURCES)
 
 
 @dataclass

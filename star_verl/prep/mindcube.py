@@ -36,11 +36,10 @@ from typing import Any
 import numpy as np
 
 from star_verl.prep.multiview import OBSERVER, BadInput, BadInputLog, Catalog, ImageRef, Sample, choice_ground_truth, finish_ground_truth, with_placeholders
+from star_verl.tasks.registry import MINDCUBE_SETTINGS, MINDCUBE_TRAINING_SETTINGS, mindcube_setting
 
 TRAIN_FILE = "MindCube_train.jsonl"
 TINY_FILE = "MindCube_tinybench.jsonl"
-SETTINGS = ("around", "among", "rotation", "translation")
-TRAIN_SETTINGS = ("among", "around", "rotation")
 
 _FACING = {"up": (0, -1), "down": (0, 1), "left": (-1, 0), "right": (1, 0)}
 _VIEW_FACING = {"front": "up", "left": "right", "right": "left", "back": "down"}
@@ -67,13 +66,6 @@ def find_raw(root: Path, name: str) -> Path:
 def image_root(jsonl: Path) -> Path:
     """Image paths are relative to `data/`, the parent of `raw/`."""
     return jsonl.parent.parent if jsonl.parent.name == "raw" else jsonl.parent
-
-
-def setting_of(qid: str) -> str | None:
-    for setting in SETTINGS:
-        if setting in qid:
-            return setting
-    return None
 
 
 def parse_options(question: str) -> list[str]:
@@ -187,9 +179,9 @@ def to_sample(record: Any, *, root: Path, where: str, origin: str, split_setting
     if not isinstance(record["question"], str):
         raise BadInput(where, f"question must be a string, got {type(record['question']).__name__}")
     qid = str(record["id"])
-    setting = split_setting or setting_of(qid)
+    setting = split_setting or mindcube_setting(qid)
     if setting is None:
-        raise BadInput(where, f"unknown task type: id {qid!r} names none of the settings {SETTINGS}")
+        raise BadInput(where, f"unknown task type: id {qid!r} names none of the settings {MINDCUBE_SETTINGS}")
     images = record["images"]
     if not isinstance(images, list) or not images or not all(isinstance(p, str) for p in images):
         raise BadInput(where, f"images must be a non-empty list of paths, got {images!r}")
@@ -246,15 +238,15 @@ class MindCubeCatalog(Catalog):
         self.bad = bad
         self.rows = read_jsonl(self.path, bad, self.origin)
         self.excluded: Counter = Counter()
-        by_setting: dict[str, list[int]] = {s: [] for s in TRAIN_SETTINGS}
+        by_setting: dict[str, list[int]] = {s: [] for s in MINDCUBE_TRAINING_SETTINGS}
         for i, (lineno, record) in enumerate(self.rows):
-            setting = setting_of(str(record.get("id", ""))) if isinstance(record, dict) else None
+            setting = mindcube_setting(str(record.get("id", ""))) if isinstance(record, dict) else None
             if setting in by_setting:
                 by_setting[setting].append(i)
             elif setting == "translation":
                 self.excluded["translation setting"] += 1
             else:
-                bad.report(self.origin, BadInput(f"{self.path}:{lineno}", f"unknown task type: id {record.get('id') if isinstance(record, dict) else record!r} names none of {SETTINGS}"))
+                bad.report(self.origin, BadInput(f"{self.path}:{lineno}", f"unknown task type: id {record.get('id') if isinstance(record, dict) else record!r} names none of {MINDCUBE_SETTINGS}"))
         self._categories = {s: np.asarray(v, dtype=np.int64) for s, v in by_setting.items() if v}
 
     def categories(self) -> dict[str, np.ndarray]:

@@ -2,9 +2,9 @@
 JPEG bytes, not {bytes, path} structs), `question_type`, `question` ("...\\nOptions: A: ..., B: ..."),
 `answer` (a letter), `thought`.
 
-The category is `question_type` normalised: the current release writes "Positional Relationship
-(Cam.–Obj.)" with an en dash, older copies with a hyphen; both become the hyphen form, with white
-space collapsed. A category outside the 11 MMSI defines is bad input.
+The category is `question_type` in the release's own spelling (`star_verl.tasks.registry.mmsi_category`):
+the current release writes "Positional Relationship (Cam.–Obj.)" with an en dash, older copies a
+hyphen, which becomes the en dash. A category outside the 11 MMSI defines is bad input.
 """
 
 from __future__ import annotations
@@ -24,26 +24,9 @@ from star_verl.prep.multiview import (
     parquet_samples,
     with_placeholders,
 )
+from star_verl.tasks.registry import MMSI_CATEGORIES, mmsi_category
 
-CATEGORIES = (
-    "MSR",
-    "Positional Relationship (Obj.-Obj.)",
-    "Positional Relationship (Cam.-Cam.)",
-    "Positional Relationship (Cam.-Obj.)",
-    "Positional Relationship (Obj.-Reg.)",
-    "Positional Relationship (Cam.-Reg.)",
-    "Positional Relationship (Reg.-Reg.)",
-    "Motion (Obj.)",
-    "Motion (Cam.)",
-    "Attribute (Appr.)",
-    "Attribute (Meas.)",
-)
-_DASHES = re.compile(r"\s*[\u2010-\u2015\u2212-]\s*")
 _OPTIONS = re.compile(r"([A-Z]):\s*(.*?)(?=, [A-Z]:|$)", re.DOTALL)
-
-
-def normalise_category(value: str) -> str:
-    return re.sub(r"\s+", " ", _DASHES.sub("-", str(value))).strip()
 
 
 def parse_options(question: str) -> list[str]:
@@ -67,8 +50,8 @@ def mmsi_samples(path: Path, bad: BadInputLog) -> Iterator[Sample]:
 
 
 def mmsi_sample(row: dict[str, Any], *, where: str) -> Sample:
-    category = normalise_category(row["question_type"])
-    if category not in CATEGORIES:
+    category = mmsi_category(row["question_type"])
+    if category not in MMSI_CATEGORIES:
         raise BadInput(where, f"unknown task type (question_type) {row['question_type']!r}")
     images = row["images"] or []
     refs = []

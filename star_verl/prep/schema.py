@@ -15,8 +15,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-DATA_SOURCES = ("tvr", "mindcube", "spar", "mmsi")
-ORIGINS = ("trance", "synthetic", "mindcube", "spar7m", "mindcube_tiny", "sparbench", "mmsi")
+from star_verl.tasks.registry import DATA_SOURCES, ORIGINS
+
 IMAGE_PLACEHOLDER = "<image>"
 ABILITY = "spatial"
 
@@ -55,7 +55,7 @@ def image_entry(data: bytes, path: str | None = None) -> dict[str, Any]:
 
 def make_extra_info(*, index: int, split: str, origin: str, task: str, view: str = "", question_id: str, n_images: int) -> dict[str, Any]:
     if origin not in ORIGINS:
-        raise RowError(f"origin {origin!r} is not one of {ORIGINS}")
+        raise RowError(f"origin {origin!r} is not one of {tuple(ORIGINS)}")
     return {"index": int(index), "split": str(split), "origin": origin, "task": str(task), "view": str(view), "question_id": str(question_id), "n_images": int(n_images)}
 
 

@@ -7,9 +7,10 @@ A record: `id`, `conversations` ([human question, gpt answer]), `image` (paths r
 coordinates) and for multi-view tasks `point_img_idx` / `bbox_img_idx`. The images are clean: the
 markers are drawn here (`star_verl.prep.markers`).
 
-Used: the multi-view tasks (`MULTIVIEW_TASKS`), format `select` (a letter among the question's
-"A. ..." lines) for all of them, and `fill` where the answer is a number (depth and distance
-prediction) or the view-change string (view_change_infer). `sentence` and `judge` answers and the
+Used: the multi-view tasks (`SPAR7M_MULTIVIEW_TASKS` of `star_verl.tasks.registry`, which holds
+every task name SPAR defines), format `select` (a letter among the question's "A. ..." lines) for
+all of them, and `fill` where the answer is a number (depth and distance prediction) or the
+view-change string (view_change_infer). `sentence` and `judge` answers and the
 other `fill`s (boxes, coordinates, names) cannot be scored by rule: counted, not used. Single-view and
 video tasks are counted, not read. A task folder or `type` that SPAR does not define is bad input.
 
@@ -41,7 +42,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from star_verl.prep.markers import MULTIVIEW_MARKER_TASKS, MarkerError, marker_plan
+from star_verl.prep.markers import MarkerError, marker_plan
 from star_verl.prep.multiview import (
     OBSERVER,
     BadInput,
@@ -56,36 +57,7 @@ from star_verl.prep.multiview import (
     view_change_ground_truth,
     with_placeholders,
 )
-
-# Every task SPAR defines (fudan-zvg/spar datasets/draw_marker.py); anything else is unknown.
-SINGLE_VIEW_TASKS = (
-    "obj_spatial_relation_oo", "depth_prediction_oc", "depth_prediction_oo", "distance_prediction_oc", "distance_prediction_oo",
-    "distance_infer_center_oc", "distance_infer_center_oo", "spatial_volume_infer", "spatial_imagination_oc", "spatial_imagination_oo",
-)
-VIDEO_TASKS = (
-    "distance_prediction_oo_video", "distance_infer_center_oo_video", "spatial_imagination_oo_video", "spatial_imagination_oc_video",
-    "spatial_imagination_oc_video_hard", "spatial_imagination_oo_video_hard", "obj_frame_locate", "appearance_order", "room_size", "obj_count", "nav",
-)
-MULTIVIEW_TASKS = tuple(sorted(MULTIVIEW_MARKER_TASKS))
-KNOWN_TASKS = (*SINGLE_VIEW_TASKS, *MULTIVIEW_TASKS, "spatial_imagination_map_mv", *VIDEO_TASKS)
-FORMATS = ("select", "fill", "sentence", "judge")
-FILL_KINDS = {
-    "depth_prediction_oc_mv": "numeric", "depth_prediction_oo_mv": "numeric",
-    "distance_prediction_oc_mv": "numeric", "distance_prediction_oo_mv": "numeric",
-    "view_change_infer": "view_change",
-}
-
-# SPAR-Bench task groups (lmms-eval sparbench/utils.py)
-BENCH_CHOICE_TASKS = (
-    "obj_spatial_relation_oo", "obj_spatial_relation_oc_mv", "obj_spatial_relation_oo_mv", "spatial_imagination_oc", "spatial_imagination_oo",
-    "spatial_imagination_oc_mv", "spatial_imagination_oo_mv", "position_matching", "camera_motion_infer", "distance_infer_center_oo",
-    "distance_infer_center_oo_mv",
-)
-BENCH_NUMERIC_TASKS = (
-    "depth_prediction_oc", "depth_prediction_oo", "distance_prediction_oc", "distance_prediction_oo",
-    "depth_prediction_oc_mv", "depth_prediction_oo_mv", "distance_prediction_oo_mv", "distance_prediction_oc_mv",
-)
-BENCH_VIEW_CHANGE_TASKS = ("view_change_infer",)
+from star_verl.tasks.registry import SPAR7M_ANSWER_FORMATS, SPAR7M_MULTIVIEW_TASKS, SPAR7M_TASKS, spar_answer_type
 
 _LINE_OPTION = re.compile(r"^\s*([A-Z])\s*[.)]\s?(.*)$", re.MULTILINE)
 _MARKED = re.compile(r"([A-Za-z][A-Za-z0-9\-' ]*?)\s*\((?:(red|blue|green|yellow)\s+)?(point|bbox)\)")
@@ -181,6 +153,13 @@ def references(task: str, question: str, answer_text: str | None) -> list[list[A
     return refs
 
 
+def _fill_kind(task: str) -> str | None:
+    """The ground-truth type of a `fill` answer a rule can score (a number or a view change, as
+    SPAR-Bench scores the task), None for the others (boxes, coordinates, names)."""
+    kind = spar_answer_type(task)
+    return kind if kind in ("numeric", "view_change") else None
+
+
 def _ground_truth(kind: str, task: str, question: str, answer: Any, where: str) -> dict[str, Any]:
     return finish_ground_truth("spar", _raw_ground_truth(kind, task, question, answer, where), where)
 
@@ -243,18 +222,18 @@ class Spar7MCatalog(Catalog):
                 raise FileNotFoundError(f"{qa} does not exist")
             for tdir in sorted(p for p in qa.iterdir() if p.is_dir()):
                 task = tdir.name
-                if task not in KNOWN_TASKS:
+                if task not in SPAR7M_TASKS:
                     bad.report(self.origin, BadInput(str(tdir), f"unknown task type {task!r}"))
                     continue
-                if task not in MULTIVIEW_TASKS:
+                if task not in SPAR7M_MULTIVIEW_TASKS:
                     self.excluded["single-view/video/map task folders"] += 1  # not multi-view: not read
                     continue
                 for fdir in sorted(p for p in tdir.iterdir() if p.is_dir()):
                     fmt = fdir.name
-                    if fmt not in FORMATS:
-                        bad.report(self.origin, BadInput(str(fdir), f"unknown answer format folder {fmt!r}; SPAR uses {FORMATS}"))
+                    if fmt not in SPAR7M_ANSWER_FORMATS:
+                        bad.report(self.origin, BadInput(str(fdir), f"unknown answer format folder {fmt!r}; SPAR uses {SPAR7M_ANSWER_FORMATS}"))
                         continue
-                    if fmt in ("sentence", "judge") or (fmt == "fill" and task not in FILL_KINDS):
+                    if fmt in ("sentence", "judge") or (fmt == "fill" and _fill_kind(task) is None):
                         self.excluded[f"{fmt} answer files (not scorable by rule)"] += sum(1 for _ in fdir.glob("*.jsonl"))
                         continue
                     for jsonl in tqdm(sorted(fdir.glob("*.jsonl")), desc=f"indexing {dataset}/{task}/{fmt}", unit="file", disable=not progress, leave=False):
@@ -287,7 +266,7 @@ def spar7m_sample(record: Any, *, task: str, fmt: str, dataset: str, images_root
     if not isinstance(record, dict):
         raise BadInput(where, f"expected a JSON object, got {type(record).__name__}")
     kind_of_record = record.get("type", task)
-    if kind_of_record not in KNOWN_TASKS:
+    if kind_of_record not in SPAR7M_TASKS:
         raise BadInput(where, f"unknown task type {kind_of_record!r}")
     if kind_of_record != task:
         raise BadInput(where, f"record type {kind_of_record!r} in the folder of task {task!r}")
@@ -306,7 +285,7 @@ def spar7m_sample(record: Any, *, task: str, fmt: str, dataset: str, images_root
         plan = marker_plan(task, record, len(images))
     except MarkerError as exc:
         raise BadInput(where, str(exc)) from None
-    kind = "choice" if fmt == "select" else FILL_KINDS[task]
+    kind = "choice" if fmt == "select" else _fill_kind(task)
     gt = _ground_truth(kind, task, question, gpt, where)
     return Sample(
         data_source="spar", origin="spar7m", task=task, question_id=f"{dataset}/{task}/{fmt}/{record.get('id', where)}",
@@ -340,13 +319,8 @@ def sparbench_samples(root: Path, bad: BadInputLog) -> Iterator[Sample]:
 
 def sparbench_sample(row: dict[str, Any], *, where: str) -> Sample:
     task = str(row["task"])
-    if task in BENCH_CHOICE_TASKS:
-        kind = "choice"
-    elif task in BENCH_NUMERIC_TASKS:
-        kind = "numeric"
-    elif task in BENCH_VIEW_CHANGE_TASKS:
-        kind = "view_change"
-    else:
+    kind = spar_answer_type(task)
+    if kind is None:
         raise BadInput(where, f"unknown task type {task!r}")
     images = row["image"] or []
     refs = []

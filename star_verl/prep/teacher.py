@@ -51,8 +51,9 @@ from typing import Any
 import pyarrow.parquet as pq
 
 from star_verl.prep.schema import IMAGE_PLACEHOLDER, SFT_SCHEMA, ParquetRowWriter, image_entry, make_extra_info, make_sft_row
-from star_verl.rewards import MULTIVIEW_SOURCES, GroundTruthError, compute_score, validate_ground_truth
+from star_verl.rewards import GroundTruthError, compute_score, validate_ground_truth
 from star_verl.tasks.references import three_step_structure
+from star_verl.tasks.registry import MULTIVIEW_SOURCES
 from star_verl.tasks.tags import parse_tags
 from star_verl.templates import get_template
 

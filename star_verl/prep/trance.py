@@ -37,6 +37,7 @@ from typing import Any
 
 from star_verl.prep.schema import ParquetRowWriter, image_entry, make_extra_info, make_rl_row
 from star_verl.prep.trance_format import ALL_ATTRIBUTES, ATTRIBUTES, CAMERAS, DIRECTIONS, INITIAL_CAMERA, OBJECT_KEYS, STEPS, VIEWS, VOCAB, is_visible
+from star_verl.tasks.registry import origins_of
 
 SPLITS = ("train", "val", "test")
 TRANCE_SPLIT_SIZES = (500_000, 10_000, 20_000)
@@ -78,8 +79,8 @@ class TranceConvertConfig:
             raise ValueError(f"split_sizes must be three non-negative counts (train, val, test), got {self.split_sizes}")
         if self.limit is not None and self.limit < 1:
             raise ValueError(f"limit must be >= 1, got {self.limit}")
-        if self.origin not in (None, "trance", "synthetic"):
-            raise ValueError(f"origin must be trance or synthetic, got {self.origin!r}")
+        if self.origin is not None and self.origin not in origins_of(DATA_SOURCE):
+            raise ValueError(f"origin must be one of {origins_of(DATA_SOURCE)}, got {self.origin!r}")
 
     def views_for(self, split: str) -> tuple[str, ...]:
         return self.train_views if split == "train" else self.views

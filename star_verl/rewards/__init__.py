@@ -17,8 +17,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-DATA_SOURCES = ("tvr", "mindcube", "spar", "mmsi")
-MULTIVIEW_SOURCES = ("mindcube", "spar", "mmsi")
+from star_verl.tasks.registry import DATA_SOURCES
 
 REWARD_KEYS = (
     "score",  # the reward GRPO uses

@@ -32,13 +32,15 @@ from typing import Any, Iterator
 import yaml
 
 from star_verl.rewards import REWARD_KEYS, GroundTruthError, compute_score, load_ground_truth, split_reward_kwargs
+from star_verl.tasks.registry import ground_truth_family
 
 _STEP_FILE = re.compile(r"^(\d+)\.jsonl$")
 MISMATCH_TOL = 1e-4
 
 
 def family(gt: dict[str, Any]) -> str:
-    return "tvr" if "transformations" in gt else "multiview"
+    """The curve a rollout belongs to: tvr, or multiview for every other family."""
+    return "tvr" if ground_truth_family(gt) == "tvr" else "multiview"
 
 
 def _rollout_files(rollout_dir: Path) -> list[tuple[int, Path]]:
