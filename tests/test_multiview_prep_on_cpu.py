@@ -20,6 +20,7 @@ from star_verl.prep.multiview import OBSERVER, BadInput, BadInputLog, ImageCache
 from star_verl.prep.schema import EXTRA_INFO_KEYS, RL_SCHEMA
 from star_verl.rewards import compute_score
 from star_verl.tasks import registry
+from star_verl.tasks.ground_truth import ground_truth_json, parse_ground_truth
 from tests.multiview_fixtures import (
     response_for,
     write_mindcube_fixture,
@@ -82,6 +83,8 @@ def test_every_output_has_the_shared_schema_and_valid_rows(built):
             assert info["view"] == "" and row["ability"] == "spatial"
             gt = _gt(row)
             assert gt["task"] == info["task"]
+            text = row["reward_model"]["ground_truth"]  # written from the typed object the reward parses back
+            assert ground_truth_json(parse_ground_truth(row["data_source"], text)) == text
             assert row["data_source"] == {"mindcube": "mindcube", "mindcube_tiny": "mindcube", "spar7m": "spar", "sparbench": "spar", "mmsi": "mmsi"}[info["origin"]]
             assert all(im["bytes"] for im in row["images"])
     assert summary["leakage_overlaps"] == []

@@ -19,6 +19,7 @@ from star_verl.prep.schema import EXTRA_INFO_KEYS, RL_SCHEMA
 from star_verl.prep.trance import BadSampleError, TranceConvertConfig, build_question, convert_trance
 from star_verl.prep.trance_format import COLOR_RGB, COLORS, OCCLUSION_PIXELS, SIZE_SCALE, is_visible, overlaps
 from star_verl.rewards import compute_score
+from star_verl.tasks.ground_truth import ground_truth_json, parse_ground_truth
 from tests.tvr_prep_fixtures import OBJECTS, VISIBLE, color_change, image_names, record, synthetic_tvr_set, write_trance
 
 
@@ -81,6 +82,10 @@ def test_ground_truth_per_design(trance7, tmp_path):
     assert gt["view"] == "left" and gt["task"] == "tvr"
     assert gt["objects"] == OBJECTS  # states[0].objects, the five keys
     assert gt["transformations"] == [{k: t[k] for k in ("obj_idx", "attr", "val", "options")} for t in src["transformations"]]
+    for split in ("train", "val", "test"):  # every row's JSON is the typed ground truth's own, as the reward parses it back
+        for row in rows(out / f"{split}.parquet"):
+            text = row["reward_model"]["ground_truth"]
+            assert ground_truth_json(parse_ground_truth("tvr", text)) == text
 
 
 def test_train_views_and_views_options(trance7, tmp_path):

@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image
 
 from star_verl.data.pixels import fit_size, image_tokens, per_image_max_pixels, resize_to_budget
-from star_verl.rewards import GroundTruthError, sample_name, validate_ground_truth
+from star_verl.rewards import GroundTruthError, validate_ground_truth
 from star_verl.templates import DEFAULT_TEMPLATE_FOR_SOURCE, IMAGE_PLACEHOLDER, TEMPLATES, PromptTemplate, get_template
 
 # Bump when the length arithmetic or the validation changes: old cache files then miss.
@@ -357,7 +357,7 @@ def _check_row(ctx: MeasureContext, row: Mapping[str, Any], where: str) -> tuple
     try:
         validate_ground_truth(data_source, reward_model["ground_truth"], row.get("extra_info"))
     except GroundTruthError as exc:
-        raise DatasetError(f"{where}: {str(exc).removeprefix(sample_name(row.get('extra_info')) + ': ')}") from None
+        raise DatasetError(f"{where}: {exc.problem}") from None
     images = list(row.get(ctx.image_key) or [])
     if ctx.kind == "rl":
         question = raw_question(row.get(ctx.prompt_key), where)

@@ -100,19 +100,19 @@ def _parse_line(path: Path, line_no: int, text: str, origin: str | None, data_so
     try:
         gt = validate_ground_truth(source, gt_raw, extra_info) if fmt == "star_verl" or source else None
     except GroundTruthError as exc:
-        raise InputError(_problem(path, line_no, str(exc))) from None
+        raise InputError(_problem(path, line_no, exc.problem)) from None
     if gt is None:  # a dump without --data-source: read the family off the ground truth
         try:
             loaded = load_ground_truth(gt_raw)
         except GroundTruthError as exc:
-            raise InputError(_problem(path, line_no, str(exc))) from None
+            raise InputError(_problem(path, line_no, exc.problem)) from None
         source = ground_truth_family(loaded)
         if source is None:
             raise InputError(_problem(path, line_no, f"cannot tell the data source of ground truth task {loaded.get('task')!r}; pass --data-source"))
         try:
             gt = validate_ground_truth(source, loaded)
         except GroundTruthError as exc:
-            raise InputError(_problem(path, line_no, str(exc))) from None
+            raise InputError(_problem(path, line_no, exc.problem)) from None
     sample_origin = extra_info.get("origin") or origin
     if sample_origin:
         if sample_origin not in ORIGINS:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from star_verl.prep.multiview import OBSERVER, BadInput, BadInputLog, Catalog, ImageRef, Sample, choice_ground_truth, finish_ground_truth, with_placeholders
+from star_verl.prep.multiview import OBSERVER, BadInput, BadInputLog, Catalog, ImageRef, Sample, choice_ground_truth, with_placeholders
 from star_verl.tasks.registry import MINDCUBE_SETTINGS, MINDCUBE_TRAINING_SETTINGS, mindcube_setting
 
 TRAIN_FILE = "MindCube_train.jsonl"
@@ -192,7 +192,7 @@ def to_sample(record: Any, *, root: Path, where: str, origin: str, split_setting
         refs = references(record, setting)
     except (ValueError, TypeError, IndexError, KeyError):
         refs = []  # meta_info that fits no layout: the question stays, without references
-    gt = finish_ground_truth("mindcube", choice_ground_truth(record["gt_answer"], options, setting, refs, where), where)
+    gt = choice_ground_truth(record["gt_answer"], options, setting, refs, where)
     question = with_placeholders(record["question"], len(images), where)
     group = str(Path(images[0]).parent)
     return Sample(

@@ -14,16 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from star_verl.prep.multiview import (
-    BadInput,
-    BadInputLog,
-    ImageRef,
-    Sample,
-    choice_ground_truth,
-    finish_ground_truth,
-    parquet_samples,
-    with_placeholders,
-)
+from star_verl.prep.multiview import BadInput, BadInputLog, ImageRef, Sample, choice_ground_truth, parquet_samples, with_placeholders
 from star_verl.tasks.registry import MMSI_CATEGORIES, mmsi_category
 
 _OPTIONS = re.compile(r"([A-Z]):\s*(.*?)(?=, [A-Z]:|$)", re.DOTALL)
@@ -63,7 +54,7 @@ def mmsi_sample(row: dict[str, Any], *, where: str) -> Sample:
     options = parse_options(row["question"])
     if not options:
         raise BadInput(where, "no 'Options: A: ..., B: ...' in the question")
-    gt = finish_ground_truth("mmsi", choice_ground_truth(str(row["answer"]), options, category, [], where), where)
+    gt = choice_ground_truth(str(row["answer"]), options, category, [], where)
     question = with_placeholders(str(row["question"]), len(refs), where)
     return Sample(
         data_source="mmsi", origin="mmsi", task=category, question_id=str(row["id"]), question=question, images=refs,

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import re
 import time
 from collections import Counter, OrderedDict
@@ -37,6 +36,9 @@ from tqdm import tqdm
 from star_verl.data.pixels import resize_to_budget
 from star_verl.prep.markers import Marker, draw_markers
 from star_verl.prep.schema import IMAGE_PLACEHOLDER, ParquetRowWriter, image_entry, make_extra_info, make_rl_row
+from star_verl.tasks.ground_truth import parse_ground_truth
+from star_verl.tasks.multiview import MultiViewGroundTruth
+from star_verl.tasks.references import reference_from_ground_truth
 
 OBSERVER = "observer"  # the second element of an object-to-camera reference triplet
 DEFAULT_MIN_PIXELS = 4 * 28 * 28
@@ -116,13 +118,13 @@ class Sample:
     question_id: str
     question: str  # raw, with one <image> per image, never templated
     images: list[ImageRef]
-    ground_truth: dict[str, Any]
+    ground_truth: MultiViewGroundTruth
     group: str  # samples sharing images share a group (written next to each other)
     where: str  # file:line, for messages
 
     @property
     def question_key(self) -> str:
-        return question_key(self.question, self.ground_truth.get("answer"))
+        return question_key(self.question, self.ground_truth.answer)
 
     @property
     def identity(self) -> str:
@@ -158,12 +160,10 @@ def with_placeholders(question: str, n_images: int, where: str) -> str:
     return question
 
 
-def clean_references(refs: Iterable[Sequence[Any]]) -> list[list[Any]]:
+def clean_references(refs: Iterable[Sequence[Any]]) -> tuple[tuple[Any, ...], ...]:
     """References the reward accepts, without repeats: each goes through the reward's own reference
     parser (`star_verl.tasks.references`), and one that repeats an earlier one after its
     normalisation ("chairs" = "chair"; [a, b, left] = [b, a, right]) is dropped."""
-    from star_verl.tasks.references import reference_from_ground_truth
-
     out, seen = [], set()
     for ref in refs:
         try:
@@ -172,47 +172,38 @@ def clean_references(refs: Iterable[Sequence[Any]]) -> list[list[Any]]:
             continue  # a name with nothing nameable left (e.g. "(1)"): not a reference
         if key not in seen:
             seen.add(key)
-            out.append(list(ref))
-    return out
+            out.append(tuple(ref))
+    return tuple(out)
 
 
-def finish_ground_truth(data_source: str, gt: dict[str, Any], where: str) -> dict[str, Any]:
-    """The reward's own check (`star_verl.rewards.validate_ground_truth`), so a converter never
-    writes a row the reward cannot score; a failure is bad input of this record."""
-    from star_verl.rewards import GroundTruthError, validate_ground_truth
-
+def _ground_truth(where: str, **fields: Any) -> MultiViewGroundTruth:
+    """The typed ground truth (checked as the reward checks it when it is made), so a converter never
+    writes a row the reward cannot score; a value it refuses is bad input of this record."""
     try:
-        validate_ground_truth(data_source, gt)
-    except GroundTruthError as exc:
-        raise BadInput(where, str(exc).split(": ", 1)[-1]) from None
-    return gt
+        return MultiViewGroundTruth(**fields)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadInput(where, f"ground truth the reward cannot score: {exc}") from None
 
 
-def choice_ground_truth(answer: str, options: Sequence[str], task: str, references: Iterable[Sequence[Any]], where: str) -> dict[str, Any]:
+def choice_ground_truth(answer: str, options: Sequence[str], task: str, references: Iterable[Sequence[Any]], where: str) -> MultiViewGroundTruth:
     letter = str(answer).strip().upper()
     if letter not in options:
         raise BadInput(where, f"answer {answer!r} is not one of the listed options {list(options)}")
-    return {"type": "choice", "answer": letter, "options": list(options), "references": clean_references(references), "task": task}
+    return _ground_truth(where, type="choice", answer=letter, options=tuple(options), written_references=clean_references(references), task=task)
 
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
-def numeric_ground_truth(answer: Any, task: str, references: Iterable[Sequence[Any]], where: str) -> dict[str, Any]:
+def numeric_ground_truth(answer: Any, task: str, references: Iterable[Sequence[Any]], where: str) -> MultiViewGroundTruth:
     numbers = _NUMBER.findall(str(answer))
     if len(numbers) != 1:
         raise BadInput(where, f"numeric answer {answer!r} must hold exactly one number")
-    return {"type": "numeric", "answer": float(numbers[0]), "references": clean_references(references), "task": task}
+    return _ground_truth(where, type="numeric", answer=float(numbers[0]), written_references=clean_references(references), task=task)
 
 
-def view_change_ground_truth(answer: Any, task: str, references: Iterable[Sequence[Any]], where: str) -> dict[str, Any]:
-    from star_verl.tasks.view_change import parse_view_change
-
-    try:
-        parse_view_change(str(answer))
-    except (TypeError, ValueError) as exc:
-        raise BadInput(where, f"view-change answer {answer!r}: {exc}") from None
-    return {"type": "view_change", "answer": str(answer).strip(), "references": clean_references(references), "task": task}
+def view_change_ground_truth(answer: Any, task: str, references: Iterable[Sequence[Any]], where: str) -> MultiViewGroundTruth:
+    return _ground_truth(where, type="view_change", answer=str(answer).strip(), written_references=clean_references(references), task=task)
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,7 +412,7 @@ class LeakIndex:
         for sha in (*source_shas, *output_shas):
             self.images.setdefault(sha, name)
         self.questions.setdefault(sample.question_key, name)
-        self._answers_by_text.setdefault(question_text_key(sample.question), set()).add(repr(sample.ground_truth.get("answer")))
+        self._answers_by_text.setdefault(question_text_key(sample.question), set()).add(repr(sample.ground_truth.answer))
 
     def is_template(self, question: str) -> bool:
         return len(self._answers_by_text.get(question_text_key(question), ())) > 1
@@ -445,7 +436,7 @@ def _parquet_samples(path: Path) -> Iterable[tuple[Sample, set[str]]]:
             info = row["extra_info"]
             sample = Sample(
                 data_source=row["data_source"], origin=info["origin"], task=info["task"], question_id=info["question_id"],
-                question=row["prompt"][0]["content"], images=[], ground_truth=json.loads(row["reward_model"]["ground_truth"]),
+                question=row["prompt"][0]["content"], images=[], ground_truth=parse_ground_truth(row["data_source"], row["reward_model"]["ground_truth"], info),
                 group="", where=f"{path}:row {info['index']}",
             )
             yield sample, {sha256(im["bytes"]) for im in row["images"]}
@@ -471,9 +462,9 @@ def check_leakage(train_files: Sequence[Path], bench_files: Sequence[Path]) -> l
 # writing
 
 
-def has_references(gt: Mapping[str, Any]) -> tuple[bool, bool]:
-    refs = gt.get("references") or []
-    return bool(refs), any(len(r) == 3 and r[2] is not None for r in refs)
+def has_references(gt: MultiViewGroundTruth) -> tuple[bool, bool]:
+    """(any references, any with a relation)."""
+    return bool(gt.references), any(r.relation is not None for r in gt.references)
 
 
 @dataclass

@@ -3,11 +3,11 @@ the schemas must match exactly), and a streaming writer.
 
 RL rows: data_source, prompt, images, ability, reward_model, extra_info.
 SFT rows: messages instead of prompt, the rest the same.
+The ground truth is serialised by `star_verl.tasks.ground_truth` (converters pass the typed object).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from star_verl.tasks.ground_truth import GroundTruth, ground_truth_json
 from star_verl.tasks.registry import DATA_SOURCES, ORIGINS
 
 IMAGE_PLACEHOLDER = "<image>"
@@ -59,7 +60,7 @@ def make_extra_info(*, index: int, split: str, origin: str, task: str, view: str
     return {"index": int(index), "split": str(split), "origin": origin, "task": str(task), "view": str(view), "question_id": str(question_id), "n_images": int(n_images)}
 
 
-def _check_common(data_source: str, text: str, images: Sequence[Mapping[str, Any]], ground_truth: Mapping[str, Any], extra_info: Mapping[str, Any]) -> None:
+def _check_common(data_source: str, text: str, images: Sequence[Mapping[str, Any]], ground_truth: GroundTruth | Mapping[str, Any], extra_info: Mapping[str, Any]) -> None:
     where = f"{extra_info.get('origin')}/{extra_info.get('split')} question {extra_info.get('question_id')!r}"
     if data_source not in DATA_SOURCES:
         raise RowError(f"{where}: data_source {data_source!r} is not one of {DATA_SOURCES}")
@@ -68,11 +69,11 @@ def _check_common(data_source: str, text: str, images: Sequence[Mapping[str, Any
     n_placeholders = text.count(IMAGE_PLACEHOLDER)
     if n_placeholders != len(images) or extra_info["n_images"] != len(images):
         raise RowError(f"{where}: {n_placeholders} {IMAGE_PLACEHOLDER} placeholders, {len(images)} images, n_images={extra_info['n_images']}")
-    if "task" not in ground_truth:
+    if isinstance(ground_truth, Mapping) and "task" not in ground_truth:  # a typed ground truth always has one
         raise RowError(f"{where}: ground truth lacks 'task'")
 
 
-def make_rl_row(*, data_source: str, question: str, images: Sequence[Mapping[str, Any]], ground_truth: Mapping[str, Any], extra_info: Mapping[str, Any]) -> dict[str, Any]:
+def make_rl_row(*, data_source: str, question: str, images: Sequence[Mapping[str, Any]], ground_truth: GroundTruth | Mapping[str, Any], extra_info: Mapping[str, Any]) -> dict[str, Any]:
     """One RL row. `question` is the raw question with one <image> per image, never templated."""
     _check_common(data_source, question, images, ground_truth, extra_info)
     return {
@@ -80,12 +81,12 @@ def make_rl_row(*, data_source: str, question: str, images: Sequence[Mapping[str
         "prompt": [{"role": "user", "content": question}],
         "images": list(images),
         "ability": ABILITY,
-        "reward_model": {"style": "rule", "ground_truth": json.dumps(ground_truth, ensure_ascii=False)},
+        "reward_model": {"style": "rule", "ground_truth": ground_truth_json(ground_truth)},
         "extra_info": dict(extra_info),
     }
 
 
-def make_sft_row(*, data_source: str, question: str, response: str, images: Sequence[Mapping[str, Any]], ground_truth: Mapping[str, Any], extra_info: Mapping[str, Any]) -> dict[str, Any]:
+def make_sft_row(*, data_source: str, question: str, response: str, images: Sequence[Mapping[str, Any]], ground_truth: GroundTruth | Mapping[str, Any], extra_info: Mapping[str, Any]) -> dict[str, Any]:
     """One SFT row: the raw question (template applied at load time) and the assistant's chain of thought."""
     _check_common(data_source, question, images, ground_truth, extra_info)
     return {
@@ -93,7 +94,7 @@ def make_sft_row(*, data_source: str, question: str, response: str, images: Sequ
         "messages": [{"role": "user", "content": question}, {"role": "assistant", "content": response}],
         "images": list(images),
         "ability": ABILITY,
-        "reward_model": {"style": "rule", "ground_truth": json.dumps(ground_truth, ensure_ascii=False)},
+        "reward_model": {"style": "rule", "ground_truth": ground_truth_json(ground_truth)},
         "extra_info": dict(extra_info),
     }
 

@@ -51,12 +51,12 @@ from star_verl.prep.multiview import (
     ImageRef,
     Sample,
     choice_ground_truth,
-    finish_ground_truth,
     numeric_ground_truth,
     parquet_samples,
     view_change_ground_truth,
     with_placeholders,
 )
+from star_verl.tasks.multiview import MultiViewGroundTruth
 from star_verl.tasks.registry import SPAR7M_ANSWER_FORMATS, SPAR7M_MULTIVIEW_TASKS, SPAR7M_TASKS, spar_answer_type
 
 _LINE_OPTION = re.compile(r"^\s*([A-Z])\s*[.)]\s?(.*)$", re.MULTILINE)
@@ -160,11 +160,7 @@ def _fill_kind(task: str) -> str | None:
     return kind if kind in ("numeric", "view_change") else None
 
 
-def _ground_truth(kind: str, task: str, question: str, answer: Any, where: str) -> dict[str, Any]:
-    return finish_ground_truth("spar", _raw_ground_truth(kind, task, question, answer, where), where)
-
-
-def _raw_ground_truth(kind: str, task: str, question: str, answer: Any, where: str) -> dict[str, Any]:
+def _ground_truth(kind: str, task: str, question: str, answer: Any, where: str) -> MultiViewGroundTruth:
     if kind == "choice":
         options = parse_line_options(question)
         if not options:

@@ -160,7 +160,7 @@ def _question_of(path: Path, row: int, record: Mapping[str, Any]) -> PoolQuestio
     try:
         gt = validate_ground_truth(source, reward_model.get("ground_truth"), info)
     except GroundTruthError as exc:
-        raise TeacherError(f"{where}: {exc}") from None
+        raise TeacherError(f"{where}: {exc.problem}") from None
     return PoolQuestion(row=row, question_id=qid, data_source=source, question=question, ground_truth=gt, extra_info=info)
 
 

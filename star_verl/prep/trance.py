@@ -37,7 +37,9 @@ from typing import Any
 
 from star_verl.prep.schema import ParquetRowWriter, image_entry, make_extra_info, make_rl_row
 from star_verl.prep.trance_format import ALL_ATTRIBUTES, ATTRIBUTES, CAMERAS, DIRECTIONS, INITIAL_CAMERA, OBJECT_KEYS, STEPS, VIEWS, VOCAB, is_visible
+from star_verl.tasks.ground_truth import GroundTruthError, parse_ground_truth
 from star_verl.tasks.registry import origins_of
+from star_verl.tasks.tvr import TVRGroundTruth
 
 SPLITS = ("train", "val", "test")
 TRANCE_SPLIT_SIZES = (500_000, 10_000, 20_000)
@@ -341,8 +343,10 @@ def build_question(objects: Sequence[dict[str, Any]], *, with_positions_outside:
     return "\n".join(lines)
 
 
-def ground_truth(sample: Sample, view: str) -> dict[str, Any]:
-    return {"transformations": sample.transformations, "objects": sample.objects, "view": view, "task": TASK}
+def ground_truth(sample: Sample, view: str) -> TVRGroundTruth:
+    """The typed ground truth of one row, made by the reward's own parser (GroundTruthError when the
+    reward could not score it)."""
+    return parse_ground_truth(DATA_SOURCE, {"transformations": sample.transformations, "objects": sample.objects, "view": view, "task": TASK})
 
 
 def _encode(data: bytes, name: str, config: TranceConvertConfig) -> bytes:
@@ -367,8 +371,6 @@ def _encode(data: bytes, name: str, config: TranceConvertConfig) -> bytes:
 
 def sample_rows(sample: Sample, split: str, origin: str, views: Sequence[str], read_image: Callable[[str], bytes], config: TranceConvertConfig, where: str, first_index: int) -> list[dict[str, Any]]:
     """The rows of one sample: one per final view."""
-    from star_verl.rewards import GroundTruthError, validate_ground_truth
-
     def load(name: str | None, what: str) -> dict[str, Any]:
         if not name:
             raise BadSampleError(f"{where}: the final state has no image for {what}")
@@ -382,12 +384,11 @@ def sample_rows(sample: Sample, split: str, origin: str, views: Sequence[str], r
     rows = []
     for k, view in enumerate(views):
         final = load(sample.final_images[view], CAMERAS[view])
-        gt = ground_truth(sample, view)
         info = make_extra_info(index=first_index + k, split=split, origin=origin, task=TASK, view=view, question_id=f"{origin}-{sample.idx:06d}-{view}", n_images=2)
         try:
-            validate_ground_truth(DATA_SOURCE, gt, info)
+            gt = ground_truth(sample, view)
         except GroundTruthError as exc:
-            raise BadSampleError(f"{where}: the TVR reward cannot score this sample: {exc}") from None
+            raise BadSampleError(f"{where}: the TVR reward cannot score this sample: {exc.problem}") from None
         rows.append(make_rl_row(data_source=DATA_SOURCE, question=question, images=[initial, final], ground_truth=gt, extra_info=info))
     return rows
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import math
 from collections.abc import Mapping
 from typing import Any
 
-from star_verl.tasks.registry import DATA_SOURCES
+# the ground-truth API is public here (star_verl.rewards.parse_ground_truth, ...); its home is star_verl.tasks.ground_truth
+from star_verl.tasks.ground_truth import GroundTruthError, load_ground_truth, parse_ground_truth, validate_ground_truth  # noqa: F401
 
 REWARD_KEYS = (
     "score",  # the reward GRPO uses
@@ -34,30 +34,6 @@ REWARD_KEYS = (
     "n_exact",  # TVR: exact matches; multi-view: references anchored with the right relation
     "diff",  # TVR: attribute distance after applying the predictions (official Diff); else 0.0
 )
-
-
-class GroundTruthError(ValueError):
-    """A ground truth that cannot be scored: always a data bug, never a model's fault."""
-
-
-def sample_name(extra_info: Mapping[str, Any] | None) -> str:
-    info = dict(extra_info or {})
-    parts = [f"{key}={info[key]!r}" for key in ("origin", "split", "index", "question_id") if info.get(key) not in (None, "")]
-    return "sample(" + ", ".join(parts) + ")" if parts else "sample(without extra_info)"
-
-
-def load_ground_truth(ground_truth: Any, extra_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The ground-truth object of DESIGN.md from the parquet's JSON string (or an already decoded dict)."""
-    if isinstance(ground_truth, Mapping):
-        return dict(ground_truth)
-    if isinstance(ground_truth, (bytes, str)):
-        try:
-            value = json.loads(ground_truth)
-        except json.JSONDecodeError as exc:
-            raise GroundTruthError(f"{sample_name(extra_info)}: ground truth is not JSON ({exc}): {str(ground_truth)[:200]!r}") from None
-        if isinstance(value, dict):
-            return value
-    raise GroundTruthError(f"{sample_name(extra_info)}: ground truth must be a JSON object, got {type(ground_truth).__name__}: {str(ground_truth)[:200]!r}")
 
 
 def _settings_classes():
@@ -95,47 +71,6 @@ def _split_reward_kwargs(kwargs: Mapping[str, Any]):
     tvr = tvr_cls(**{k: v for k, v in kwargs.items() if k in tvr_names})
     mv = mv_cls(**{k: v for k, v in kwargs.items() if k in mv_names})
     return tvr, mv
-
-
-def parse_ground_truth(data_source: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None):
-    """The typed ground truth of a data source (`TVRGroundTruth` or `MultiViewGroundTruth`, both
-    immutable); raise GroundTruthError naming the sample.
-
-    The JSON strings of the parquet are parsed once per distinct string: a GRPO group's responses
-    (and every epoch) share their ground truth."""
-    if isinstance(ground_truth, str):
-        try:
-            return _parse_ground_truth_text(data_source, ground_truth)
-        except GroundTruthError:
-            pass  # parsed again below, so that the error names the sample
-    return _parse_ground_truth(data_source, ground_truth, extra_info)
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse_ground_truth_text(data_source: str, text: str):
-    return _parse_ground_truth(data_source, text, None)
-
-
-def _parse_ground_truth(data_source: str, ground_truth: Any, extra_info: Mapping[str, Any] | None):
-    if data_source not in DATA_SOURCES:
-        raise GroundTruthError(f"{sample_name(extra_info)}: unknown data_source {data_source!r}; expected one of {DATA_SOURCES}")
-    gt = load_ground_truth(ground_truth, extra_info)
-    try:
-        if data_source == "tvr":
-            from star_verl.tasks.tvr import parse_tvr_ground_truth
-
-            return parse_tvr_ground_truth(gt)
-        from star_verl.tasks.multiview import parse_multiview_ground_truth
-
-        return parse_multiview_ground_truth(gt)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise GroundTruthError(f"{sample_name(extra_info)}: bad {data_source} ground truth: {exc}") from None
-
-
-def validate_ground_truth(data_source: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Check a ground truth for its data source and return it as a dict; raise GroundTruthError naming the sample."""
-    parse_ground_truth(data_source, ground_truth, extra_info)
-    return load_ground_truth(ground_truth, extra_info)
 
 
 def finalize(components: Mapping[str, float]) -> dict[str, float]:

@@ -68,18 +68,18 @@ def iter_components(rollout_dir: Path, settings: dict[str, Any]) -> Iterator[tup
                     raise ValueError(f"{where}: a rollout line needs 'gts' (veRL's dump format), got keys {sorted(row) if isinstance(row, dict) else type(row).__name__}")
                 step = int(row.get("step", file_step))
                 try:
-                    gt = load_ground_truth(row["gts"], {"index": line_no, "split": str(path)})
+                    gt = load_ground_truth(row["gts"])
                 except GroundTruthError as exc:
-                    raise ValueError(f"{where}: {exc}") from None
+                    raise ValueError(f"{where}: {exc.problem}") from None
                 fam = family(gt)
                 if all(key in row for key in REWARD_KEYS):
                     yield step, fam, {key: float(row[key]) for key in REWARD_KEYS}, False
                     continue
                 data_source = "tvr" if fam == "tvr" else "mindcube"  # the multi-view formula reads the ground truth's type only
                 try:
-                    comp = compute_score(data_source, row.get("output", ""), gt, {"index": line_no, "split": str(path)}, **settings)
+                    comp = compute_score(data_source, row.get("output", ""), gt, None, **settings)
                 except GroundTruthError as exc:
-                    raise ValueError(f"{where}: {exc}") from None
+                    raise ValueError(f"{where}: {exc.problem}") from None
                 dumped = row.get("score")
                 comp = dict(comp)
                 comp["mismatch"] = float(dumped is not None and abs(float(dumped) - comp["score"]) > MISMATCH_TOL)

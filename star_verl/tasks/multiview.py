@@ -1,6 +1,6 @@
 """Multi-view ground truth (MindCube, SPAR, MMSI) and answer scoring: one scorer for reward and metrics.
 
-Ground truth (DESIGN.md), validated strictly because a bad one is always a data bug:
+Ground truth (DESIGN.md), checked strictly when it is made, because a bad one is always a data bug:
 - `{"type": "choice", "answer": "C", "options": ["A", "B", "C", "D"], ...}`: the answer is one of the
   options, the options are distinct single capital letters;
 - `{"type": "numeric", "answer": 2.6, ...}`: a finite number (not a numeric string);
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from star_verl.tasks.choice import extract_option_letter
@@ -24,15 +24,66 @@ from star_verl.tasks.view_change import extract_view_change, parse_view_change, 
 
 ANSWER_TYPES = ("choice", "numeric", "view_change")
 _KEYS = {"type", "answer", "options", "references", "task"}
+WrittenReference = tuple[str, str | None, str | None]  # [object 1, object 2 or null, relation or null] as written
 
 
 @dataclass(frozen=True)
 class MultiViewGroundTruth:
-    type: str
-    answer: str | float | tuple[float, ...]  # letter, number, or the five view-change components
-    options: tuple[str, ...]  # choice only
-    references: tuple[Reference, ...]
+    """A multi-view ground truth, checked when it is made (raises KeyError/TypeError/ValueError): the
+    converters build it, `to_dict` is its JSON form and `parse_multiview_ground_truth` reads that back."""
+
+    type: str  # one of ANSWER_TYPES
+    answer: str | float  # the option letter, the number, or the view-change string as written
     task: str
+    options: tuple[str, ...] | None = None  # choice only (None elsewhere); a tuple once made
+    written_references: tuple[WrittenReference, ...] | None = ()  # as the converter wrote them; None = none
+    references: tuple[Reference, ...] = field(init=False)  # normalised: what the reward matches
+    components: tuple[float, ...] | None = field(init=False)  # view_change: the five signed components
+
+    def __post_init__(self) -> None:
+        kind, answer, task, options = self.type, self.answer, self.task, self.options
+        if not isinstance(task, str):
+            raise TypeError(f"task must be a string, got {task!r}")
+        components = None
+        if kind == "choice":
+            if not isinstance(options, (list, tuple)) or len(options) < 2:
+                raise ValueError(f"choice ground truth needs 'options' with at least two letters, got {options!r}")
+            if any(not (isinstance(o, str) and len(o) == 1 and "A" <= o <= "Z") for o in options) or len(set(options)) != len(options):
+                raise ValueError(f"options must be distinct single capital letters, got {options!r}")
+            if answer not in options:
+                raise ValueError(f"choice answer {answer!r} is not one of the options {list(options)}")
+        elif kind == "numeric":
+            if isinstance(answer, bool) or not isinstance(answer, (int, float)) or not math.isfinite(answer):
+                raise TypeError(f"numeric answer must be a finite number, got {answer!r}")
+            answer = float(answer)
+        elif kind == "view_change":
+            components = parse_view_change(answer)
+        else:
+            raise ValueError(f"answer type {kind!r} is not one of {ANSWER_TYPES}")
+        if kind != "choice" and options is not None:
+            raise KeyError(f"'options' belongs to choice ground truth only, not {kind!r}")
+        raw_refs = self.written_references
+        if raw_refs is None:
+            raw_refs = ()
+        if not isinstance(raw_refs, (list, tuple)):
+            raise TypeError(f"references must be a list, got {type(raw_refs).__name__}")
+        references = tuple(reference_from_ground_truth(item) for item in raw_refs)
+        if len({r.key() for r in references}) != len(references):
+            raise ValueError(f"references repeat a reference after normalisation: {raw_refs!r}")
+        object.__setattr__(self, "answer", answer)
+        object.__setattr__(self, "options", tuple(options) if kind == "choice" else None)
+        object.__setattr__(self, "written_references", tuple(tuple(item) for item in raw_refs))
+        object.__setattr__(self, "references", references)
+        object.__setattr__(self, "components", components)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of DESIGN.md (`parse_multiview_ground_truth` reads it back to an equal object)."""
+        out: dict[str, Any] = {"type": self.type, "answer": self.answer}
+        if self.options is not None:
+            out["options"] = list(self.options)
+        out["references"] = [list(item) for item in self.written_references or ()]
+        out["task"] = self.task
+        return out
 
 
 @dataclass(frozen=True)
@@ -43,7 +94,7 @@ class AnswerScore:
 
 
 def parse_multiview_ground_truth(gt: Mapping[str, Any]) -> MultiViewGroundTruth:
-    """Validate and normalise a multi-view ground truth; raises KeyError/TypeError/ValueError."""
+    """A multi-view ground truth from its JSON form; raises KeyError/TypeError/ValueError."""
     if not isinstance(gt, Mapping):
         raise TypeError(f"ground truth must be an object, got {type(gt).__name__}")
     unknown = sorted(set(gt) - _KEYS)
@@ -52,39 +103,7 @@ def parse_multiview_ground_truth(gt: Mapping[str, Any]) -> MultiViewGroundTruth:
     for key in ("type", "answer", "task"):
         if key not in gt:
             raise KeyError(f"ground truth has no {key!r}")
-    kind, answer, task = gt["type"], gt["answer"], gt["task"]
-    if not isinstance(task, str):
-        raise TypeError(f"task must be a string, got {task!r}")
-    options: tuple[str, ...] = ()
-    if kind == "choice":
-        raw_options = gt.get("options")
-        if not isinstance(raw_options, (list, tuple)) or len(raw_options) < 2:
-            raise ValueError(f"choice ground truth needs 'options' with at least two letters, got {raw_options!r}")
-        if any(not (isinstance(o, str) and len(o) == 1 and "A" <= o <= "Z") for o in raw_options) or len(set(raw_options)) != len(raw_options):
-            raise ValueError(f"options must be distinct single capital letters, got {raw_options!r}")
-        options = tuple(raw_options)
-        if answer not in options:
-            raise ValueError(f"choice answer {answer!r} is not one of the options {list(options)}")
-        value: str | float | tuple[float, ...] = answer
-    elif kind == "numeric":
-        if isinstance(answer, bool) or not isinstance(answer, (int, float)) or not math.isfinite(answer):
-            raise TypeError(f"numeric answer must be a finite number, got {answer!r}")
-        value = float(answer)
-    elif kind == "view_change":
-        value = parse_view_change(answer)
-    else:
-        raise ValueError(f"answer type {kind!r} is not one of {ANSWER_TYPES}")
-    if kind != "choice" and "options" in gt:
-        raise KeyError(f"'options' belongs to choice ground truth only, not {kind!r}")
-    raw_refs = gt.get("references")
-    if raw_refs is None:
-        raw_refs = []
-    if not isinstance(raw_refs, (list, tuple)):
-        raise TypeError(f"references must be a list, got {type(raw_refs).__name__}")
-    references = tuple(reference_from_ground_truth(item) for item in raw_refs)
-    if len({r.key() for r in references}) != len(references):
-        raise ValueError(f"references repeat a reference after normalisation: {raw_refs!r}")
-    return MultiViewGroundTruth(type=kind, answer=value, options=options, references=references, task=task)
+    return MultiViewGroundTruth(type=gt["type"], answer=gt["answer"], task=gt["task"], options=gt.get("options"), written_references=gt.get("references"))
 
 
 def score_answer(gt: MultiViewGroundTruth, answer_text: str | None) -> AnswerScore:
@@ -98,5 +117,5 @@ def score_answer(gt: MultiViewGroundTruth, answer_text: str | None) -> AnswerSco
         value = 0.0 if number is None else mean_relative_accuracy(number, gt.answer)  # type: ignore[arg-type]
         return AnswerScore(value, value == 1.0, number)
     components = extract_view_change(answer_text)
-    value = view_change_score(components, gt.answer)  # type: ignore[arg-type]
+    value = view_change_score(components, gt.components)  # type: ignore[arg-type]
     return AnswerScore(value, value == 1.0, components)

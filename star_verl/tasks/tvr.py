@@ -95,6 +95,9 @@ class TVRTransformation:
     def accepts(self, triplet: Triplet) -> bool:
         return triplet.obj_idx == self.obj_idx and triplet.attr == self.attr and triplet.val in self.options
 
+    def to_dict(self) -> dict[str, Any]:
+        return {"obj_idx": self.obj_idx, "attr": self.attr, "val": _value_json(self.attr, self.val), "options": [_value_json(self.attr, o) for o in self.options]}
+
 
 @dataclass(frozen=True)
 class TVRObject:
@@ -102,7 +105,10 @@ class TVRObject:
     material: str
     shape: str
     size: str
-    position: tuple[float, float]
+    position: tuple[float, float]  # the numbers as written (TRANCE's are integer grid coordinates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"color": self.color, "material": self.material, "shape": self.shape, "size": self.size, "position": list(self.position)}
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,10 @@ class TVRGroundTruth:
     objects: tuple[TVRObject, ...]
     view: str
     task: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of DESIGN.md (`parse_tvr_ground_truth` reads it back to an equal object)."""
+        return {"transformations": [t.to_dict() for t in self.transformations], "objects": [o.to_dict() for o in self.objects], "view": self.view, "task": self.task}
 
     @cached_property
     def initial(self) -> tuple[dict[str, Any], ...]:
@@ -143,6 +153,14 @@ def _value_text(attr: str, value: Any, where: str) -> str:
     return value
 
 
+def _value_json(attr: str, text: str) -> str | list[Any]:
+    """A value in the JSON form: a position move as TRANCE writes it, [direction, step]."""
+    if attr == "position":
+        direction, step = text.split(".")
+        return [direction, int(step)]
+    return text
+
+
 def _number(p: Any) -> bool:
     return (type(p) is int or type(p) is float) and math.isfinite(p)
 
@@ -159,7 +177,7 @@ def _parse_object(i: int, obj: Any) -> TVRObject:
     pos = obj.get("position")
     if not (isinstance(pos, (list, tuple)) and len(pos) == 2 and _number(pos[0]) and _number(pos[1])):
         raise ValueError(f"{where}: position must be [x, y] numbers, got {pos!r}")
-    return TVRObject(obj["color"], obj["material"], obj["shape"], obj["size"], (float(pos[0]), float(pos[1])))
+    return TVRObject(obj["color"], obj["material"], obj["shape"], obj["size"], (pos[0], pos[1]))
 
 
 def parse_tvr_ground_truth(gt: Mapping[str, Any]) -> TVRGroundTruth:

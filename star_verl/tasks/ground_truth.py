@@ -1,0 +1,113 @@
+"""The ground truth of a row (`reward_model.ground_truth`, a JSON string): one schema for writing and
+reading it.
+
+- `parse_ground_truth(data_source, value)`: the typed ground truth of the data source's family
+  (`TVRGroundTruth` or `MultiViewGroundTruth`, both immutable), from the JSON string, its decoded
+  object or an already typed value; a bad one raises `GroundTruthError`.
+- `ground_truth_json(value)`: the string a row stores. A typed ground truth is serialised from its
+  fields (`to_dict`), so what a converter writes is exactly what the reward parses back.
+- `GroundTruthError` carries the `problem` and the `sample` (its origin, split, index and question
+  id) as fields: a caller that names the sample its own way (a file and row) uses the problem alone.
+
+Each family's JSON form (both directions) lives with its dataclass: `star_verl.tasks.tvr`,
+`star_verl.tasks.multiview`.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from star_verl.tasks.multiview import MultiViewGroundTruth, parse_multiview_ground_truth
+from star_verl.tasks.registry import DATA_SOURCES
+from star_verl.tasks.tvr import TVRGroundTruth, parse_tvr_ground_truth
+
+GroundTruth = TVRGroundTruth | MultiViewGroundTruth
+
+
+class GroundTruthError(ValueError):
+    """A ground truth that cannot be scored: always a data bug, never a model's fault."""
+
+    def __init__(self, problem: str, sample: str | None = None):
+        super().__init__(f"{sample}: {problem}" if sample else problem)
+        self.problem = problem
+        self.sample = sample  # `sample_name` of the row, None where the caller did not say
+
+    def __reduce__(self):  # pickled across processes (Ray workers) with both fields
+        return type(self), (self.problem, self.sample)
+
+
+def sample_name(extra_info: Mapping[str, Any] | None) -> str:
+    info = dict(extra_info or {})
+    parts = [f"{key}={info[key]!r}" for key in ("origin", "split", "index", "question_id") if info.get(key) not in (None, "")]
+    return "sample(" + ", ".join(parts) + ")" if parts else "sample(without extra_info)"
+
+
+def _load(ground_truth: Any) -> dict[str, Any]:
+    if isinstance(ground_truth, (TVRGroundTruth, MultiViewGroundTruth)):
+        return ground_truth.to_dict()
+    if isinstance(ground_truth, Mapping):
+        return dict(ground_truth)
+    if isinstance(ground_truth, (bytes, str)):
+        try:
+            value = json.loads(ground_truth)
+        except json.JSONDecodeError as exc:
+            raise GroundTruthError(f"ground truth is not JSON ({exc}): {str(ground_truth)[:200]!r}") from None
+        if isinstance(value, dict):
+            return value
+    raise GroundTruthError(f"ground truth must be a JSON object, got {type(ground_truth).__name__}: {str(ground_truth)[:200]!r}")
+
+
+def load_ground_truth(ground_truth: Any, extra_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The decoded ground-truth object (from the parquet's JSON string, a decoded dict or a typed
+    ground truth), before any check of its family."""
+    try:
+        return _load(ground_truth)
+    except GroundTruthError as exc:
+        raise GroundTruthError(exc.problem, sample_name(extra_info)) from None
+
+
+def _parse(data_source: str, ground_truth: Any) -> GroundTruth:
+    if data_source not in DATA_SOURCES:
+        raise GroundTruthError(f"unknown data_source {data_source!r}; expected one of {DATA_SOURCES}")
+    family = TVRGroundTruth if data_source == "tvr" else MultiViewGroundTruth
+    if isinstance(ground_truth, (TVRGroundTruth, MultiViewGroundTruth)):
+        if not isinstance(ground_truth, family):
+            raise GroundTruthError(f"a {type(ground_truth).__name__} is not a {data_source} ground truth")
+        return ground_truth
+    gt = _load(ground_truth)
+    try:
+        return parse_tvr_ground_truth(gt) if data_source == "tvr" else parse_multiview_ground_truth(gt)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise GroundTruthError(f"bad {data_source} ground truth: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_text(data_source: str, text: str) -> GroundTruth:
+    return _parse(data_source, text)
+
+
+def parse_ground_truth(data_source: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None) -> GroundTruth:
+    """The typed ground truth of a data source; raise GroundTruthError naming the sample.
+
+    The JSON strings of the parquet are parsed once per distinct string: a GRPO group's responses
+    (and every epoch) share their ground truth."""
+    try:
+        return _parse_text(data_source, ground_truth) if isinstance(ground_truth, str) else _parse(data_source, ground_truth)
+    except GroundTruthError as exc:
+        raise GroundTruthError(exc.problem, sample_name(extra_info)) from None
+
+
+def validate_ground_truth(data_source: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Check a ground truth for its data source and return it decoded; raise GroundTruthError naming the sample."""
+    parse_ground_truth(data_source, ground_truth, extra_info)
+    return load_ground_truth(ground_truth, extra_info)
+
+
+def ground_truth_json(ground_truth: GroundTruth | Mapping[str, Any]) -> str:
+    """The JSON string a row stores: a typed ground truth serialised from its fields; a mapping (a
+    ground truth copied from another row) as it is."""
+    value = ground_truth.to_dict() if isinstance(ground_truth, (TVRGroundTruth, MultiViewGroundTruth)) else ground_truth
+    return json.dumps(value, ensure_ascii=False)
