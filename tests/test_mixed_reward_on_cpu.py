@@ -48,6 +48,17 @@ def test_hand_computed_scores_match_compute_score():
     assert all(list(g) == list(REWARD_KEYS) for g in got)
 
 
+def test_format_is_logged_zero_or_one_in_every_family_and_weighted_only_in_score():
+    """One meaning of `format` in a mixed run's logs: 1 for well-formed tags whatever a family's weight."""
+    weights = {"tvr_format_weight": 0.3, "mv_format_weight": 0.3}
+    for (ds, resp, gt), default in zip(CASES, EXPECTED, strict=True):
+        weighted = compute_score(ds, resp, gt, **weights)
+        assert weighted["format"] == 1.0, ds
+        assert weighted["score"] == pytest.approx(default - 0.7), ds  # the weight 1 -> 0.3 changes only `score`
+        malformed = compute_score(ds, resp.replace("<think>", ""), gt, **weights)
+        assert malformed["format"] == 0.0, ds
+
+
 def test_mixed_batch_through_rays_reward_loop_manager(ray_local, tiny_qwen25vl, tokenizer):  # noqa: F811
     from verl.experimental.reward_loop.reward_loop import RewardLoopManager
 
