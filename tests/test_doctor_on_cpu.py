@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from omegaconf import OmegaConf
 
 from star_verl import doctor
 from star_verl.recipes import compose_recipe, recipe_config_name, recipe_dir, validate_recipe_config
@@ -206,10 +207,11 @@ def script_commands(script: Path, env: dict[str, str]) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
-def test_launch_script_overrides_compose_and_validate(script, tmp_path):
+def test_launch_script_overrides_compose_and_validate(script, tmp_path, monkeypatch):
     path = REPO / "recipes" / script
     assert path.exists() and (recipe_dir() / script).exists()  # shipped inside the package (wheel: recipe/*.sh)
-    commands = script_commands(path, {"STAR_VERL_DATA": str(tmp_path), "SFT_CKPT": str(tmp_path / "sft_ckpt")})
+    env = {"STAR_VERL_DATA": str(tmp_path), "SFT_CKPT": str(tmp_path / "sft_ckpt")}
+    commands = script_commands(path, env)
     assert len(commands) == 2
     doctor_cmd, train_cmd = commands
     assert doctor_cmd[:2] == ["star-verl", "doctor"] and "--cpu-ok" not in doctor_cmd
@@ -222,16 +224,38 @@ def test_launch_script_overrides_compose_and_validate(script, tmp_path):
         assert train_cmd[:i] == ["python3", "-m", "verl.trainer.main_ppo"]
     overrides = train_cmd[i + 1 :]
     assert overrides[-1] == "trainer.total_epochs=1"  # the user's extra overrides come last (they win)
-    assert f"data.train_files={tmp_path}/" in " ".join(overrides)
+    for key, value in env.items():  # the trainer inherits the script's environment, which the recipe reads
+        monkeypatch.setenv(key, value)
     cfg = compose_recipe(name, overrides)
     validate_recipe_config(cfg, recipe_config_name(name))
+    assert str(cfg.data.train_files).startswith(f"{tmp_path}/")
     assert int(cfg.trainer.n_gpus_per_node) == 8 and int(cfg.trainer.nnodes) == 1
     if name != "star_r1_sft":
         assert cfg.actor_rollout_ref.actor.use_dynamic_bsz is True
+        assert cfg.actor_rollout_ref.ref.log_prob_use_dynamic_bsz is True and cfg.actor_rollout_ref.rollout.log_prob_use_dynamic_bsz is True
         assert cfg.actor_rollout_ref.actor.ppo_max_token_len_per_gpu >= cfg.data.max_prompt_length + cfg.data.max_response_length
         assert cfg.actor_rollout_ref.rollout.limit_images == {"star_r1_tvr": 2, "star_r1_mv": 5}[name]
     if name == "star_r1_mv":
         assert cfg.actor_rollout_ref.model.path == str(tmp_path / "sft_ckpt")
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_launch_script_repeats_no_recipe_value(script, tmp_path, monkeypatch):
+    """A script adds paths and hardware settings; a value the recipe already has is not written again
+    (torchrun's process count aside: the script ties the recipe's GPU count to it)."""
+    env = {"STAR_VERL_DATA": str(tmp_path), "SFT_CKPT": str(tmp_path / "sft_ckpt"), "MODEL": "/models/start"}
+    _, train_cmd = script_commands(REPO / "recipes" / script, env)
+    name = SCRIPTS[script]
+    overrides = train_cmd[train_cmd.index(f"+recipe={name}") + 1 : -1]  # without the test's trainer.total_epochs=1
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    recipe = compose_recipe(name)
+    for override in overrides:
+        key, value = override.split("=", 1)
+        if key == "trainer.n_gpus_per_node":
+            assert f"--nproc-per-node={value}" in train_cmd, override
+            continue
+        assert str(OmegaConf.select(recipe, key)).lower() != value.lower(), f"{script} repeats the recipe's {override}"
 
 
 def test_mv_script_refuses_to_start_without_the_sft_checkpoint():
