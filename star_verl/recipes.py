@@ -16,6 +16,7 @@ def recipe_dir() -> Path:
 
 
 def recipe_files() -> dict[str, Path]:
+    """The recipes: the folder's own yaml files (`base/` holds the blocks they share, not recipes)."""
     return {p.stem: p for p in sorted(recipe_dir().glob("*.yaml"))}
 
 

@@ -13,8 +13,12 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from omegaconf import OmegaConf
 
 from star_verl import doctor
+from star_verl.doctor import environment
+from star_verl.doctor.context import FAIL, NO_GPU, PASS, SKIP, Check, Options
+from star_verl.doctor.table import format_table
 from star_verl.recipes import compose_recipe, recipe_config_name, recipe_dir, validate_recipe_config
 from tests.tvr_prep_fixtures import synthetic_tvr_set
 
@@ -43,14 +47,14 @@ def healthy(tiny_qwen25vl, tvr_dir) -> list[str]:
 @pytest.fixture(autouse=True)
 def no_gpu(monkeypatch):
     """The same answers on any machine: doctor sees no GPU unless a test says otherwise."""
-    monkeypatch.setattr(doctor, "gpu_count", lambda: 0)
+    monkeypatch.setattr(environment, "gpu_count", lambda: 0)
 
 
-def run(argv: list[str]) -> dict[str, doctor.Check]:
+def run(argv: list[str]) -> dict[str, Check]:
     recipe = next((a.split("=", 1)[1] for a in argv if a.startswith("+recipe=")), None)
     flags = [a for a in argv if a.startswith("--")]
     overrides = [a for a in argv if not a.startswith(("+recipe=", "--"))]
-    checks = doctor.Doctor(recipe, overrides, cpu_ok="--cpu-ok" in flags).run()
+    checks = doctor.run_checks(Options(recipe, tuple(overrides), cpu_ok="--cpu-ok" in flags))
     by_name = {}
     for c in checks:
         by_name[c.name.split(":")[0] if c.name.startswith("data ") else c.name] = c
@@ -58,8 +62,8 @@ def run(argv: list[str]) -> dict[str, doctor.Check]:
     return by_name
 
 
-def failures(checks: dict[str, doctor.Check]) -> set[str]:
-    return {c.name for c in checks.values() if c.status == doctor.FAIL}
+def failures(checks: dict[str, Check]) -> set[str]:
+    return {c.name for c in checks.values() if c.status == FAIL}
 
 
 def test_healthy_tiny_setup_passes_and_skips_gpu_checks(healthy, capsys):
@@ -68,11 +72,11 @@ def test_healthy_tiny_setup_passes_and_skips_gpu_checks(healthy, capsys):
     assert "0 failed" in out
     for line in ("GPUs", "rollout engine (vllm)", "flash-attn"):
         row = next(r for r in out.splitlines() if r.startswith(line))
-        assert "SKIP" in row and doctor.NO_GPU in row, row
+        assert "SKIP" in row and NO_GPU in row, row
     checks = run(["--cpu-ok", *healthy])
     for name in ("verl", "torchvision", "recipe composes", "veRL validate_config", "pkg:// imports", "reward settings",
                  "model processor", "data train", "data val", "training steps", "chat template", "rollout.limit_images"):
-        assert checks[name].status == doctor.PASS, checks[name]
+        assert checks[name].status == PASS, checks[name]
     assert "2 >= 2" in checks["rollout.limit_images"].detail  # TVR: initial + final image
 
 
@@ -93,12 +97,12 @@ def test_recipe_without_plus_is_a_usage_error(capsys):
 
 
 def test_wrong_verl_version_fails(healthy, monkeypatch):
-    real = doctor.installed_version
-    monkeypatch.setattr(doctor, "installed_version", lambda d: "0.8.5" if d == "verl" else real(d))
+    real = environment.installed_version
+    monkeypatch.setattr(environment, "installed_version", lambda d: "0.8.5" if d == "verl" else real(d))
     checks = run(["--cpu-ok", *healthy])
     assert failures(checks) == {"verl"}
     assert "0.8.5 is outside the supported range >=0.9.1,<0.10" in checks["verl"].detail
-    assert checks["verl"].fix == doctor.VERL_INSTALL
+    assert checks["verl"].fix == environment.VERL_INSTALL
 
 
 def test_missing_torchvision_fails_torchvision_and_the_processor(healthy):
@@ -107,17 +111,18 @@ def test_missing_torchvision_fails_torchvision_and_the_processor(healthy):
     code = (
         "import sys; sys.modules['torchvision'] = None\n"
         "from star_verl import doctor\n"
-        "doctor.gpu_count = lambda: 0\n"
+        "from star_verl.doctor import environment\n"
+        "environment.gpu_count = lambda: 0\n"
         f"sys.exit(doctor.main({['--json', '--cpu-ok', *healthy]!r}))\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     checks = {c["name"]: c for c in json.loads(proc.stdout)}
-    assert {n for n, c in checks.items() if c["status"] == doctor.FAIL} == {"torchvision", "model processor"}
+    assert {n for n, c in checks.items() if c["status"] == FAIL} == {"torchvision", "model processor"}
     assert "does not import" in checks["torchvision"]["detail"]
     assert "torchvision" in checks["model processor"]["detail"].lower() and checks["model processor"]["fix"].startswith("install torchvision")
     # nothing downstream pretends to have checked what needs the processor
-    assert checks["chat template"]["status"] == doctor.SKIP and checks["data train: train.parquet"]["status"] == doctor.SKIP
+    assert checks["chat template"]["status"] == SKIP and checks["data train: train.parquet"]["status"] == SKIP
 
 
 def test_bad_pkg_paths_fail_naming_each(healthy):
@@ -140,7 +145,7 @@ def test_placeholder_mismatch_in_data_fails_naming_file_and_row(healthy, tvr_dir
     assert failures(checks) - {"rollout.limit_images"} == {"data train: bad_train.parquet"}
     detail = checks["data train: bad_train.parquet"].detail
     assert f"{bad} row 1" in detail and "3 <image> placeholder(s) but 2 image(s)" in detail
-    assert checks["data val: val.parquet"].status == doctor.PASS
+    assert checks["data val: val.parquet"].status == PASS
 
 
 def test_missing_data_file_fails_with_the_build_command(healthy, tmp_path):
@@ -150,20 +155,20 @@ def test_missing_data_file_fails_with_the_build_command(healthy, tmp_path):
 
 
 def test_too_few_gpus_fails_and_a_node_share_passes(healthy, monkeypatch):
-    monkeypatch.setattr(doctor, "gpu_count", lambda: 2)
+    monkeypatch.setattr(environment, "gpu_count", lambda: 2)
     checks = run([*healthy, "actor_rollout_ref.rollout.name=sglang"])
     assert "GPUs" in failures(checks)
     assert "2 visible on this node, the recipe needs 8 per node x 1 node(s) = 8" in checks["GPUs"].detail
     assert "trainer.n_gpus_per_node=2" in checks["GPUs"].fix
     # two nodes of two GPUs: this node holds its share
     checks = run([*healthy, "trainer.n_gpus_per_node=2", "trainer.nnodes=2"])
-    assert checks["GPUs"].status == doctor.PASS and "each of the 2 nodes" in checks["GPUs"].detail
+    assert checks["GPUs"].status == PASS and "each of the 2 nodes" in checks["GPUs"].detail
 
 
 def test_gpu_node_without_the_rollout_engine_fails(healthy, monkeypatch):
-    monkeypatch.setattr(doctor, "gpu_count", lambda: 8)
-    real = doctor.installed_version
-    monkeypatch.setattr(doctor, "installed_version", lambda d: None if d in ("vllm", "flash-attn") else real(d))
+    monkeypatch.setattr(environment, "gpu_count", lambda: 8)
+    real = environment.installed_version
+    monkeypatch.setattr(environment, "installed_version", lambda d: None if d in ("vllm", "flash-attn") else real(d))
     checks = run(healthy)
     assert {"rollout engine (vllm)", "flash-attn"} <= failures(checks)
     assert checks["rollout engine (vllm)"].fix == 'pip install "verl[vllm]==0.9.1"'
@@ -186,8 +191,24 @@ def test_unknown_reward_setting_fails(healthy):
     assert failures(checks) == {"reward settings"} and "tvr_typo" in checks["reward settings"].detail
 
 
+def test_checks_run_from_one_ordered_list_on_the_context_the_stages_build():
+    import ast
+    import dataclasses
+
+    from star_verl.doctor.context import Context
+
+    fields = [f.name for f in dataclasses.fields(Context)]
+    stages = [step.provides for step in doctor.CHECKS if step.provides]
+    assert len(stages) == len(set(stages)) and set(stages) <= set(fields) and "options" not in stages
+    # only doctor/data.py uses the datasets and the prompt assembly (one place to follow them)
+    for module in (REPO / "star_verl" / "doctor").glob("*.py"):
+        imported = {node.module for node in ast.walk(ast.parse(module.read_text())) if isinstance(node, ast.ImportFrom) and node.module}
+        uses_data = any(m.startswith(("star_verl.data", "star_verl.templates")) for m in imported)
+        assert uses_data == (module.name == "data.py"), module.name
+
+
 def test_table_lists_fix_under_each_failure():
-    table = doctor.format_table([doctor.Check("a", doctor.PASS, "fine"), doctor.Check("bb", doctor.FAIL, "broken", "do this")])
+    table = format_table([Check("a", PASS, "fine"), Check("bb", FAIL, "broken", "do this")])
     lines = table.splitlines()
     assert lines[0].split() == ["check", "status", "detail"]
     assert lines[3].split()[:2] == ["bb", "FAIL"] and lines[4].strip() == "fix: do this"
@@ -206,10 +227,11 @@ def script_commands(script: Path, env: dict[str, str]) -> list[list[str]]:
 
 
 @pytest.mark.parametrize("script", sorted(SCRIPTS))
-def test_launch_script_overrides_compose_and_validate(script, tmp_path):
+def test_launch_script_overrides_compose_and_validate(script, tmp_path, monkeypatch):
     path = REPO / "recipes" / script
     assert path.exists() and (recipe_dir() / script).exists()  # shipped inside the package (wheel: recipe/*.sh)
-    commands = script_commands(path, {"STAR_VERL_DATA": str(tmp_path), "SFT_CKPT": str(tmp_path / "sft_ckpt")})
+    env = {"STAR_VERL_DATA": str(tmp_path), "SFT_CKPT": str(tmp_path / "sft_ckpt")}
+    commands = script_commands(path, env)
     assert len(commands) == 2
     doctor_cmd, train_cmd = commands
     assert doctor_cmd[:2] == ["star-verl", "doctor"] and "--cpu-ok" not in doctor_cmd
@@ -222,16 +244,38 @@ def test_launch_script_overrides_compose_and_validate(script, tmp_path):
         assert train_cmd[:i] == ["python3", "-m", "verl.trainer.main_ppo"]
     overrides = train_cmd[i + 1 :]
     assert overrides[-1] == "trainer.total_epochs=1"  # the user's extra overrides come last (they win)
-    assert f"data.train_files={tmp_path}/" in " ".join(overrides)
+    for key, value in env.items():  # the trainer inherits the script's environment, which the recipe reads
+        monkeypatch.setenv(key, value)
     cfg = compose_recipe(name, overrides)
     validate_recipe_config(cfg, recipe_config_name(name))
+    assert str(cfg.data.train_files).startswith(f"{tmp_path}/")
     assert int(cfg.trainer.n_gpus_per_node) == 8 and int(cfg.trainer.nnodes) == 1
     if name != "star_r1_sft":
         assert cfg.actor_rollout_ref.actor.use_dynamic_bsz is True
+        assert cfg.actor_rollout_ref.ref.log_prob_use_dynamic_bsz is True and cfg.actor_rollout_ref.rollout.log_prob_use_dynamic_bsz is True
         assert cfg.actor_rollout_ref.actor.ppo_max_token_len_per_gpu >= cfg.data.max_prompt_length + cfg.data.max_response_length
         assert cfg.actor_rollout_ref.rollout.limit_images == {"star_r1_tvr": 2, "star_r1_mv": 5}[name]
     if name == "star_r1_mv":
         assert cfg.actor_rollout_ref.model.path == str(tmp_path / "sft_ckpt")
+
+
+@pytest.mark.parametrize("script", sorted(SCRIPTS))
+def test_launch_script_repeats_no_recipe_value(script, tmp_path, monkeypatch):
+    """A script adds paths and hardware settings; a value the recipe already has is not written again
+    (torchrun's process count aside: the script ties the recipe's GPU count to it)."""
+    env = {"STAR_VERL_DATA": str(tmp_path), "SFT_CKPT": str(tmp_path / "sft_ckpt"), "MODEL": "/models/start"}
+    _, train_cmd = script_commands(REPO / "recipes" / script, env)
+    name = SCRIPTS[script]
+    overrides = train_cmd[train_cmd.index(f"+recipe={name}") + 1 : -1]  # without the test's trainer.total_epochs=1
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    recipe = compose_recipe(name)
+    for override in overrides:
+        key, value = override.split("=", 1)
+        if key == "trainer.n_gpus_per_node":
+            assert f"--nproc-per-node={value}" in train_cmd, override
+            continue
+        assert str(OmegaConf.select(recipe, key)).lower() != value.lower(), f"{script} repeats the recipe's {override}"
 
 
 def test_mv_script_refuses_to_start_without_the_sft_checkpoint():
@@ -248,8 +292,8 @@ def test_sft_recipe_checks_its_conversations(tiny_qwen25vl, tmp_path):
     base = ["--cpu-ok", "+recipe=star_r1_sft", f"model.path={tiny_qwen25vl}", f"data.train_files={good}", f"data.val_files={good}", "data.train_batch_size=8"]
     checks = run(base)
     assert not failures(checks), [checks[n] for n in failures(checks)]
-    assert checks["data train"].status == doctor.PASS and "data.max_length" in checks["data train"].detail
-    assert checks["rollout engine"].status == doctor.SKIP and checks["rollout.limit_images"].status == doctor.SKIP
+    assert checks["data train"].status == PASS and "data.max_length" in checks["data train"].detail
+    assert checks["rollout engine"].status == SKIP and checks["rollout.limit_images"].status == SKIP
     checks = run([*base, "data.max_length=64"])
     assert failures(checks) == {"data train: sft.parquet"} and "exceed data.max_length=64" in checks["data train: sft.parquet"].detail
 
@@ -257,7 +301,7 @@ def test_sft_recipe_checks_its_conversations(tiny_qwen25vl, tmp_path):
 def test_data_settings_the_dataset_refuses_fail_before_any_file_is_read(healthy):
     checks = run(["--cpu-ok", *healthy, "data.filter_overlong_prompts=true"])
     assert failures(checks) == {"data settings"} and "data.filter_overlong_prompts=true" in checks["data settings"].detail
-    assert checks["data train"].status == doctor.SKIP and checks["chat template"].status == doctor.SKIP
+    assert checks["data train"].status == SKIP and checks["chat template"].status == SKIP
     checks = run(["--cpu-ok", *healthy, "data.star.template=no_such_template"])
     assert failures(checks) == {"data settings"} and "no_such_template" in checks["data settings"].detail
 
@@ -302,9 +346,9 @@ def test_train_set_smaller_than_one_batch_fails(healthy):
 
 def test_rollout_engine_built_for_another_torch_fails(healthy, monkeypatch):
     # a vLLM of veRL's tested series whose wheel was built for another torch than the installed one
-    real_version, real_requirements = doctor.installed_version, doctor.requirements
-    monkeypatch.setattr(doctor, "installed_version", lambda d: "0.24.0" if d == "vllm" else real_version(d))
-    monkeypatch.setattr(doctor, "requirements", lambda d: ["torch==2.10.0", "numpy"] if d == "vllm" else real_requirements(d))
+    real_version, real_requirements = environment.installed_version, environment.requirements
+    monkeypatch.setattr(environment, "installed_version", lambda d: "0.24.0" if d == "vllm" else real_version(d))
+    monkeypatch.setattr(environment, "requirements", lambda d: ["torch==2.10.0", "numpy"] if d == "vllm" else real_requirements(d))
     checks = run(["--cpu-ok", *healthy])
     assert failures(checks) == {"rollout engine (vllm)"}
     assert checks["rollout engine (vllm)"].detail == f"vllm 0.24.0 requires torch==2.10.0; torch {real_version('torch')} is installed"

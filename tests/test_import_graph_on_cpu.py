@@ -12,11 +12,6 @@ import star_verl
 
 PACKAGE = Path(star_verl.__file__).resolve().parent
 
-# The one circle left is inside star_verl/rewards (`rewards.multiview` imports `finalize` from the package's
-# __init__, which imports `rewards.multiview` in compute_score); issue 14's rewards part removes it. The test
-# then fails until this entry is deleted, so the exemption cannot outlive the circle.
-KNOWN_ELSEWHERE = {frozenset({"star_verl.rewards", "star_verl.rewards.multiview"})}
-
 
 def modules() -> dict[str, tuple[Path, bool]]:
     """Module name -> (file, is a package)."""
@@ -144,7 +139,4 @@ def test_a_cycle_is_found_and_printed():
 def test_no_import_cycle_among_star_verl_modules():
     graph = import_graph()
     found = cycles(graph)
-    unexpected = [(component, path) for component, path in found if component not in KNOWN_ELSEWHERE]
-    assert not unexpected, "import cycle(s):\n  " + "\n\n  ".join(describe(graph, path) for _, path in unexpected)
-    gone = KNOWN_ELSEWHERE - {component for component, _ in found}
-    assert not gone, f"no longer a cycle: delete {sorted(map(sorted, gone))} from KNOWN_ELSEWHERE"
+    assert not found, "import cycle(s):\n  " + "\n\n  ".join(describe(graph, path) for _, path in found)

@@ -48,6 +48,32 @@ def test_hand_computed_scores_match_compute_score():
     assert all(list(g) == list(REWARD_KEYS) for g in got)
 
 
+def test_format_is_logged_zero_or_one_in_every_family_and_weighted_only_in_score():
+    """One meaning of `format` in a mixed run's logs: 1 for well-formed tags whatever a family's weight."""
+    weights = {"tvr_format_weight": 0.3, "mv_format_weight": 0.3}
+    for (ds, resp, gt), default in zip(CASES, EXPECTED, strict=True):
+        weighted = compute_score(ds, resp, gt, **weights)
+        assert weighted["format"] == 1.0, ds
+        assert weighted["score"] == pytest.approx(default - 0.7), ds  # the weight 1 -> 0.3 changes only `score`
+        malformed = compute_score(ds, resp.replace("<think>", ""), gt, **weights)
+        assert malformed["format"] == 0.0, ds
+
+
+def test_reward_families_import_the_shared_names_not_the_package():
+    """Imports point down: the package's __init__ imports the families, never the reverse."""
+    import ast
+    from pathlib import Path
+
+    import star_verl.rewards as rewards
+
+    for module in Path(rewards.__file__).parent.glob("*.py"):
+        if module.name in ("__init__.py", "managers.py"):  # the package itself; the veRL manager sits above it
+            continue
+        for node in ast.walk(ast.parse(module.read_text())):
+            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else [a.name for a in getattr(node, "names", [])] if isinstance(node, ast.Import) else []
+            assert "star_verl.rewards" not in names, f"{module.name} imports star_verl.rewards"
+
+
 def test_mixed_batch_through_rays_reward_loop_manager(ray_local, tiny_qwen25vl, tokenizer):  # noqa: F811
     from verl.experimental.reward_loop.reward_loop import RewardLoopManager
 

@@ -32,8 +32,8 @@ def choice(references=None, answer="C"):
     return gt
 
 
-def score(resp, gt, s=DEFAULT, source="mindcube"):
-    return multiview_reward(source, resp, gt, s)
+def score(resp, gt, s=DEFAULT):
+    return multiview_reward(resp, gt, s)
 
 
 KEY = (("sofa", "ball", "behind"), ("lamp", "table", "left"))
@@ -102,7 +102,8 @@ def test_format_and_answer_terms():
 
 def test_settings_reach_the_reward_through_compute_score():
     out = compute_score("mmsi", response(KEY), choice(KEY), mv_format_weight=0.5, mv_answer_weight=2.0, ref_weight=1.0)
-    assert (out["format"], out["r_ans"], out["r_ref"]) == (0.5, 2.0, 1.0)
+    # `format` is logged 0/1 as in every family; its weight enters only `score` (0.5 x 1 + 2.0 + 1.0)
+    assert (out["format"], out["r_ans"], out["r_ref"], out["score"]) == (1.0, 2.0, 1.0, 3.5)
     with pytest.raises(TypeError, match="unknown reward setting"):
         compute_score("mmsi", response(), choice(), ref_wieght=0.1)
 

@@ -50,7 +50,9 @@ def test_wheel_holds_the_package_and_recipes_only(wheel):
     top_level = {n.split("/")[0] for n in names if not n.split("/")[0].endswith(".dist-info")}
     assert top_level == {"star_verl", "hydra_plugins"}
     assert not any(n.startswith("hydra_plugins/__init__") for n in names), "hydra_plugins must stay a namespace package"
-    assert {Path(n).stem for n in names if n.startswith("star_verl/config/recipe/") and n.endswith(".yaml")} == set(recipe_files())
+    shipped_yaml = {n.removeprefix("star_verl/config/recipe/") for n in names if n.startswith("star_verl/config/recipe/") and n.endswith(".yaml")}
+    assert shipped_yaml == {p.relative_to(REPO / "recipes").as_posix() for p in (REPO / "recipes").rglob("*.yaml")}  # recipes and their base blocks
+    assert {Path(n).stem for n in shipped_yaml if "/" not in n} == set(recipe_files())
     shipped_scripts = {Path(n).name for n in names if n.startswith("star_verl/config/recipe/") and n.endswith(".sh")}
     assert shipped_scripts == {p.name for p in (REPO / "recipes").glob("*.sh")} and shipped_scripts
 

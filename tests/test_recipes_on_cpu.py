@@ -71,6 +71,63 @@ def test_the_shipped_recipes_are_the_designed_ones():
     assert {p.name for p in REPO_RECIPES.glob("*.yaml")} == {f"{n}.yaml" for n in EXPECTED}
     # the package's recipe folder is the repository's recipes/ (source and editable installs)
     assert recipe_dir().resolve() == REPO_RECIPES.resolve()
+    # the shared blocks are no recipes, and each is used
+    assert set(BASE) == {"star_r1", "grpo", "multiview"} and not set(BASE) & set(recipe_files())
+    used = {entry for path in [*recipe_files().values(), *BASE.values()] for entry in defaults_of(path)}
+    assert {f"/recipe/base/{name}" for name in BASE} <= used
+
+
+BASE = {p.stem: p for p in sorted((REPO_RECIPES / "base").glob("*.yaml"))}
+
+
+def defaults_of(path: Path) -> list[str]:
+    import yaml
+
+    return [entry for entry in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("defaults", []) if entry != "_self_"]
+
+
+def recipe_chain(path: Path) -> list[Path]:
+    """The yaml files a recipe composes, in merge order (its defaults first, itself last)."""
+    chain = []
+    for entry in defaults_of(path):
+        assert entry.startswith("/recipe/"), entry
+        for file in recipe_chain(REPO_RECIPES / f"{entry.removeprefix('/recipe/')}.yaml"):
+            if file not in chain:
+                chain.append(file)
+    return [*chain, path]
+
+
+def leaves(node, prefix=""):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key != "defaults":
+                yield from leaves(value, f"{prefix}{key}.")
+    else:
+        yield prefix[:-1], node
+
+
+@pytest.mark.parametrize("header_file", sorted(BASE))
+def test_base_block_header_is_line_one(header_file):
+    assert BASE[header_file].read_text(encoding="utf-8").splitlines()[0] == PACKAGE_HEADER
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_recipe_states_each_value_once(name):
+    """No file of a recipe's composition sets a key to the value an earlier file already gave it."""
+    import yaml
+
+    seen: dict[str, tuple[object, str]] = {}
+    for path in recipe_chain(recipe_files()[name]):
+        for key, value in leaves(yaml.safe_load(path.read_text(encoding="utf-8"))):
+            if key in seen:
+                assert seen[key][0] != value, f"{path.name} sets {key}={value!r} again (already in {seen[key][1]})"
+            seen[key] = (value, path.name)
+
+
+def test_sft_and_multiview_grpo_share_the_template_and_pixel_budget(composed):
+    """The cold start is trained on the prompts and image sizes stage 2 then sees."""
+    sft, mv = (OmegaConf.to_container(composed[n].data.star) for n in ("star_r1_sft", "star_r1_mv"))
+    assert sft == mv and sft["template"] == "three_step" and sft["total_max_pixels"] == 360000
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
@@ -81,7 +138,11 @@ def test_recipe_header_is_line_one(name):
 def test_a_recipe_without_the_header_nests_silently(tmp_path):
     """Why the header test exists: Hydra does not complain, it nests the recipe under `recipe:`."""
     (tmp_path / "recipe").mkdir()
-    body = "\n".join(recipe_files()["star_r1_tvr"].read_text().splitlines()[1:])
+    # the GRPO block without its header and its defaults list (which would pull in the headed base blocks)
+    lines = BASE["grpo"].read_text().splitlines()[1:]
+    start = lines.index("defaults:")
+    body = "\n".join(lines[:start] + lines[start + 3 :])
+    assert "adv_estimator: grpo" in body and "defaults" not in body
     (tmp_path / "recipe" / "headerless.yaml").write_text(body)
     GlobalHydra.instance().clear()
     from hydra import initialize_config_module
@@ -196,6 +257,20 @@ def test_other_hydra_apps_do_not_see_the_recipes(tmp_path):
         cfg = compose("config", overrides=["+recipe=star_r1_tvr"])
     assert not any("star_verl" in p for p in sources)
     assert OmegaConf.to_container(cfg) == {"x": 1, "recipe": "star_r1_tvr"}
+
+
+def test_a_missing_value_would_keep_verls_default_model(tmp_path):
+    """Why star_r1_mv reads $SFT_CKPT: a `???` merged over veRL's own actor_rollout_ref.model.path
+    keeps veRL's default model (OmegaConf leaves a set value under a missing one), silently."""
+    (tmp_path / "recipe").mkdir()
+    (tmp_path / "recipe" / "missing_model.yaml").write_text(f"{PACKAGE_HEADER}\nactor_rollout_ref:\n  model:\n    path: ???\n")
+    GlobalHydra.instance().clear()
+    from hydra import initialize_config_module
+
+    with initialize_config_module(config_module="verl.trainer.config", version_base=None):
+        cfg = compose("ppo_trainer", overrides=[f"hydra.searchpath=[file://{tmp_path}]", "+recipe=missing_model"])
+    assert not OmegaConf.is_missing(cfg.actor_rollout_ref.model, "path")
+    assert cfg.actor_rollout_ref.model.path == "~/models/deepseek-llm-7b-chat"
 
 
 def test_multiview_recipe_never_starts_from_the_base_model(monkeypatch):

@@ -190,6 +190,17 @@ def merge_factor(image_patch_size: int) -> int:
     return int(image_patch_size) * SPATIAL_MERGE_SIZE
 
 
+def image_patch_size(kind: str, processor: Any, data_config: Mapping[str, Any]) -> int:
+    """The patch size a `kind` ("rl" or "sft") dataset's images are resized with at run time, which
+    its prompt lengths are measured with: veRL's AgentLoop resizes RL images with the processor's
+    patch size (not data.image_patch_size), veRL's MultiTurnSFTDataset with data.image_patch_size,
+    else the processor's; 14 (Qwen2.5-VL's) where neither says."""
+    processor_patch = getattr(getattr(processor, "image_processor", None), "patch_size", None)
+    if kind == "sft":
+        return int(data_config.get("image_patch_size", processor_patch) or 14)
+    return int(processor_patch or 14)
+
+
 def budget_images(entries: Sequence[Any], settings: StarDataSettings, image_patch_size: int) -> list[Image.Image]:
     """The sample's images decoded, in RGB, resized to the budget (per image, and the per-sample total
     split evenly): what the processor receives, and what `fitted_sizes` predicts."""

@@ -30,10 +30,12 @@ from star_verl.data.common import (
     cached_lengths,
     expand_placeholders,
     image_item,
+    image_patch_size,
     raw_question,
     select_samples,
     template_messages,
 )
+from star_verl.data.files import check_file_format
 
 _MEASURED_COLUMNS = ("data_source", "reward_model", "extra_info")
 # Processor kwargs that would resize images behind the budget's back (and the cached lengths).
@@ -48,13 +50,11 @@ def _check_mm_processor_kwargs(config: Any) -> None:
 
 def _load_file(path: str) -> datasets.Dataset:
     """One data file, loaded the way RLHFDataset loads it."""
-    if path.endswith(".parquet"):
+    if check_file_format(path) == ".parquet":
         if pq.read_metadata(path).num_rows == 0:  # `datasets` would fail with "corresponds to no data"
             raise DatasetError(f"{path}: no rows")
         return datasets.load_dataset("parquet", data_files=path)["train"]
-    if path.endswith((".json", ".jsonl")):
-        return datasets.load_dataset("json", data_files=path)["train"]
-    raise DatasetError(f"{path}: unsupported file format (expected .parquet, .json or .jsonl)")
+    return datasets.load_dataset("json", data_files=path)["train"]
 
 
 def _iter_rows(ds: datasets.Dataset, columns: list[str], batch_size: int = 256):
@@ -85,8 +85,7 @@ class StarRLDataset(RLHFDataset):
         super().__init__(data_files=data_files, tokenizer=tokenizer, config=config, processor=processor, max_samples=max_samples)
 
     def _measure_context(self) -> MeasureContext:
-        # The AgentLoop resizes with the processor's patch size (not data.image_patch_size): measure with it too.
-        patch = getattr(getattr(self.processor, "image_processor", None), "patch_size", 14)
+        patch = image_patch_size("rl", self.processor, self.config)
         return MeasureContext("rl", self.star, self.tokenizer, self.processor, self.prompt_key, self.image_key, dict(self.apply_chat_template_kwargs or {}), patch)
 
     def _read_files_and_tokenize(self) -> None:

@@ -12,7 +12,6 @@ tokens away), or dropped and counted with `data.star.drop_overlong=true`.
 from __future__ import annotations
 
 import numpy as np
-import pyarrow.parquet as pq
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 from verl.utils.py_functional import convert_nested_value_to_list_recursive
 
@@ -23,18 +22,15 @@ from star_verl.data.common import (
     apply_length_limit,
     budget_images,
     cached_lengths,
+    image_patch_size,
     raw_conversation,
     select_samples,
     template_messages,
 )
+from star_verl.data.files import file_columns, iter_file_rows
 from star_verl.data.rl_dataset import _check_mm_processor_kwargs
 
 _MEASURED_COLUMNS = ("data_source", "reward_model", "extra_info")
-
-
-def _parquet_rows(path: str, columns: list[str], batch_size: int = 256):
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns):
-        yield from batch.to_pylist()
 
 
 class StarSFTDataset(MultiTurnSFTDataset):
@@ -44,6 +40,7 @@ class StarSFTDataset(MultiTurnSFTDataset):
     def __init__(self, parquet_files, tokenizer, config, processor=None, max_samples: int = -1):
         config = config or {}
         self.star = StarDataSettings.from_config(config)
+        self.measured_patch_size = image_patch_size("sft", processor, config)  # veRL's image_patch_size rule, without None
         _check_mm_processor_kwargs(config)
         super().__init__(parquet_files, tokenizer, config, processor=processor, max_samples=max_samples)
 
@@ -54,15 +51,15 @@ class StarSFTDataset(MultiTurnSFTDataset):
             super()._read_files_and_process()
         finally:
             self.max_samples = requested
-        ctx = MeasureContext("sft", self.star, self.tokenizer, self.processor, self.messages_key, self.image_key, dict(self.apply_chat_template_kwargs or {}), self.image_patch_size or 14)
+        ctx = MeasureContext("sft", self.star, self.tokenizer, self.processor, self.messages_key, self.image_key, dict(self.apply_chat_template_kwargs or {}), self.measured_patch_size)
         lengths, origin = [], []
         for path in self.parquet_files:
-            names = set(pq.ParquetFile(path).schema_arrow.names)
+            names = set(file_columns(path))
             missing = [c for c in (self.messages_key, *_MEASURED_COLUMNS) if c not in names]
             if missing:
                 raise DatasetError(f"{path}: missing column(s) {missing}; columns are {sorted(names)}")
             columns = [c for c in (self.messages_key, self.image_key, *_MEASURED_COLUMNS) if c in names]
-            file_lengths = cached_lengths(ctx, path, lambda path=path, columns=columns: _parquet_rows(path, columns))
+            file_lengths = cached_lengths(ctx, path, lambda path=path, columns=columns: iter_file_rows(path, columns))
             lengths.extend(file_lengths.tolist())
             origin.extend((path, row) for row in range(len(file_lengths)))
         total = len(self.messages)

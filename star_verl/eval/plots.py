@@ -4,6 +4,7 @@ after saving it."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from star_verl.eval.official import MINDCUBE_EXCLUDED_FROM_OVERALL  # noqa: E402
 from star_verl.tasks.registry import SPARBENCH_LEVELS  # noqa: E402
@@ -138,5 +141,29 @@ def comparison_figure(entries: Sequence[tuple[str, str]], runs: Mapping[str, Map
             ax.set_yticks(range(0, 101, 20))
     axes[0][0].legend(fontsize=8, loc="upper center", ncols=min(5, len(series)), frameon=False)
     axes[0][0].set_title("runs beside the paper's reported numbers", fontsize=10)
+    _save(fig, path)
+    return fig
+
+
+def curves_figure(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], path: Path):
+    """`star-verl curves`: one panel per reward component, its mean per training step, one line per
+    family (`row["family"]`), with a legend when there is more than one."""
+    ncols = 3
+    nrows = math.ceil(len(keys) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.8 * nrows), squeeze=False)
+    families = list(dict.fromkeys(row["family"] for row in rows))
+    for ax, key in zip(axes.flat, keys):
+        for group in families:
+            pts = [(row["step"], row[key]) for row in rows if row["family"] == group]
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=group)
+        ax.set_title(key)
+        ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(keys) :]:
+        ax.axis("off")
+    if len(families) > 1:
+        axes.flat[0].legend()
+    fig.suptitle("reward components per training step (mean over rollouts)")
     _save(fig, path)
     return fig

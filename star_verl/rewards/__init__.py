@@ -5,45 +5,41 @@ reward managers are in `star_verl.rewards.managers`, which only veRL imports.
 
 Every call returns the same keys (`REWARD_KEYS`) in the same order for every data source, because
 veRL takes the key set of the first sample for the whole batch. A term that does not apply to a
-source is 0.0, never None or NaN.
+source is 0.0, never None or NaN. Each family (`tvr`, `multiview`: a `RewardFamily` of
+`star_verl.rewards.base`) has its settings and one scorer, all called the same way.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
+from star_verl.rewards.base import REWARD_KEYS
+from star_verl.rewards.multiview import MULTIVIEW, MultiViewRewardSettings
+from star_verl.rewards.tvr import TVR, TVRRewardSettings
 # the ground-truth API is public here (star_verl.rewards.parse_ground_truth, ...); its home is star_verl.tasks.ground_truth
-from star_verl.tasks.ground_truth import GroundTruthError, load_ground_truth, parse_ground_truth, validate_ground_truth  # noqa: F401
+from star_verl.tasks.ground_truth import GroundTruthError, load_ground_truth, parse_ground_truth, validate_ground_truth
+from star_verl.tasks.registry import MULTIVIEW_SOURCES
 
-REWARD_KEYS = (
-    "score",  # the reward GRPO uses
-    "acc",  # 1.0 when the answer is fully right (TVR exact set, right option, MRA == 1)
-    "format",  # format term, 1.0 for a well-formed <think><answer> response
-    "r_pos",  # TVR: tiered credit of the predicted transformations
-    "r_incorrect",  # TVR: incorrect-prediction penalty (<= 0)
-    "r_under",  # TVR: under-prediction penalty (<= 0)
-    "r_ans",  # multi-view: answer term
-    "r_ref",  # multi-view: reference term (0.0 where the sample has no references)
-    "has_ref",  # 1.0 when the sample has references to score
-    "n_pred",  # TVR: predicted transformations; multi-view: predicted reference triplets
-    "n_gt",  # TVR: ground-truth transformations; multi-view: key references
-    "n_exact",  # TVR: exact matches; multi-view: references anchored with the right relation
-    "diff",  # TVR: attribute distance after applying the predictions (official Diff); else 0.0
-)
+__all__ = [
+    "FAMILIES", "REWARD_KEYS", "GroundTruthError", "RewardSettings", "compute_score", "load_ground_truth",
+    "parse_ground_truth", "split_reward_kwargs", "validate_ground_truth",
+]  # fmt: skip
+
+FAMILIES = (TVR, MULTIVIEW)
+FAMILY_OF_SOURCE = {"tvr": TVR, **{source: MULTIVIEW for source in MULTIVIEW_SOURCES}}
 
 
-def _settings_classes():
-    from star_verl.rewards.multiview import MultiViewRewardSettings
-    from star_verl.rewards.tvr import TVRRewardSettings
+class RewardSettings(NamedTuple):
+    """Every family's settings, by family name (`RewardFamily.name`)."""
 
-    return TVRRewardSettings, MultiViewRewardSettings
+    tvr: TVRRewardSettings
+    multiview: MultiViewRewardSettings
 
 
-def split_reward_kwargs(kwargs: Mapping[str, Any]):
+def split_reward_kwargs(kwargs: Mapping[str, Any]) -> RewardSettings:
     """`reward_kwargs` hold the settings of every family (a run may mix them): give each family its
     own and reject names that belong to none, so a typo in a recipe fails instead of being ignored.
 
@@ -57,32 +53,17 @@ def split_reward_kwargs(kwargs: Mapping[str, Any]):
 
 
 @functools.lru_cache(maxsize=64)
-def _split_reward_kwargs_cached(items: tuple[tuple[str, Any], ...]):
+def _split_reward_kwargs_cached(items: tuple[tuple[str, Any], ...]) -> RewardSettings:
     return _split_reward_kwargs(dict(items))
 
 
-def _split_reward_kwargs(kwargs: Mapping[str, Any]):
-    tvr_cls, mv_cls = _settings_classes()
-    tvr_names = {f.name for f in dataclasses.fields(tvr_cls)}
-    mv_names = {f.name for f in dataclasses.fields(mv_cls)}
-    unknown = sorted(set(kwargs) - tvr_names - mv_names)
+def _split_reward_kwargs(kwargs: Mapping[str, Any]) -> RewardSettings:
+    names = {family.name: {f.name for f in dataclasses.fields(family.settings)} for family in FAMILIES}
+    known = set().union(*names.values())
+    unknown = sorted(set(kwargs) - known)
     if unknown:
-        raise TypeError(f"unknown reward setting(s) {unknown}; valid: {sorted(tvr_names | mv_names)}")
-    tvr = tvr_cls(**{k: v for k, v in kwargs.items() if k in tvr_names})
-    mv = mv_cls(**{k: v for k, v in kwargs.items() if k in mv_names})
-    return tvr, mv
-
-
-def finalize(components: Mapping[str, float]) -> dict[str, float]:
-    """All of REWARD_KEYS, in order, as finite floats; anything else is a bug in a scorer."""
-    extra = set(components) - set(REWARD_KEYS)
-    if extra:
-        raise KeyError(f"scorer returned keys outside REWARD_KEYS: {sorted(extra)}")
-    out = {key: float(components.get(key, 0.0)) for key in REWARD_KEYS}
-    for key, value in out.items():
-        if not math.isfinite(value):
-            raise ValueError(f"reward component {key} is not finite: {value}")
-    return out
+        raise TypeError(f"unknown reward setting(s) {unknown}; valid: {sorted(known)}")
+    return RewardSettings(**{family.name: family.settings(**{k: v for k, v in kwargs.items() if k in names[family.name]}) for family in FAMILIES})
 
 
 def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, float]:
@@ -90,12 +71,6 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_
     (veRL's managers may also pass `reward_router_address` / `reward_model_tokenizer`: ignored)."""
     kwargs.pop("reward_router_address", None)
     kwargs.pop("reward_model_tokenizer", None)
-    gt = parse_ground_truth(data_source, ground_truth, extra_info)  # parsed once, scored by the family's reward
-    tvr_settings, mv_settings = split_reward_kwargs(kwargs)
-    if data_source == "tvr":
-        from star_verl.rewards.tvr import tvr_reward
-
-        return finalize(tvr_reward(solution_str, gt, tvr_settings))
-    from star_verl.rewards.multiview import multiview_reward
-
-    return finalize(multiview_reward(data_source, solution_str, gt, mv_settings))
+    gt = parse_ground_truth(data_source, ground_truth, extra_info)  # parsed once (the data source checked), scored by its family
+    family = FAMILY_OF_SOURCE[data_source]
+    return family.score(solution_str, gt, getattr(split_reward_kwargs(kwargs), family.name))

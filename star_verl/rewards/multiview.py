@@ -1,7 +1,8 @@
 """The reference-aware multi-view reward (MindCube, SPAR, MMSI): R_total = R_format + R_ans + R_ref.
 
-- R_format = `mv_format_weight` for a well-formed `<think>...</think><answer>...</answer>` response
-  (`star_verl.tasks.tags`), else 0.
+- R_format = `mv_format_weight` x `format`, `format` being 1 for a well-formed
+  `<think>...</think><answer>...</answer>` response (`star_verl.tasks.tags`), else 0 (logged as 0/1,
+  as TVR's: the weight enters only `score`).
 - R_ans = `mv_answer_weight` x (1 for the right option letter | SPAR's MRA for a number | mean
   per-component MRA for a view change), from the last `<answer>` block (`star_verl.tasks.multiview`).
 - R_ref (only where the ground truth has `references`; 0 when `ref_weight` is 0): the step-1 triplets of the
@@ -32,7 +33,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from star_verl.rewards import finalize
+from star_verl.rewards.base import RewardFamily, finalize
 from star_verl.tasks.multiview import MultiViewGroundTruth, parse_multiview_ground_truth, score_answer
 from star_verl.tasks.references import match_references, parse_reference_triplets
 from star_verl.tasks.tags import parse_tags
@@ -83,23 +84,25 @@ def reference_term(think: str | None, gt_refs, settings: MultiViewRewardSettings
     return {"r_ref": s.ref_weight * max(-s.ref_penalty_cap, min(1.0, raw)), "n_pred": len(predicted), "n_gt": n_gt, "n_exact": match.n_exact}
 
 
-def multiview_reward(data_source: str, solution_str: Any, gt_dict: Mapping[str, Any] | MultiViewGroundTruth, settings: MultiViewRewardSettings) -> dict[str, float]:
-    """Score one response (all of REWARD_KEYS, in order); never raises on the response (the ground truth is validated and may raise).
-    `data_source` is not needed by the formula (the ground truth's type decides) but is kept in the signature
-    so every family's scorer is called the same way."""
-    del data_source
-    gt = gt_dict if isinstance(gt_dict, MultiViewGroundTruth) else parse_multiview_ground_truth(gt_dict)
+def multiview_reward(solution_str: Any, gt: Mapping[str, Any] | MultiViewGroundTruth, settings: MultiViewRewardSettings | None = None) -> dict[str, float]:
+    """All of REWARD_KEYS, in order, for one response (the ground truth's type decides the answer
+    format). Never raises on the response; a malformed ground truth raises (ValueError/KeyError/TypeError)."""
+    s = settings or MultiViewRewardSettings()
+    g = gt if isinstance(gt, MultiViewGroundTruth) else parse_multiview_ground_truth(gt)
     tagged = parse_tags(solution_str)
-    answer = score_answer(gt, tagged.answer)
+    answer = score_answer(g, tagged.answer)
     out = {
-        "format": settings.mv_format_weight if tagged.well_formed else 0.0,
-        "r_ans": settings.mv_answer_weight * answer.value,
+        "format": 1.0 if tagged.well_formed else 0.0,
+        "r_ans": s.mv_answer_weight * answer.value,
         "acc": 1.0 if answer.correct else 0.0,
         "r_ref": 0.0,
-        "has_ref": 1.0 if gt.references else 0.0,
-        "n_gt": float(len(gt.references)),
+        "has_ref": 1.0 if g.references else 0.0,
+        "n_gt": float(len(g.references)),
     }
-    if gt.references:  # counted also with ref_weight 0, so the ablation logs how references evolve
-        out.update(reference_term(tagged.think, gt.references, settings))
-    out["score"] = out["format"] + out["r_ans"] + out["r_ref"]
+    if g.references:  # counted also with ref_weight 0, so the ablation logs how references evolve
+        out.update(reference_term(tagged.think, g.references, s))
+    out["score"] = s.mv_format_weight * out["format"] + out["r_ans"] + out["r_ref"]
     return finalize(out)  # every REWARD_KEYS entry; TVR's terms are 0.0
+
+
+MULTIVIEW = RewardFamily("multiview", MultiViewRewardSettings, multiview_reward)

@@ -30,6 +30,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Mapping
 
+from star_verl.rewards.base import RewardFamily, finalize
 from star_verl.tasks.tags import parse_tags
 from star_verl.tasks.tvr import TVRGroundTruth, apply_prediction, match_triplets, parse_tvr_ground_truth, response_triplets
 
@@ -71,8 +72,8 @@ class TVRRewardSettings:
 
 
 def tvr_reward(solution_str: object, gt: Mapping[str, Any] | TVRGroundTruth, settings: TVRRewardSettings | None = None) -> dict[str, float]:
-    """The reward components (keys of REWARD_KEYS) of one response. Never raises on the response;
-    a malformed ground truth raises (ValueError/KeyError/TypeError)."""
+    """All of REWARD_KEYS, in order, for one response. Never raises on the response; a malformed
+    ground truth raises (ValueError/KeyError/TypeError)."""
     s = settings or TVRRewardSettings()
     g = gt if isinstance(gt, TVRGroundTruth) else parse_tvr_ground_truth(gt)
     tags = parse_tags(solution_str)
@@ -91,10 +92,13 @@ def tvr_reward(solution_str: object, gt: Mapping[str, Any] | TVRGroundTruth, set
     }
     if s.tvr_mode == "naive":
         out.update(score=s.tvr_format_weight * fmt + float(acc), r_pos=0.0, r_incorrect=0.0, r_under=0.0)
-        return out
+        return finalize(out)
     r_pos = s.tvr_exact_weight * m.n_exact + s.tvr_attr_weight * m.n_attr + s.tvr_index_weight * m.n_index
     credited = m.n_exact if s.tvr_incorrect_mode == "not_exact" else m.n_exact + m.n_attr + m.n_index
     r_incorrect = -s.tvr_incorrect_penalty * (n_pred - credited) + 0.0
     r_under = -s.tvr_under_penalty * max(0, n_gt - n_pred) + 0.0  # + 0.0: no -0.0 in logs
     out.update(score=s.tvr_format_weight * fmt + r_pos + r_incorrect + r_under, r_pos=r_pos, r_incorrect=r_incorrect, r_under=r_under)
-    return out
+    return finalize(out)  # every REWARD_KEYS entry; the multi-view terms are 0.0
+
+
+TVR = RewardFamily("tvr", TVRRewardSettings, tvr_reward)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any, Iterator
 
 import yaml
 
+from star_verl.eval.tables import table
 from star_verl.rewards import REWARD_KEYS, GroundTruthError, compute_score, load_ground_truth, split_reward_kwargs
 from star_verl.tasks.registry import ground_truth_family
 
@@ -119,37 +119,12 @@ def write_outputs(rows: list[dict[str, Any]], out: Path) -> list[str]:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    for row in rows:
-        lines.append("| " + " | ".join(f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in columns) + " |")
-    (out / "curves.md").write_text("\n".join(lines) + "\n")
+    (out / "curves.md").write_text(table(columns, [[row[c] for c in columns] for row in rows], [3] * len(columns), labels=2) + "\n")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+    from star_verl.eval.plots import curves_figure  # matplotlib only when writing
 
     plotted = [key for key in REWARD_KEYS if any(row[key] != 0.0 for row in rows)] or ["score"]
-    ncols = 3
-    nrows = math.ceil(len(plotted) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.8 * nrows), squeeze=False)
-    for ax, key in zip(axes.flat, plotted):
-        for group in dict.fromkeys(row["family"] for row in rows):
-            pts = [(row["step"], row[key]) for row in rows if row["family"] == group]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=group)
-        ax.set_title(key)
-        ax.set_xlabel("step")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(plotted) :]:
-        ax.axis("off")
-    if len({row["family"] for row in rows}) > 1:
-        axes.flat[0].legend()
-    fig.suptitle("reward components per training step (mean over rollouts)")
-    fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=110)
-    plt.close(fig)
+    curves_figure(rows, plotted, out / "curves.png")
     return plotted
 
 
