@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 
 from star_verl.data import common
 from star_verl.data.common import DatasetError, StarDataSettings, fitted_sizes, processor_pixel_range
-from star_verl.data.pixels import image_tokens
+from star_verl.pixels import image_tokens
 from star_verl.prep.schema import image_entry
 from star_verl.recipes import compose_recipe
 from star_verl.rewards import compute_score, split_reward_kwargs

@@ -1,1 +1,2 @@
-"""veRL dataset classes (RL and SFT). `pixels` is pure Python (PIL); the rest imports veRL."""
+"""veRL dataset classes (RL and SFT) and what they share (`common`); they import veRL. The pixel
+arithmetic they use is `star_verl.pixels` (pure Python, PIL), shared with data prep and evaluation."""

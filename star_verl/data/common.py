@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from star_verl.data.pixels import fit_size, image_tokens, per_image_max_pixels, resize_to_budget
+from star_verl.pixels import fit_size, image_tokens, per_image_max_pixels, resize_to_budget
 from star_verl.rewards import GroundTruthError, sample_name, validate_ground_truth
 from star_verl.templates import DEFAULT_TEMPLATE_FOR_SOURCE, IMAGE_PLACEHOLDER, TEMPLATES, PromptTemplate, get_template
 

@@ -4,7 +4,7 @@
 The prompt is built exactly as training builds it: the raw question of the row, rendered by the
 same `star_verl.templates` object (`--template auto` = the data source's default), `<image>`
 placeholders replaced by the row's images in order (as veRL's `RLHFDataset._build_messages` does),
-and each image resized with `star_verl.data.pixels` to the recipe's pixel budget (per-image cap,
+and each image resized with `star_verl.pixels` to the recipe's pixel budget (per-image cap,
 lowered so a multi-view sample stays within `total_max_pixels`). The template, the pixel budget,
 the decoding length and the validation decoding (`rollout.val_kwargs`) default to the recipe the
 data source trains with (`star_r1_tvr` for TVR, `star_r1_mv` otherwise) or to `--recipe`; flags
@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from star_verl.data.pixels import per_image_max_pixels, resize_to_budget
+from star_verl.pixels import per_image_max_pixels, resize_to_budget
 from star_verl.templates import DEFAULT_TEMPLATE_FOR_SOURCE, IMAGE_PLACEHOLDER, PromptTemplate, get_template
 
 DEFAULT_RECIPE_FOR_SOURCE = {"tvr": "star_r1_tvr", "mindcube": "star_r1_mv", "spar": "star_r1_mv", "mmsi": "star_r1_mv"}
