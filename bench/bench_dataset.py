@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     from verl.trainer.ppo.utils import create_rl_dataset
     from verl.utils import hf_processor, hf_tokenizer
 
-    from star_verl.data.common import CACHE_SUBDIR
+    from star_verl.data.lengths import CACHE_SUBDIR
     from star_verl.recipes import compose_recipe
 
     model = args.model

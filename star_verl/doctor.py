@@ -442,8 +442,7 @@ class Doctor:
         if not self._star_dataset():
             self.add("data settings", SKIP, "data.custom_cls is not a star-verl dataset")
             return
-        from star_verl.data.common import DatasetError, StarDataSettings
-        from star_verl.data.rl_dataset import check_data_config
+        from star_verl.data.settings import DatasetError, StarDataSettings, check_data_config
 
         try:  # the checks the dataset class makes before it reads a file
             if self.config_name == "ppo_trainer":
@@ -507,13 +506,13 @@ class Doctor:
             return
         from verl.utils.tokenizer.chat_template import apply_chat_template
 
-        from star_verl.data.common import expand_placeholders
+        from star_verl.prompts import IMAGE_PART, prompt_messages
 
         image_token = getattr(self.processor, "image_token", None)
         problems, names = [], []
         for name, template in self._templates(sources).items():
             names.append(name)
-            messages = [{"role": m["role"], "content": expand_placeholders(m["content"], None)} for m in template.messages("<image>Question?")]
+            messages = prompt_messages(template, "<image>Question?", [IMAGE_PART])
             kwargs = dict(self.cfg.data.get("apply_chat_template_kwargs") or {})
             try:
                 text = apply_chat_template(self.processor, messages, tokenize=False, add_generation_prompt=True, **kwargs)
@@ -601,7 +600,8 @@ class Doctor:
         if self.data_settings is None:
             self.add(name, SKIP, f"{total} rows; row validation needs valid data settings (see above)")
             return sources
-        from star_verl.data.common import DatasetError, MeasureContext, measure_rows
+        from star_verl.data.lengths import MeasureContext, measure_rows
+        from star_verl.data.settings import DatasetError
 
         settings = self.data_settings
         # the patch size the dataset resizes with: the AgentLoop uses the processor's (StarRLDataset),
