@@ -7,8 +7,9 @@ noisy PNGs, reused across rows so the file stays small), then in one run:
   - veRL:  RLHFDataset with data.filter_overlong_prompts=True (its processor on every row, every start);
   - star:  StarRLDataset cold (prompt-length cache removed: validates and measures every row, writes
            the cache) and warm (cache hit: the start of every later run);
-and `--items` calls of `__getitem__` on each. Both read the file through `datasets`, whose Arrow
-cache is warmed first, so neither start pays the one-off parquet -> Arrow conversion.
+and `--items` calls of `__getitem__` on each. Both load the file through `datasets`, whose Arrow
+cache is warmed first, so neither start pays the one-off parquet -> Arrow conversion (the cold star
+start reads the rows it measures with pyarrow, `star_verl.data.files.iter_rows`).
 The model is a tiny Qwen2.5-VL built locally (tests/tiny_qwen.py) unless `--model` names one; the
 image processor and tokenizer are the real Qwen2.5-VL classes either way.
 """
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from verl.trainer.ppo.utils import create_rl_dataset
     from verl.utils import hf_processor, hf_tokenizer
 
-    from star_verl.data.common import CACHE_SUBDIR
+    from star_verl.data.lengths import CACHE_SUBDIR
     from star_verl.recipes import compose_recipe
 
     model = args.model

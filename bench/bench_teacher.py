@@ -54,7 +54,8 @@ def main() -> int:
 
     import multiprocessing
 
-    from star_verl.prep.teacher import TeacherSettings, generate
+    from star_verl.prep.teacher.run import generate
+    from star_verl.prep.teacher.settings import TeacherSettings
     from tests import teacher_fixtures
     from tests.teacher_fixtures import write_pool
 

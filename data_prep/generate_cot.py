@@ -7,7 +7,7 @@ the options."""
 
 import sys
 
-from star_verl.prep.teacher import main
+from star_verl.prep.teacher.run import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,7 +15,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     # the same programs as data_prep/*.py, for users who installed the wheel and have no checkout
     "build-tvr": ("star_verl.prep.build_tvr", "build the TVR parquet files (TRANCE or synthetic)"),
     "build-multiview": ("star_verl.prep.build_multiview", "build MindCube/SPAR-7M training data and the benchmarks"),
-    "generate-cot": ("star_verl.prep.teacher", "teacher chains of thought for the SFT cold start"),
+    "generate-cot": ("star_verl.prep.teacher.run", "teacher chains of thought for the SFT cold start"),
     "eval": ("star_verl.eval.cli", "score generations, generate with a model, compare runs"),
     "curves": ("star_verl.eval.curves", "plot reward components per step from trainer.rollout_data_dir"),
     "doctor": ("star_verl.doctor", "preflight check of the environment, a recipe and its data"),

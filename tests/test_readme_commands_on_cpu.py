@@ -29,7 +29,7 @@ EXTERNAL = ("pip install star-verl", "vllm serve ")
 DATA_PREP_MAIN = {
     "data_prep/build_tvr.py": "star_verl.prep.build_tvr",
     "data_prep/build_mindcube_spar.py": "star_verl.prep.build_multiview",
-    "data_prep/generate_cot.py": "star_verl.prep.teacher",
+    "data_prep/generate_cot.py": "star_verl.prep.teacher.run",
 }
 
 

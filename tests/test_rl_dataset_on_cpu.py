@@ -14,9 +14,9 @@ import pyarrow.parquet as pq
 import pytest
 from omegaconf import OmegaConf
 
-from star_verl.data import common
-from star_verl.data.common import DatasetError, StarDataSettings, fitted_sizes, processor_pixel_range
-from star_verl.data.pixels import image_tokens
+from star_verl.data import lengths
+from star_verl.data.settings import DatasetError, StarDataSettings
+from star_verl.pixels import image_tokens, processor_pixel_range
 from star_verl.prep.schema import image_entry
 from star_verl.recipes import compose_recipe
 from star_verl.rewards import compute_score, split_reward_kwargs
@@ -107,7 +107,7 @@ def test_auto_template_follows_the_data_source(base_cfg, tmp_path, tok_proc):
 
 
 def test_length_arithmetic_matches_the_real_processor(base_cfg, tmp_path, tok_proc):
-    """`fitted_sizes` + `image_tokens` against the processor, for budgets inside and beyond the
+    """`PixelBudget.fitted_sizes` + `image_tokens` against the processor, for budgets inside and beyond the
     processor's own range (the tiny processor caps at 64 tokens an image, so 90000 px is cut twice)."""
     tok, proc = tok_proc
     rng = np.random.default_rng(0)
@@ -119,7 +119,7 @@ def test_length_arithmetic_matches_the_real_processor(base_cfg, tmp_path, tok_pr
         ds = build(cfg, [path], tok_proc)
         settings = StarDataSettings.from_config(cfg.data)
         for i, (ids, mm_inputs, images) in enumerate(agent_loop_prompts(cfg, [ds[i] for i in range(len(ds))], tok_proc)):
-            expected = fitted_sizes(pairs[i], settings, 14, processor_pixel_range(proc))
+            expected = settings.budget.fitted_sizes(pairs[i], 14, processor_pixel_range(proc))
             grids = mm_inputs["image_grid_thw"].tolist()
             assert [(w // 14, h // 14) for w, h in expected] == [(g[2], g[1]) for g in grids]
             assert sum(image_tokens(w, h) for w, h in expected) == sum(1 for t in ids if t == tok.convert_tokens_to_ids(proc.image_token))
@@ -261,12 +261,12 @@ def test_cache_hit_miss_and_invalidation(base_cfg, tmp_path, tok_proc, capsys, m
     path = write_rows(tmp_path / "c.parquet", [mv_rl_row(i, VIEW_SIZES) for i in range(3)])
     first = build(base_cfg, [path], tok_proc)
     assert "validated and measured 3 rows" in capsys.readouterr().out
-    cached = list((tmp_path / common.CACHE_SUBDIR).glob("c.parquet.*.lengths.json"))
+    cached = list((tmp_path / lengths.CACHE_SUBDIR).glob("c.parquet.*.lengths.json"))
     assert len(cached) == 1
 
     calls = []
-    real = common.measure_rows
-    monkeypatch.setattr(common, "measure_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
+    real = lengths.measure_rows
+    monkeypatch.setattr(lengths, "measure_rows", lambda *a, **k: calls.append(1) or real(*a, **k))
     again = build(data_cfg(base_cfg, max_prompt_length=2000), [path], tok_proc)  # the limit is not part of the key
     assert "3 prompt lengths from cache" in capsys.readouterr().out and calls == []
     assert again.prompt_lengths.tolist() == first.prompt_lengths.tolist()
@@ -291,7 +291,7 @@ def test_cache_dir_setting_and_corrupt_cache(base_cfg, tmp_path, tok_proc, capsy
     cfg = data_cfg(base_cfg, star__cache_dir=str(cache_dir))
     build(cfg, [path], tok_proc)
     (cache_file,) = cache_dir.glob("d.parquet.*.lengths.json")
-    assert not (tmp_path / common.CACHE_SUBDIR).exists()
+    assert not (tmp_path / lengths.CACHE_SUBDIR).exists()
     cache_file.write_text("{broken")
     capsys.readouterr()
     build(cfg, [path], tok_proc)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from star_verl.data.common import DatasetError
+from star_verl.data.settings import DatasetError
 from star_verl.prep.schema import image_entry
 from star_verl.recipes import compose_recipe
 from star_verl.templates import TEMPLATES
@@ -88,7 +88,7 @@ def test_two_image_cot_sample(sft_cfg, cot, tok_proc):
 
 def test_sft_prompt_is_the_rl_prompt(sft_cfg, cot, tmp_path, tok_proc):
     """The tokens before the response are the RL prompt of the same question and images: one
-    function (`template_messages`) builds both, and both resize with the same budget."""
+    function (`star_verl.prompts.prompt_messages`) builds both, and both resize with the same budget."""
     from verl.experimental.agent_loop.agent_loop import DictConfigWrap
     from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
     from verl.trainer.ppo.utils import create_rl_dataset

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from star_verl.prep.teacher import TeacherSettings, generate
+from star_verl.prep.teacher.run import generate
+from star_verl.prep.teacher.settings import TeacherSettings
 from star_verl.recipes import compose_recipe
 from tests.dataset_fixtures import agent_loop_prompts
 from tests.teacher_fixtures import ScriptedChatServer, write_pool

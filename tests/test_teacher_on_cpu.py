@@ -16,17 +16,12 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from star_verl.prep.teacher import (
-    CACHE_FILE,
-    ResponseCache,
-    TeacherError,
-    TeacherSettings,
-    generate,
-    judge,
-    load_pool,
-    main,
-    retry_after_seconds,
-)
+from star_verl.prep.teacher.cache import CACHE_FILE, ResponseCache
+from star_verl.prep.teacher.client import retry_after_seconds
+from star_verl.prep.teacher.outputs import judge
+from star_verl.prep.teacher.pool import load_pool
+from star_verl.prep.teacher.run import generate, main
+from star_verl.prep.teacher.settings import TeacherError, TeacherSettings
 from star_verl.templates import get_template
 from tests.teacher_fixtures import ScriptedChatServer, chain, pool_question, requests_by_qid, wrong_letter, write_pool
 
@@ -241,7 +236,7 @@ def test_bad_pool_rows_are_named(tmp_path):
 
 
 def test_judge_uses_the_project_scorer():
-    from star_verl.prep.teacher import PoolQuestion
+    from star_verl.prep.teacher.pool import PoolQuestion
 
     q = PoolQuestion(row=0, question_id="q", data_source="mindcube", question=pool_question("q"),
                      ground_truth={"type": "choice", "answer": "B", "options": ["A", "B", "C", "D"], "task": "among"},
@@ -304,3 +299,60 @@ def test_killed_run_resumes_without_asking_twice(tmp_path):
     report = json.loads((tmp_path / "whole" / "report.json").read_text())
     assert report["total"]["kept"] == n - 2 and report["rows"]["val"] == 2  # round(0.2 * 10)
     assert f"{n} samples answered" in done.stdout.replace(f"{n}/{n}", f"{n}")
+
+
+def test_a_fatal_error_cancels_the_requests_in_flight(tmp_path):
+    truth = write_pool(tmp_path / "pool.parquet", 10)
+    # q0 is refused (401) while q1-q3 are in flight (each answer takes 30 s): the run stops at once,
+    # no in-flight answer is awaited or cached, and nothing else is asked
+    script = {f"q{i}": ["slow"] for i in range(1, 10)} | {"q0": ["401"]}
+    with ScriptedChatServer(truth, script, slow_s=30.0) as server:
+        with pytest.raises(TeacherError, match="HTTP 401"):
+            generate(settings(server, concurrency=4), tmp_path / "pool.parquet", tmp_path / "out", progress=False)
+        asked = set(server.requests_per_question())
+    assert "q0" in asked and asked <= {"q0", "q1", "q2", "q3"}
+    cache = tmp_path / "out" / CACHE_FILE
+    assert not cache.exists() or cache.read_text() == ""
+    assert [p.name for p in (tmp_path / "out").iterdir() if p.name != ".lock"] == []
+
+
+def test_each_sample_is_judged_once(tmp_path, monkeypatch):
+    from star_verl.prep.teacher import outputs
+
+    calls = []
+    real = outputs.judge
+    monkeypatch.setattr(outputs, "judge", lambda *a, **k: calls.append(a[1].question_id) or real(*a, **k))
+    truth = write_pool(tmp_path / "pool.parquet", 4)
+    with ScriptedChatServer(truth) as server:
+        result = generate(settings(server, samples_per_question=2), tmp_path / "pool.parquet", tmp_path / "out", progress=False)
+        assert sorted(calls) == sorted(f"q{i}" for i in range(4) for _ in range(2))  # the bar and the outputs share one decision
+        assert result.counts.kept == result.report["total"]["kept"] == 8
+        calls.clear()
+        generate(settings(server, samples_per_question=2), tmp_path / "pool.parquet", tmp_path / "out", progress=False)  # all cached
+        assert len(calls) == 8
+    calls.clear()
+    generate(settings(server, samples_per_question=2), tmp_path / "pool.parquet", tmp_path / "out", offline=True, progress=False)
+    assert len(calls) == 8
+
+
+def test_a_failed_write_removes_its_temporary_files_and_keeps_the_old_outputs(tmp_path, monkeypatch):
+    from star_verl.prep.teacher import outputs
+
+    truth = write_pool(tmp_path / "pool.parquet", 6)
+    out = tmp_path / "out"
+    with ScriptedChatServer(truth) as server:
+        generate(settings(server), tmp_path / "pool.parquet", out, progress=False)
+    before = {name: (out / name).read_bytes() for name in OUTPUTS}
+    real, written = outputs.make_sft_row, []
+
+    def fail_on_the_third_row(**row):
+        if len(written) == 2:
+            raise OSError("No space left on device")
+        written.append(row)
+        return real(**row)
+
+    monkeypatch.setattr(outputs, "make_sft_row", fail_on_the_third_row)
+    with pytest.raises(OSError, match="No space left"):
+        generate(settings(server), tmp_path / "pool.parquet", out, offline=True, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == sorted([".lock", CACHE_FILE, *OUTPUTS])  # no *.tmp left behind
+    assert {name: (out / name).read_bytes() for name in OUTPUTS} == before

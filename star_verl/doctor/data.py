@@ -34,8 +34,7 @@ def check_data_settings(ctx: Context) -> tuple[Any, Check]:
     """Stage "data settings": `data.star` and the other keys the dataset class checks before it reads a file."""
     if not _star_dataset(ctx):
         return None, Check("data settings", SKIP, "data.custom_cls is not a star-verl dataset")
-    from star_verl.data.common import DatasetError, StarDataSettings
-    from star_verl.data.rl_dataset import check_data_config
+    from star_verl.data.settings import DatasetError, StarDataSettings, check_data_config
 
     data = ctx.recipe.cfg.data
     try:
@@ -91,7 +90,7 @@ def _layout(ctx: Context) -> tuple[str, str, str, str]:
 def _read_sample(path: str, text_key: str, rows: int) -> tuple[list[dict[str, Any]], int, list[int]]:
     """(first rows, row count, placeholder count of every row), with the datasets' file reader.
     Only the text column is read whole."""
-    from star_verl.data.files import file_columns, file_row_count, iter_file_rows
+    from star_verl.data.files import file_columns, file_row_count, iter_rows
     from star_verl.templates import IMAGE_PLACEHOLDER
 
     def count(value: Any) -> int:
@@ -101,8 +100,8 @@ def _read_sample(path: str, text_key: str, rows: int) -> tuple[list[dict[str, An
             return sum(count(m.get("content")) if isinstance(m, Mapping) else 0 for m in value)
         return 0
 
-    sample = list(islice(iter_file_rows(path, batch_size=rows), rows))
-    counts = [count(r[text_key]) for r in iter_file_rows(path, [text_key])] if text_key in file_columns(path) else []
+    sample = list(islice(iter_rows(path, batch_size=rows), rows))
+    counts = [count(r[text_key]) for r in iter_rows(path, [text_key])] if text_key in file_columns(path) else []
     return sample, file_row_count(path), counts
 
 
@@ -117,12 +116,14 @@ def _check_rows(ctx: Context, name: str, path: str, rows: list[dict[str, Any]], 
     settings = ctx.data_settings
     if settings is None:
         return Check(name, SKIP, f"{total} rows; row validation needs valid data settings (see above)")
-    from star_verl.data.common import DatasetError, MeasureContext, image_patch_size, measure_rows
+    from star_verl.data.lengths import MeasureContext, measure_rows
+    from star_verl.data.settings import DatasetError
+    from star_verl.pixels import dataset_patch_size
 
     data = ctx.recipe.cfg.data
     tokenizer = ctx.model.tokenizer if ctx.model is not None else None
     measure = MeasureContext(kind, settings, tokenizer, processor, text_key, image_key, dict(data.get("apply_chat_template_kwargs") or {}),
-                             image_patch_size(kind, processor, data))
+                             dataset_patch_size(kind, processor, data))
     try:
         lengths = measure_rows(measure, rows, path)
     except DatasetError as exc:
@@ -214,13 +215,13 @@ def check_chat_template(ctx: Context) -> Check:
         return Check("chat template", SKIP, "no valid star-verl data settings (data.star)")
     from verl.utils.tokenizer.chat_template import apply_chat_template
 
-    from star_verl.data.common import expand_placeholders
+    from star_verl.prompts import IMAGE_PART, prompt_messages
 
     image_token = getattr(processor, "image_token", None)
     problems, names = [], []
     for name, template in _templates(ctx).items():
         names.append(name)
-        messages = [{"role": m["role"], "content": expand_placeholders(m["content"], None)} for m in template.messages("<image>Question?")]
+        messages = prompt_messages(template, "<image>Question?", [IMAGE_PART])
         kwargs = dict(ctx.recipe.cfg.data.get("apply_chat_template_kwargs") or {})
         try:
             text = apply_chat_template(processor, messages, tokenize=False, add_generation_prompt=True, **kwargs)

@@ -1,14 +1,16 @@
 """`star-verl eval generate`: run a model on a star-verl parquet and write a generations file for
 `eval score`.
 
-The prompt is built exactly as training builds it: the raw question of the row, rendered by the
-same `star_verl.templates` object (`--template auto` = the data source's default), `<image>`
-placeholders replaced by the row's images in order (as veRL's `RLHFDataset._build_messages` does),
-and each image resized with `star_verl.data.pixels` to the recipe's pixel budget (per-image cap,
-lowered so a multi-view sample stays within `total_max_pixels`). The template, the pixel budget,
-the decoding length and the validation decoding (`rollout.val_kwargs`) default to the recipe the
-data source trains with (`star_r1_tvr` for TVR, `star_r1_mv` otherwise) or to `--recipe`; flags
-override them. Every output line records the settings it was generated with (`generation`).
+The prompt is built exactly as training builds it, by the same functions (`star_verl.prompts`): the
+raw question of the row, rendered by the same `star_verl.templates` object (`--template auto` = the
+data source's default), `<image>` placeholders replaced by the row's images in order, and the images
+resized to the recipe's pixel budget (`star_verl.pixels`: per-image cap, lowered so a multi-view
+sample stays within `total_max_pixels`) with the processor's patch size, as the AgentLoop does. The
+template and the pixel budget are the recipe's `data.star`, read by the dataset's own settings class
+(`StarDataSettings`); they, the decoding length and the validation decoding (`rollout.val_kwargs`)
+default to the recipe the data source trains with (`star_r1_tvr` for TVR, `star_r1_mv` otherwise) or
+to `--recipe`; flags override them (and are checked as `data.star` values). Every output line records
+the settings it was generated with (`generation`).
 
 Backends: vLLM when it is installed (offline `LLM.generate`, batched); otherwise transformers'
 `generate`, one row at a time (slow: small models and tests).
@@ -17,7 +19,6 @@ Backends: vLLM when it is installed (offline `LLM.generate`, batched); otherwise
 from __future__ import annotations
 
 import functools
-import io
 import json
 import sys
 from collections.abc import Iterator, Mapping
@@ -25,11 +26,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from star_verl.data.pixels import per_image_max_pixels, resize_to_budget
-from star_verl.templates import DEFAULT_TEMPLATE_FOR_SOURCE, IMAGE_PLACEHOLDER, PromptTemplate, get_template
+from star_verl.data.settings import StarDataSettings
+from star_verl.pixels import DEFAULT_PATCH_SIZE, BudgetError, PixelBudget, processor_patch_size
+from star_verl.prompts import IMAGE_PART, PromptError, budget_images, prompt_messages, raw_question
+from star_verl.templates import PromptTemplate, get_template
 
 DEFAULT_RECIPE_FOR_SOURCE = {"tvr": "star_r1_tvr", "mindcube": "star_r1_mv", "spar": "star_r1_mv", "mmsi": "star_r1_mv"}
-DEFAULT_MIN_PIXELS = 3136  # 4 x 28 x 28, Qwen2.5-VL's floor
+# The data.star keys a generation takes from its recipe (and that flags override).
+STAR_KEYS = ("template", "min_pixels", "max_pixels", "total_max_pixels")
 
 
 @dataclass
@@ -44,28 +48,30 @@ class GenerationSettings:
     top_p: float = 1.0
     max_new_tokens: int = 2048
     seed: int = 0
-    min_pixels: int = DEFAULT_MIN_PIXELS
-    max_pixels: int | None = None
+    min_pixels: int = StarDataSettings.min_pixels
+    max_pixels: int = StarDataSettings.max_pixels
     total_max_pixels: int | None = None
     recipe: str | None = None
+
+    @property
+    def budget(self) -> PixelBudget:
+        return PixelBudget(self.min_pixels, self.max_pixels, self.total_max_pixels)
 
 
 @functools.lru_cache(maxsize=None)
 def recipe_defaults(name: str) -> dict[str, Any]:
     """The evaluation-relevant values of a shipped recipe, as veRL composes it (inherited recipes and
-    veRL's defaults included): `data.star` (template, pixel budget), `data.max_response_length`,
-    and `actor_rollout_ref.rollout.val_kwargs` (the validation decoding: temperature, top_p, n)."""
+    veRL's defaults included): `data.star` (template, pixel budget) as the dataset reads it,
+    `data.max_response_length`, and `actor_rollout_ref.rollout.val_kwargs` (the validation decoding:
+    temperature, top_p, n)."""
     from omegaconf import OmegaConf
 
     from star_verl.recipes import compose_recipe
 
     cfg = compose_recipe(name)
-    star = OmegaConf.to_container(OmegaConf.select(cfg, "data.star") or {}, resolve=False)
+    star = StarDataSettings.from_config(cfg.data)
     val = OmegaConf.to_container(OmegaConf.select(cfg, "actor_rollout_ref.rollout.val_kwargs") or {}, resolve=False)
-    out: dict[str, Any] = {"recipe": name}
-    for key in ("template", "min_pixels", "max_pixels", "total_max_pixels"):
-        if key in star:
-            out[key] = star[key]
+    out: dict[str, Any] = {"recipe": name, **{key: getattr(star, key) for key in STAR_KEYS}}
     length = OmegaConf.select(cfg, "data.max_response_length")  # SFT recipes have none
     if isinstance(length, int):
         out["max_new_tokens"] = length
@@ -112,47 +118,16 @@ def open_rows(parquet: str | Path, limit: int | None = None, batch_size: int = 6
     return len(head), sources, max_images, batches()
 
 
-def row_question(row: Mapping[str, Any], where: str) -> str:
-    prompt = row["prompt"]
-    users = [m["content"] for m in prompt if m.get("role") == "user"] if isinstance(prompt, list) else []
-    if len(users) != 1:
-        raise ValueError(f"{where}: prompt must hold exactly one user message, got {prompt!r:.200}")
-    return users[0]
-
-
-def load_image(entry: Any, where: str):
-    """A row's image entry ({"bytes"}, {"image": path}, {"path"}) as a PIL image."""
-    from PIL import Image
-
-    if isinstance(entry, Mapping):
-        if entry.get("bytes"):
-            return Image.open(io.BytesIO(entry["bytes"]))
-        for key in ("image", "path"):
-            if entry.get(key):
-                return Image.open(entry[key])
-    raise ValueError(f"{where}: image entry has neither bytes nor a path: {str(entry)[:120]}")
-
-
-def prepare_row(row: Mapping[str, Any], where: str, template: PromptTemplate, settings: GenerationSettings) -> tuple[list[dict[str, Any]], list[Any]]:
-    """(chat messages with image parts, resized PIL images) for one row."""
-    question = row_question(row, where)
-    images = [load_image(e, f"{where} image {i}") for i, e in enumerate(row.get("images") or [])]
-    if question.count(IMAGE_PLACEHOLDER) != len(images):
-        raise ValueError(f"{where}: {question.count(IMAGE_PLACEHOLDER)} {IMAGE_PLACEHOLDER} placeholders but {len(images)} images")
-    if settings.max_pixels is not None:  # None: the processor's own budget
-        cap = per_image_max_pixels(len(images), settings.max_pixels, settings.total_max_pixels)
-        images = [resize_to_budget(im, min_pixels=settings.min_pixels, max_pixels=cap) for im in images]
-    messages: list[dict[str, Any]] = []
-    for message in template.messages(question):
-        parts: list[dict[str, Any]] = []
-        pieces = message["content"].split(IMAGE_PLACEHOLDER)
-        for i, piece in enumerate(pieces):
-            if piece:
-                parts.append({"type": "text", "text": piece})
-            if i < len(pieces) - 1:
-                parts.append({"type": "image"})
-        messages.append({"role": message["role"], "content": parts})
-    return messages, images
+def prepare_row(row: Mapping[str, Any], where: str, template: PromptTemplate, settings: GenerationSettings,
+                image_patch_size: int = DEFAULT_PATCH_SIZE) -> tuple[list[dict[str, Any]], list[Any]]:  # fmt: skip
+    """(chat messages with image parts, PIL images at the budget) for one row: the RL dataset's
+    prompt (`prompt_messages`) with the images as the AgentLoop loads them (`budget_images`)."""
+    try:
+        entries = list(row.get("images") or [])
+        messages = prompt_messages(template, raw_question(row["prompt"]), [IMAGE_PART] * len(entries))
+        return messages, budget_images(entries, settings.budget, image_patch_size)
+    except (PromptError, BudgetError) as exc:
+        raise PromptError(f"{where}: {exc}") from None
 
 
 def sample_id(row: Mapping[str, Any], row_no: int) -> str:
@@ -228,11 +203,19 @@ class VLLMBackend:
 # ------------------------------------------------------------------------------------------- main
 
 
-def _settings_for(source: str, recipe: str | None, overrides: dict[str, Any]) -> dict[str, Any]:
-    """Recipe defaults for the row's data source (or --recipe), then the explicit flags."""
+def source_settings(source: str, *, model: str, backend: str, recipe: str | None = None, overrides: Mapping[str, Any] | None = None, seed: int = 0) -> GenerationSettings:
+    """The settings of a data source's rows: the defaults of the recipe it trains with (or `recipe`),
+    then the explicit flags (`overrides`, None = not given); `data.star`'s are checked by
+    `StarDataSettings`, as the dataset checks the recipe's."""
     values = dict(recipe_defaults(recipe or DEFAULT_RECIPE_FOR_SOURCE[source]))
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    return values
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    star = StarDataSettings.from_config({"star": {key: values[key] for key in STAR_KEYS}})
+    return GenerationSettings(
+        model=str(model), backend=backend, template=star.template_for(source).name, n=int(values.get("n", 1)),
+        temperature=float(values.get("temperature", 0.0)), top_p=float(values.get("top_p", 1.0)),
+        max_new_tokens=int(values.get("max_new_tokens", 2048)), seed=seed, min_pixels=star.min_pixels, max_pixels=star.max_pixels,
+        total_max_pixels=star.total_max_pixels, recipe=values.get("recipe"),
+    )  # fmt: skip
 
 
 def generate(model: str, data: str | Path, out: str | Path, *, template: str = "auto", recipe: str | None = None, n: int | None = None,
@@ -256,19 +239,11 @@ def generate(model: str, data: str | Path, out: str | Path, *, template: str = "
     for source in sorted(sources):
         if source not in DEFAULT_RECIPE_FOR_SOURCE:
             raise ValueError(f"{data}: unknown data_source {source!r}")
-        values = _settings_for(source, recipe, overrides)
-        name = values.get("template") or "auto"
-        name = DEFAULT_TEMPLATE_FOR_SOURCE[source] if name == "auto" else name
-        get_template(name)  # fails early on an unknown name
-        per_source[source] = GenerationSettings(
-            model=str(model), backend=backend, template=name, n=int(values.get("n", 1)), temperature=float(values.get("temperature", 0.0)),
-            top_p=float(values.get("top_p", 1.0)), max_new_tokens=int(values.get("max_new_tokens", 2048)), seed=seed,
-            min_pixels=int(values.get("min_pixels") or DEFAULT_MIN_PIXELS), max_pixels=values.get("max_pixels"),
-            total_max_pixels=values.get("total_max_pixels"), recipe=values.get("recipe"),
-        )  # fmt: skip
+        per_source[source] = source_settings(source, model=model, backend=backend, recipe=recipe, overrides=overrides, seed=seed)
         if per_source[source].n > 1 and per_source[source].temperature == 0:
             print(f"warning: {source}: n={per_source[source].n} samples with temperature 0 are identical (greedy)", file=sys.stderr)
     engine = (VLLMBackend if backend == "vllm" else TransformersBackend)(str(model), max_images, seed)
+    patch_size = processor_patch_size(engine.processor)  # the AgentLoop resizes with the processor's patch size
     written = row_no = 0
     out.parent.mkdir(parents=True, exist_ok=True)
     bar = tqdm(total=n_rows, desc="generate", unit="row", disable=not progress)
@@ -280,8 +255,8 @@ def generate(model: str, data: str | Path, out: str | Path, *, template: str = "
                 row_no += 1
             for source, items in by_source.items():
                 settings = per_source[source]
-                template_obj = get_template(settings.template)
-                prepared = [prepare_row(row, f"{data} row {i}", template_obj, settings) for i, row in items]
+                template = get_template(settings.template)
+                prepared = [prepare_row(row, f"{data} row {i}", template, settings, patch_size) for i, row in items]
                 responses = engine.generate(prepared, settings)
                 for (i, row), outs in zip(items, responses, strict=True):
                     for k, text in enumerate(outs):

@@ -33,7 +33,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from star_verl.data.pixels import resize_to_budget
+from star_verl.pixels import resize_to_budget
 from star_verl.prep.markers import Marker, draw_markers
 from star_verl.prep.schema import IMAGE_PLACEHOLDER, ParquetRowWriter, image_entry, make_extra_info, make_rl_row
 from star_verl.tasks.ground_truth import parse_ground_truth

@@ -356,7 +356,7 @@ def _encode(data: bytes, name: str, config: TranceConvertConfig) -> bytes:
         return data
     from PIL import Image
 
-    from star_verl.data.pixels import resize_to_budget
+    from star_verl.pixels import resize_to_budget
 
     try:
         image = Image.open(io.BytesIO(data))
