@@ -60,13 +60,21 @@ def main(argv: list[str] | None = None) -> int:
 
         out = work / "out"
         t0, c0 = time.perf_counter(), time.process_time()
-        summary = build(BuildOptions(out=out, mindcube=data, rl_samples=n_questions, val_samples=0, sft_pool=0, max_pixels=ns.max_pixels, overwrite=True, progress=False))
+        summary = build(
+            BuildOptions(
+                out=out, mindcube=data, rl_samples=n_questions, val_samples=0, sft_pool=0, max_pixels=ns.max_pixels, overwrite=True, progress=False
+            )
+        )
         convert_s, convert_cpu = time.perf_counter() - t0, time.process_time() - c0
         st = summary["splits"]["train"]
         print(f"unique images: {len(paths)}; image references: {st.image_refs}; rows: {st.rows}")
         raw = sum(map(len, encoded))
-        print(f"floor:      {floor_s:7.2f} s  {floor_bytes / 2**20:8.1f} MiB  (each unique image encoded once; stored once: {raw / 2**20:.1f} MiB of JPEG, zstd in parquet)")
-        print(f"conversion: {convert_s:7.2f} s  {st.bytes / 2**20:8.1f} MiB  (one copy per reference would be {st.image_refs / len(paths) * raw / 2**20:.1f} MiB of JPEG)")
+        print(
+            f"floor:      {floor_s:7.2f} s  {floor_bytes / 2**20:8.1f} MiB  (each unique image encoded once; stored once: {raw / 2**20:.1f} MiB of JPEG, zstd in parquet)"
+        )
+        print(
+            f"conversion: {convert_s:7.2f} s  {st.bytes / 2**20:8.1f} MiB  (one copy per reference would be {st.image_refs / len(paths) * raw / 2**20:.1f} MiB of JPEG)"
+        )
         print(f"cpu time:   floor {floor_cpu:.2f} s, conversion {convert_cpu:.2f} s (wall time varies with the machine's load)")
         print(f"time ratio: {convert_s / floor_s:.2f} (wall), {convert_cpu / floor_cpu:.2f} (cpu)   size ratio: {st.bytes / floor_bytes:.2f}")
     return 0

@@ -65,7 +65,9 @@ def main() -> int:
         teacher_fixtures.png = lambda color, size=32: images[(color[0] + color[1]) % len(images)]  # noise instead of flat colours
         truth = write_pool(root / "pool.parquet", args.questions)
         size_mb = (root / "pool.parquet").stat().st_size / 1e6
-        print(f"pool: {args.questions} questions x 2 views of {args.image_size}px noise ({len(images[0]) / 1e3:.0f} kB each), {size_mb:.1f} MB parquet")
+        print(
+            f"pool: {args.questions} questions x 2 views of {args.image_size}px noise ({len(images[0]) / 1e3:.0f} kB each), {size_mb:.1f} MB parquet"
+        )
         print(f"{'concurrency':>11} {'wall s':>8} {'ideal s':>8} {'req/s':>8} {'efficiency':>10} {'client CPU ms/request':>22}")
         for c in [int(x) for x in args.concurrency.split(",")]:
             if args.questions * args.latency / c > 120:

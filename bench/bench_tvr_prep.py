@@ -63,7 +63,14 @@ def _child(kind: str, src: str, out: str, n: int, max_pixels: int | None) -> dic
     seconds = time.perf_counter() - start
     rows = sum(sum(r.values()) for r in report.rows.values())
     size = sum(p.stat().st_size for p in Path(out).glob("*.parquet"))
-    return {"kind": kind, "seconds": seconds, "rows": rows, "samples": sum(report.samples.values()), "parquet_mb": size / 2**20, "peak_rss_mb": _peak_rss_mb()}
+    return {
+        "kind": kind,
+        "seconds": seconds,
+        "rows": rows,
+        "samples": sum(report.samples.values()),
+        "parquet_mb": size / 2**20,
+        "peak_rss_mb": _peak_rss_mb(),
+    }
 
 
 def _used_images(src: Path, split_sizes: tuple[int, int, int]) -> list[str]:
@@ -76,7 +83,11 @@ def _used_images(src: Path, split_sizes: tuple[int, int, int]) -> list[str]:
                 break
             rec = json.loads(line)
             finals = rec["states"][-1]["images"]
-            names.update(dict.fromkeys([rec["states"][0]["images"]["Camera_Center"]] + ([finals["Camera_Center"]] if i < split_sizes[0] else list(finals.values()))))
+            names.update(
+                dict.fromkeys(
+                    [rec["states"][0]["images"]["Camera_Center"]] + ([finals["Camera_Center"]] if i < split_sizes[0] else list(finals.values()))
+                )
+            )
     return list(names)
 
 
@@ -92,7 +103,7 @@ def _subset(src: Path, dst: Path, n: int) -> Path:
     """The first n samples of a TRANCE folder (images linked, not copied)."""
     (dst / "image").mkdir(parents=True, exist_ok=True)
     with open(src / "data.jsonl") as f, open(dst / "data.jsonl", "w") as g:
-        for _, line in zip(range(n), f):
+        for _, line in zip(range(n), f, strict=False):
             g.write(line)
             rec = json.loads(line)
             for name in [*rec["states"][0]["images"].values(), *rec["states"][-1]["images"].values()]:
@@ -106,7 +117,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--n", type=int, default=10_000, help="synthetic samples (default: %(default)s)")
     p.add_argument("--trance", help="an existing TRANCE-format folder (default: render --n synthetic samples into --work)")
-    p.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "star_verl_bench_tvr"), help="cache of the rendered set (default: %(default)s)")
+    p.add_argument(
+        "--work", default=str(Path(tempfile.gettempdir()) / "star_verl_bench_tvr"), help="cache of the rendered set (default: %(default)s)"
+    )
     p.add_argument("--workers", type=int, default=None, help="rendering processes (default: all CPUs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-pixels", type=int, default=None, help=argparse.SUPPRESS)
@@ -143,10 +156,14 @@ def main() -> int:
     print(f"{'':34} {'seconds':>8} {'rows/s':>8} {'images/s':>9} {'peak RSS MB':>12}")
     for name, r in (("convert (bytes as read)", conv), ("convert --max-pixels 38400", resize)):
         print(f"{name:34} {r['seconds']:8.1f} {r['rows'] / r['seconds']:8.0f} {'':>9} {r['peak_rss_mb']:12.0f}")
-    print(f"{'floor: decode + re-encode once':34} {floor['seconds']:8.1f} {'':>8} {floor['images'] / floor['seconds']:9.0f} {floor['peak_rss_mb']:12.0f}")
+    print(
+        f"{'floor: decode + re-encode once':34} {floor['seconds']:8.1f} {'':>8} {floor['images'] / floor['seconds']:9.0f} {floor['peak_rss_mb']:12.0f}"
+    )
     print(f"{f'convert, {small_n} samples':34} {tenth['seconds']:8.1f} {tenth['rows'] / tenth['seconds']:8.0f} {'':>9} {tenth['peak_rss_mb']:12.0f}")
     print(f"rows: {conv['rows']} ({conv['samples']} samples), parquet {conv['parquet_mb']:.0f} MB")
-    print(f"ratio convert / floor: {conv['seconds'] / floor['seconds']:.2f} (bytes as read), {resize['seconds'] / floor['seconds']:.2f} (--max-pixels)")
+    print(
+        f"ratio convert / floor: {conv['seconds'] / floor['seconds']:.2f} (bytes as read), {resize['seconds'] / floor['seconds']:.2f} (--max-pixels)"
+    )
     print(f"peak memory, {n} vs {small_n} samples: {conv['peak_rss_mb']:.0f} vs {tenth['peak_rss_mb']:.0f} MB")
     return 0
 

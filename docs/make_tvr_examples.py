@@ -41,7 +41,9 @@ def main() -> None:
         top = CAPTION + row * (HEIGHT + CAPTION + GAP)
         answer = ", ".join(f"{t['obj_idx']}.{t['attr']}.{t['val']}" for t in rec["transformations"])
         draw.text((GAP, top + CAPTION // 2), f"sample {idx} (seed {args.seed})    answer: {answer}", fill="black", font=font, anchor="lm")
-        names = [rec["states"][0]["images"]["Camera_Center"]] + [rec["states"][1]["images"][c] for c in ("Camera_Center", "Camera_Left", "Camera_Right")]
+        names = [rec["states"][0]["images"]["Camera_Center"]] + [
+            rec["states"][1]["images"][c] for c in ("Camera_Center", "Camera_Left", "Camera_Right")
+        ]
         for col, name in enumerate(names):
             canvas.paste(Image.open(io.BytesIO(images[name])).convert("RGB"), (GAP + col * (WIDTH + GAP), top + CAPTION))
         cam = syn.cameras_from_record(rec)["Camera_Center"]

@@ -47,7 +47,12 @@ class PromptError(ValueError):
 def raw_question(prompt: Any) -> str:
     """The raw question of an RL row's `prompt`: exactly one user message (rows are never templated)."""
     messages = list(prompt) if prompt is not None else []
-    if len(messages) != 1 or not isinstance(messages[0], Mapping) or messages[0].get("role") != "user" or not isinstance(messages[0].get("content"), str):
+    if (
+        len(messages) != 1
+        or not isinstance(messages[0], Mapping)
+        or messages[0].get("role") != "user"
+        or not isinstance(messages[0].get("content"), str)
+    ):
         roles = [m.get("role") if isinstance(m, Mapping) else type(m).__name__ for m in messages]
         raise PromptError(f"prompt must be one user message with the raw question (the template is applied at load time), got roles {roles}")
     return messages[0]["content"]
@@ -77,7 +82,9 @@ def template_for(name: str, data_source: str) -> PromptTemplate:
 # messages
 
 
-def prompt_messages(template: PromptTemplate, question: str, image_parts: Sequence[Mapping[str, Any]] | None = None, *, response: str | None = None) -> list[dict[str, Any]]:
+def prompt_messages(
+    template: PromptTemplate, question: str, image_parts: Sequence[Mapping[str, Any]] | None = None, *, response: str | None = None
+) -> list[dict[str, Any]]:
     """The messages of a raw question: the template's [system, user], then the assistant's
     `response` for an SFT conversation.
 

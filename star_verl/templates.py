@@ -38,9 +38,9 @@ THREE_STEP = PromptTemplate(
         "You are a spatial reasoning assistant. The images show the same scene from different viewpoints; "
         "image 1 is the first image of the question, image 2 the second, and so on.\n"
         "Think in three steps inside <think></think>, starting each step on a new line with its heading:\n"
-        "Step 1 (per-view reference analysis): for each image, write \"Image k:\" and list the key reference objects "
+        'Step 1 (per-view reference analysis): for each image, write "Image k:" and list the key reference objects '
         "of that view as relation triplets [object 1, object 2, relation], meaning object 1 is <relation> object 2, "
-        "for example [sofa, ball, behind]. Use short object names, \"observer\" for the camera itself "
+        'for example [sofa, ball, behind]. Use short object names, "observer" for the camera itself '
         "(for example [door, observer, left]), and one relation from: "
         f"{', '.join(RELATIONS)}.\n"
         "Step 2 (cross-view spatial mapping): match the objects that appear in several images by their appearance "
@@ -60,9 +60,7 @@ TVR = PromptTemplate(
         "The second image is the final state, seen from the center, left or right camera, so the viewpoint may differ. "
         "Between the two states some objects changed: each transformation changes one attribute of one object.\n"
         "The question lists the objects of the initial state with their indices. "
-        "Attributes and their values: "
-        + "; ".join(f"{attr} ({', '.join(values)})" for attr, values in TVR_VOCAB.items())
-        + ".\n"
+        "Attributes and their values: " + "; ".join(f"{attr} ({', '.join(values)})" for attr, values in TVR_VOCAB.items()) + ".\n"
         "Find every transformation. Reason inside <think></think>, then write all transformations inside <answer></answer> "
         "as index.attribute.value items separated by commas, where index is the object's index in the initial object list, "
         "for example <answer>2.color.cyan, 4.size.small</answer>."

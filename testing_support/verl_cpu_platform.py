@@ -22,7 +22,6 @@ from typing import Any
 
 import torch
 import torch.distributed
-
 from verl.plugin.platform.platform_base import PlatformBase
 from verl.plugin.platform.platform_manager import PlatformRegistry
 

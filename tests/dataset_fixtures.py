@@ -14,10 +14,10 @@ from PIL import Image
 from star_verl.prep.schema import RL_SCHEMA, SFT_SCHEMA, ParquetRowWriter, image_entry, make_extra_info, make_rl_row, make_sft_row
 from tests.tvr_fixtures import scene, tvr_gt
 
-MV_GT = {"type": "choice", "answer": "C", "options": ["A", "B", "C", "D"], "task": "rotation",
-         "references": [["sofa", "ball", "behind"]]}
-MV_RESPONSE = ("<think>Step 1: Image 1: [sofa, ball, behind]\nStep 2: the sofa is the same object.\n"
-               "Step 3: so the answer is C.</think><answer>C</answer>")
+MV_GT = {"type": "choice", "answer": "C", "options": ["A", "B", "C", "D"], "task": "rotation", "references": [["sofa", "ball", "behind"]]}
+MV_RESPONSE = (
+    "<think>Step 1: Image 1: [sofa, ball, behind]\nStep 2: the sofa is the same object.\nStep 3: so the answer is C.</think><answer>C</answer>"
+)
 
 
 def png(size: tuple[int, int], seed: int = 0, fmt: str = "PNG") -> bytes:
@@ -34,8 +34,15 @@ def mv_question(n_views: int) -> str:
     return f"{views}\nBased on these views, which object is behind the sofa?\nA. ball\nB. lamp\nC. chair\nD. table"
 
 
-def mv_rl_row(index: int, sizes: Sequence[tuple[int, int]], *, question: str | None = None, images: list[dict] | None = None,
-              ground_truth: dict[str, Any] | None = None, data_source: str = "mindcube") -> dict[str, Any]:
+def mv_rl_row(
+    index: int,
+    sizes: Sequence[tuple[int, int]],
+    *,
+    question: str | None = None,
+    images: list[dict] | None = None,
+    ground_truth: dict[str, Any] | None = None,
+    data_source: str = "mindcube",
+) -> dict[str, Any]:
     images = images if images is not None else [image_entry(png(s, seed=index * 10 + k)) for k, s in enumerate(sizes)]
     question = question if question is not None else mv_question(len(images))
     extra = make_extra_info(index=index, split="train", origin="mindcube", task="rotation", question_id=f"q{index}", n_images=len(images))
@@ -54,7 +61,9 @@ def tvr_rl_row(index: int, size: tuple[int, int] = (320, 240)) -> dict[str, Any]
 def mv_sft_row(index: int, sizes: Sequence[tuple[int, int]], response: str = MV_RESPONSE) -> dict[str, Any]:
     images = [image_entry(png(s, seed=index * 10 + k)) for k, s in enumerate(sizes)]
     extra = make_extra_info(index=index, split="train", origin="mindcube", task="rotation", question_id=f"q{index}", n_images=len(images))
-    return make_sft_row(data_source="mindcube", question=mv_question(len(images)), response=response, images=images, ground_truth=MV_GT, extra_info=extra)
+    return make_sft_row(
+        data_source="mindcube", question=mv_question(len(images)), response=response, images=images, ground_truth=MV_GT, extra_info=extra
+    )
 
 
 def write_rows(path: str | Path, rows: Sequence[dict[str, Any]], *, sft: bool = False) -> Path:
@@ -75,8 +84,13 @@ def agent_loop_prompts(cfg, items, tok_proc):
 
     async def run():
         loop = SingleTurnAgentLoop(
-            trainer_config=DictConfigWrap(cfg), server_manager=None, tokenizer=tok, processor=proc,
-            dataset_cls=get_dataset_class(cfg.data), data_config=DictConfigWrap(cfg.data), hf_model_type="qwen2_5_vl",
+            trainer_config=DictConfigWrap(cfg),
+            server_manager=None,
+            tokenizer=tok,
+            processor=proc,
+            dataset_cls=get_dataset_class(cfg.data),
+            data_config=DictConfigWrap(cfg.data),
+            hf_model_type="qwen2_5_vl",
         )
         out = []
         for item in items:

@@ -63,10 +63,12 @@ def _options(rng: random.Random, names: list[str]) -> tuple[str, str]:
     names = rng.sample(NOUNS, len(names))  # each question its own options (few exact repeats)
     letters = "ABCD"[: len(names)]
     gt = rng.choice(letters)
-    return " ".join(f"{letter}. {name.capitalize()}" for letter, name in zip(letters, names)), gt
+    return " ".join(f"{letter}. {name.capitalize()}" for letter, name in zip(letters, names, strict=True)), gt
 
 
-def _mindcube_group(setting: str, g: int, n_questions: int, rng: random.Random, data: Path, size: tuple[int, int], prefix: str) -> list[dict[str, Any]]:
+def _mindcube_group(
+    setting: str, g: int, n_questions: int, rng: random.Random, data: Path, size: tuple[int, int], prefix: str
+) -> list[dict[str, Any]]:
     names = rng.sample(NOUNS, 5)
     records = []
     if setting == "among":
@@ -79,8 +81,17 @@ def _mindcube_group(setting: str, g: int, n_questions: int, rng: random.Random, 
             view = "four images (image 1, 2, 3, and 4)" if len(images) == 4 else "two images (image 1 and 2)"
             side = ("right", "left", "back")[j % 3]
             question = f"Based on these {view} showing the {names[0]} from different viewpoints, from the viewpoint presented in image {1 + j % len(images)}, what is to the {side} of the {names[0]}? {opts}"
-            records.append({"id": f"among_group{prefix}{g:03d}_q{j}_1_1", "category": ["perpendicular", "P-P", "meanwhile", "self"], "type": "0_frame",
-                            "meta_info": meta, "question": question, "images": images, "gt_answer": gt})
+            records.append(
+                {
+                    "id": f"among_group{prefix}{g:03d}_q{j}_1_1",
+                    "category": ["perpendicular", "P-P", "meanwhile", "self"],
+                    "type": "0_frame",
+                    "meta_info": meta,
+                    "question": question,
+                    "images": images,
+                    "gt_answer": gt,
+                }
+            )
     elif setting == "around":
         digest = hashlib.sha256(f"{prefix}{g}".encode()).hexdigest()[:16]
         folder = f"other_all_image/around/{digest}"
@@ -90,8 +101,17 @@ def _mindcube_group(setting: str, g: int, n_questions: int, rng: random.Random, 
             images = files[:2] if j % 2 == 0 else [files[1], files[0], files[2]]
             opts, gt = _options(rng, names[:4])
             question = f"You are standing in front of the {names[0]} and the {names[1]}. After walking around to view {len(images)}, which object is closest to you? {opts}"
-            records.append({"id": f"around_{digest}_q{j}_2", "category": ["parallel", "around"], "type": "2",
-                            "meta_info": meta, "question": question, "images": images, "gt_answer": gt})
+            records.append(
+                {
+                    "id": f"around_{digest}_q{j}_2",
+                    "category": ["parallel", "around"],
+                    "type": "2",
+                    "meta_info": meta,
+                    "question": question,
+                    "images": images,
+                    "gt_answer": gt,
+                }
+            )
     else:
         folder = f"other_all_image/rotation/arkitscenes_{prefix}{g:05d}"
         kinds = {"three_view": 3, "four_view": 4, "two_view_clockwise": 2}
@@ -100,15 +120,32 @@ def _mindcube_group(setting: str, g: int, n_questions: int, rng: random.Random, 
         for j in range(n_questions):
             opts, gt = _options(rng, names[: kinds[kind]] if kinds[kind] > 2 else names[:3])
             question = f"These {len(files)} images (image 1 to {len(files)}) show the same scene from different viewpoints, turning the camera 90 degrees to the right each time. If you are standing at the viewpoint presented in image 1, what is to your right? {opts}"
-            records.append({"id": f"rotation_group{prefix}{g:03d}_q{j}_3", "category": ["perpendicular", "PP", "rotation", "self"], "type": kind,
-                            "meta_info": names[: kinds[kind]], "question": question, "images": files, "gt_answer": gt})
+            records.append(
+                {
+                    "id": f"rotation_group{prefix}{g:03d}_q{j}_3",
+                    "category": ["perpendicular", "PP", "rotation", "self"],
+                    "type": kind,
+                    "meta_info": names[: kinds[kind]],
+                    "question": question,
+                    "images": files,
+                    "gt_answer": gt,
+                }
+            )
     for path in files:
         _save(data / path, size)
     return records
 
 
-def write_mindcube_fixture(root: str | Path, n: int = 60, *, n_groups: int | None = None, n_tiny: int = 12, leak: int = 0,
-                           image_size: tuple[int, int] = (96, 72), seed: int = 0) -> Path:
+def write_mindcube_fixture(
+    root: str | Path,
+    n: int = 60,
+    *,
+    n_groups: int | None = None,
+    n_tiny: int = 12,
+    leak: int = 0,
+    image_size: tuple[int, int] = (96, 72),
+    seed: int = 0,
+) -> Path:
     """MindCube's unzipped `data/` under `root`: `raw/MindCube_train.jsonl` with about `n` questions
     (among/around/rotation round robin) over `n_groups` image groups (default n // 5),
     `raw/MindCube_tinybench.jsonl` with `n_tiny` questions on other groups, and the images.
@@ -135,7 +172,9 @@ def write_mindcube_fixture(root: str | Path, n: int = 60, *, n_groups: int | Non
 # SPAR-7M
 
 _OC_OPTIONS = "\nA. left, above, front\nB. , below, behind\nC. right, , front\nD. right, below, front"
-_OO_OPTIONS = "\nA. left, , closer, front, front\nB. left, above, farther, front, \nC. right, below, closer, behind, front\nD. , above, farther, front, behind"
+_OO_OPTIONS = (
+    "\nA. left, , closer, front, front\nB. left, above, farther, front, \nC. right, below, closer, behind, front\nD. , above, farther, front, behind"
+)
 _INSTR = "\nYour answer can only include one of options A, B, C or D."
 
 
@@ -192,7 +231,9 @@ def spar_record(task: str, fmt: str, rid: str, images: list[str], rng: random.Ra
     if fmt == "select":
         answer = letter
     elif task == "view_change_infer":
-        answer = f"move_right:{rng.randint(0, 30) / 10},move_down:0,move_backward:{rng.randint(0, 9) / 10},rotate_up:15,rotate_left:{rng.randint(0, 90)}"
+        answer = (
+            f"move_right:{rng.randint(0, 30) / 10},move_down:0,move_backward:{rng.randint(0, 9) / 10},rotate_up:15,rotate_left:{rng.randint(0, 90)}"
+        )
     else:
         answer = f"{rng.randint(5, 60) / 10}"
     return {"id": rid, "conversations": [{"from": "human", "value": q}, {"from": "gpt", "value": answer}], "image": images, "type": task, **extra}
@@ -207,8 +248,16 @@ SPAR_FIXTURE_TASKS = (
 )  # fmt: skip
 
 
-def write_spar_fixture(root: str | Path, n: int = 4, *, n_scenes: int = 3, image_size: tuple[int, int] = (320, 240), seed: int = 0,
-                       dataset: str = "scannet", tasks: tuple = SPAR_FIXTURE_TASKS) -> Path:
+def write_spar_fixture(
+    root: str | Path,
+    n: int = 4,
+    *,
+    n_scenes: int = 3,
+    image_size: tuple[int, int] = (320, 240),
+    seed: int = 0,
+    dataset: str = "scannet",
+    tasks: tuple = SPAR_FIXTURE_TASKS,
+) -> Path:
     """SPAR-7M's `spar/` folder under `root`: `n` records per multi-view task of `tasks` (in the
     task's `select`/`fill` folder), plus files the converter must leave alone (a `sentence` folder,
     a single-view task), over `n_scenes` scenes of 5 images each. Returns `spar/`."""
@@ -239,7 +288,12 @@ def write_spar_fixture(root: str | Path, n: int = 4, *, n_scenes: int = 3, image
 
 
 def _sparbench_row(i: int, rng: random.Random, size: tuple[int, int]) -> dict[str, Any]:
-    kinds = [("obj_spatial_relation_oc_mv", "select", 3), ("depth_prediction_oc_mv", "fill", 3), ("view_change_infer", "fill", 2), ("position_matching", "select", 2)]
+    kinds = [
+        ("obj_spatial_relation_oc_mv", "select", 3),
+        ("depth_prediction_oc_mv", "fill", 3),
+        ("view_change_infer", "fill", 2),
+        ("position_matching", "select", 2),
+    ]
     task, fmt, n_images = kinds[i % len(kinds)]
     record = spar_record(task, fmt, str(i), ["x"] * n_images, rng)
     question, answer = record["conversations"][0]["value"], record["conversations"][1]["value"]
@@ -247,8 +301,16 @@ def _sparbench_row(i: int, rng: random.Random, size: tuple[int, int]) -> dict[st
     if task == "obj_spatial_relation_oc_mv":
         question = question.replace("(red bbox)", "(bbox)")  # SPAR-Bench names the single box without a colour
     images = [{"bytes": make_image(f"sparbench/{i}/{k}", size), "path": f"{6400 + i}_scene{i:04d}_00_{k}.jpg"} for k in range(n_images)]
-    return {"id": i, "image": images, "question": question, "answer": answer, "task": task,
-            "img_type": "multi-view", "format_type": fmt, "source": "scannet"}
+    return {
+        "id": i,
+        "image": images,
+        "question": question,
+        "answer": answer,
+        "task": task,
+        "img_type": "multi-view",
+        "format_type": fmt,
+        "source": "scannet",
+    }
 
 
 def write_sparbench_fixture(root: str | Path, n: int = 8, *, image_size: tuple[int, int] = (160, 120), seed: int = 0) -> Path:
@@ -294,8 +356,16 @@ def write_mmsi_fixture(path: str | Path, n: int = 6, *, image_size: tuple[int, i
             "question": f"Where is the {a} relative to the {b} when seen from the second camera?\nOptions: A: left of it, B: right of it, C: in front of it, D: behind it",
             "answer": rng.choice("ABCD"), "thought": f"The {a} appears next to the {c} and the {d}.",
         })  # fmt: skip
-    schema = pa.schema([("id", pa.int64()), ("images", pa.list_(pa.binary())), ("question_type", pa.string()), ("question", pa.string()),
-                        ("answer", pa.string()), ("thought", pa.string())])
+    schema = pa.schema(
+        [
+            ("id", pa.int64()),
+            ("images", pa.list_(pa.binary())),
+            ("question_type", pa.string()),
+            ("question", pa.string()),
+            ("answer", pa.string()),
+            ("thought", pa.string()),
+        ]
+    )
     pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
     return path
 

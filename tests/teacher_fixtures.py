@@ -81,7 +81,16 @@ class ScriptedChatServer:
     answers right), "badjson" (HTTP 200, not JSON), "401". Unscripted questions get "right".
     Every request is logged with its arrival time."""
 
-    def __init__(self, truth: dict[str, dict[str, Any]], script: dict[str, list[str]] | None = None, *, delay_s: float = 0.0, retry_after: float = 1.0, slow_s: float = 3.0, expected_key: str | None = None):
+    def __init__(
+        self,
+        truth: dict[str, dict[str, Any]],
+        script: dict[str, list[str]] | None = None,
+        *,
+        delay_s: float = 0.0,
+        retry_after: float = 1.0,
+        slow_s: float = 3.0,
+        expected_key: str | None = None,
+    ):
         self.truth = truth
         self.script = dict(script or {})
         self.delay_s = delay_s
@@ -169,7 +178,19 @@ class ScriptedChatServer:
                 step = outer._step(qid, seed)
                 auth = self.headers.get("Authorization")
                 with outer._lock:
-                    outer.log.append({"qid": qid, "seed": seed, "step": step, "t": arrived, "auth": auth, "model": body["model"], "n_images": len(images), "system": body["messages"][0]["content"], "user": user})
+                    outer.log.append(
+                        {
+                            "qid": qid,
+                            "seed": seed,
+                            "step": step,
+                            "t": arrived,
+                            "auth": auth,
+                            "model": body["model"],
+                            "n_images": len(images),
+                            "system": body["messages"][0]["content"],
+                            "user": user,
+                        }
+                    )
                 if outer.expected_key is not None and auth != f"Bearer {outer.expected_key}":
                     return self._send(401, json.dumps({"error": f"bad key {auth}"}).encode())
                 if step == "401":

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from star_verl.rewards import REWARD_KEYS, compute_score
 from star_verl.eval.curves import main
+from star_verl.rewards import REWARD_KEYS, compute_score
 from tests.tvr_fixtures import WORKED_GT, tagged
 
 GT = json.dumps(WORKED_GT)

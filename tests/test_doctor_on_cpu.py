@@ -74,8 +74,20 @@ def test_healthy_tiny_setup_passes_and_skips_gpu_checks(healthy, capsys):
         row = next(r for r in out.splitlines() if r.startswith(line))
         assert "SKIP" in row and NO_GPU in row, row
     checks = run(["--cpu-ok", *healthy])
-    for name in ("verl", "torchvision", "recipe composes", "veRL validate_config", "pkg:// imports", "reward settings",
-                 "model processor", "data train", "data val", "training steps", "chat template", "rollout.limit_images"):
+    for name in (
+        "verl",
+        "torchvision",
+        "recipe composes",
+        "veRL validate_config",
+        "pkg:// imports",
+        "reward settings",
+        "model processor",
+        "data train",
+        "data val",
+        "training steps",
+        "chat template",
+        "rollout.limit_images",
+    ):
         assert checks[name].status == PASS, checks[name]
     assert "2 >= 2" in checks["rollout.limit_images"].detail  # TVR: initial + final image
 
@@ -221,8 +233,14 @@ def test_table_lists_fix_under_each_failure():
 
 def script_commands(script: Path, env: dict[str, str]) -> list[list[str]]:
     """The commands a launch script would run, as bash expands them (STAR_VERL_DRY_RUN=1)."""
-    proc = subprocess.run(["bash", str(script), "trainer.total_epochs=1"], env={**os.environ, **env, "STAR_VERL_DRY_RUN": "1"},
-                          capture_output=True, text=True, timeout=60, check=True)
+    proc = subprocess.run(
+        ["bash", str(script), "trainer.total_epochs=1"],
+        env={**os.environ, **env, "STAR_VERL_DRY_RUN": "1"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
     return [shlex.split(line) for line in proc.stdout.splitlines() if line.strip()]
 
 
@@ -280,8 +298,9 @@ def test_launch_script_repeats_no_recipe_value(script, tmp_path, monkeypatch):
 
 def test_mv_script_refuses_to_start_without_the_sft_checkpoint():
     env = {k: v for k, v in os.environ.items() if k != "SFT_CKPT"}
-    proc = subprocess.run(["bash", str(REPO / "recipes" / "run_star_r1_mv_8gpu.sh")], env={**env, "STAR_VERL_DRY_RUN": "1"},
-                          capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        ["bash", str(REPO / "recipes" / "run_star_r1_mv_8gpu.sh")], env={**env, "STAR_VERL_DRY_RUN": "1"}, capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode != 0 and "set SFT_CKPT" in proc.stderr and proc.stdout == ""
 
 
@@ -289,7 +308,14 @@ def test_sft_recipe_checks_its_conversations(tiny_qwen25vl, tmp_path):
     from tests.dataset_fixtures import mv_sft_row, write_rows
 
     good = write_rows(tmp_path / "sft.parquet", [mv_sft_row(i, [(112, 112), (56, 84)]) for i in range(8)], sft=True)
-    base = ["--cpu-ok", "+recipe=star_r1_sft", f"model.path={tiny_qwen25vl}", f"data.train_files={good}", f"data.val_files={good}", "data.train_batch_size=8"]
+    base = [
+        "--cpu-ok",
+        "+recipe=star_r1_sft",
+        f"model.path={tiny_qwen25vl}",
+        f"data.train_files={good}",
+        f"data.val_files={good}",
+        "data.train_batch_size=8",
+    ]
     checks = run(base)
     assert not failures(checks), [checks[n] for n in failures(checks)]
     assert checks["data train"].status == PASS and "data.max_length" in checks["data train"].detail
@@ -324,7 +350,7 @@ def test_launch_script_starts_the_trainer_only_when_doctor_passes(doctor_rc, tmp
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "star-verl").write_text(f"#!/bin/sh\nexit {doctor_rc}\n")
-    (bin_dir / "python3").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'trainer_called'}\n")
+    (bin_dir / "python3").write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "trainer_called"}\n')
     for f in bin_dir.iterdir():
         f.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "STAR_VERL_DATA": str(tmp_path)}

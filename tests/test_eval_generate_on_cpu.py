@@ -24,18 +24,24 @@ def _png(color: tuple[int, int, int], size: tuple[int, int]) -> bytes:
 def _rows() -> list[dict]:
     imgs = [image_entry(_png((40 * i, 90, 200 - 40 * i), (120, 90)), f"view{i}.png") for i in range(4)]
     mc = make_rl_row(
-        data_source="mindcube", question="<image><image>From view 2, what is right of the chair? A. sofa B. lamp C. door",
-        images=imgs[:2], ground_truth={"type": "choice", "answer": "B", "options": ["A", "B", "C"], "task": "rotation"},
+        data_source="mindcube",
+        question="<image><image>From view 2, what is right of the chair? A. sofa B. lamp C. door",
+        images=imgs[:2],
+        ground_truth={"type": "choice", "answer": "B", "options": ["A", "B", "C"], "task": "rotation"},
         extra_info=make_extra_info(index=0, split="test", origin="mindcube_tiny", task="rotation", question_id="rotation_group000_q1_1", n_images=2),
     )
     sp = make_rl_row(
-        data_source="spar", question="<image>\n<image>\n<image>\nHow deep is the bookshelf (blue point)? Answer with one number.",
-        images=imgs[1:4], ground_truth={"type": "numeric", "answer": 2.6, "task": "depth_prediction_oc_mv"},
+        data_source="spar",
+        question="<image>\n<image>\n<image>\nHow deep is the bookshelf (blue point)? Answer with one number.",
+        images=imgs[1:4],
+        ground_truth={"type": "numeric", "answer": 2.6, "task": "depth_prediction_oc_mv"},
         extra_info=make_extra_info(index=1, split="test", origin="sparbench", task="depth_prediction_oc_mv", question_id="sp1", n_images=3),
     )
     mm = make_rl_row(
-        data_source="mmsi", question="<image><image>Where did the camera move?\nOptions: A: left, B: right, C: up, D: down",
-        images=imgs[2:4], ground_truth={"type": "choice", "answer": "D", "options": ["A", "B", "C", "D"], "task": "Motion (Cam.)"},
+        data_source="mmsi",
+        question="<image><image>Where did the camera move?\nOptions: A: left, B: right, C: up, D: down",
+        images=imgs[2:4],
+        ground_truth={"type": "choice", "answer": "D", "options": ["A", "B", "C", "D"], "task": "Motion (Cam.)"},
         extra_info=make_extra_info(index=2, split="test", origin="mmsi", task="Motion (Cam.)", question_id="7", n_images=2),
     )
     return [mc, sp, mm]
@@ -51,7 +57,9 @@ def parquet(tmp_path_factory):
 
 def test_prompt_uses_the_training_template_and_pixel_budget():
     row = _rows()[1]
-    settings = GenerationSettings(model="m", backend="transformers", template="three_step", min_pixels=3136, max_pixels=90000, total_max_pixels=3 * 5000)
+    settings = GenerationSettings(
+        model="m", backend="transformers", template="three_step", min_pixels=3136, max_pixels=90000, total_max_pixels=3 * 5000
+    )
     messages, images = prepare_row(row, "row 1", get_template("three_step"), settings)
     template = get_template("three_step")
     assert messages[0] == {"role": "system", "content": [{"type": "text", "text": template.system}]}
@@ -77,7 +85,7 @@ def test_generate_then_score(tiny_qwen25vl, parquet, tmp_path, capsys):
     assert cli.main(argv) == 0
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["id"] for x in lines] == ["mindcube_tiny/test/rotation_group000_q1_1", "sparbench/test/sp1", "mmsi/test/7"]
-    for line, row in zip(lines, _rows()):
+    for line, row in zip(lines, _rows(), strict=True):
         assert line["data_source"] == row["data_source"] and line["ground_truth"] == row["reward_model"]["ground_truth"]
         assert isinstance(line["response"], str)
         gen = line["generation"]
@@ -90,7 +98,12 @@ def test_generate_then_score(tiny_qwen25vl, parquet, tmp_path, capsys):
     assert cli.main(["generate", "--model", tiny_qwen25vl, "--data", str(parquet), "--out", str(out2), "--max-new-tokens", "4",
                      "--n", "2", "--temperature", "1.0", "--limit", "2", "--backend", "transformers"]) == 0  # fmt: skip
     ids = [json.loads(x)["id"] for x in out2.read_text().splitlines()]
-    assert ids == ["mindcube_tiny/test/rotation_group000_q1_1#0", "mindcube_tiny/test/rotation_group000_q1_1#1", "sparbench/test/sp1#0", "sparbench/test/sp1#1"]
+    assert ids == [
+        "mindcube_tiny/test/rotation_group000_q1_1#0",
+        "mindcube_tiny/test/rotation_group000_q1_1#1",
+        "sparbench/test/sp1#0",
+        "sparbench/test/sp1#1",
+    ]
 
     assert cli.main(["score", str(out), "--out", str(tmp_path / "scored")]) == 0
     metrics = json.loads((tmp_path / "scored" / "metrics.json").read_text())

@@ -112,7 +112,13 @@ def test_spar_view_change_swaps_the_mra_arguments():
 
 
 def test_spar_levels_official_middle_drops_view_change():
-    means = {"depth_prediction_oc": 1.0, "view_change_infer": 0.0, "position_matching": 1.0, "camera_motion_infer": 0.5, "obj_spatial_relation_oo": 0.25}
+    means = {
+        "depth_prediction_oc": 1.0,
+        "view_change_infer": 0.0,
+        "position_matching": 1.0,
+        "camera_motion_infer": 0.5,
+        "obj_spatial_relation_oo": 0.25,
+    }
     kinds = {t: official.spar_task_kind(t) for t in means}
     agg = official.spar_aggregate(means, kinds)
     assert agg["overall"] == pytest.approx(100 * 2.75 / 5)
@@ -199,7 +205,20 @@ def test_official_versus_strict(sample, official_score, strict_score):
 
 _ODD = st.one_of(
     st.text(max_size=300),
-    st.sampled_from(["", "<answer>", "</answer><answer>", "<think><answer>A</answer>", "move_right:", "{", "``", "\x00", "1e999", "<answer>99999999999.color.red, 0.position.left.3</answer>"]),
+    st.sampled_from(
+        [
+            "",
+            "<answer>",
+            "</answer><answer>",
+            "<think><answer>A</answer>",
+            "move_right:",
+            "{",
+            "``",
+            "\x00",
+            "1e999",
+            "<answer>99999999999.color.red, 0.position.left.3</answer>",
+        ]
+    ),
 )
 
 

@@ -247,7 +247,7 @@ def test_verl_validation_dump(tmp_path):
 def test_bad_lines_stop_with_line_number_or_are_listed(tmp_path, capsys):
     good = _mv(0, "mmsi", "mmsi", "MSR", "<answer>A</answer>", "A")
     missing = {k: v for k, v in good.items() if k != "response"}
-    lines = [good, "{not json", {**good, "data_source": "geometry"}, missing, {**good, "ground_truth": "{\"type\": \"choice\"}"}, good]
+    lines = [good, "{not json", {**good, "data_source": "geometry"}, missing, {**good, "ground_truth": '{"type": "choice"}'}, good]
     path = _write(tmp_path / "bad.jsonl", lines)
     with pytest.raises(InputError, match=r"bad\.jsonl:2: not JSON"):
         score_file(path, tmp_path / "out")
@@ -266,10 +266,23 @@ def test_bad_lines_stop_with_line_number_or_are_listed(tmp_path, capsys):
     with pytest.raises(InputError, match=r"mixed\.jsonl:1: origin 'trance' belongs to data_source 'tvr'"):
         score_file(path2, tmp_path / "out3")
     # a dump line whose task tells no family
-    dump = _write(tmp_path / "dump.jsonl", [{"input": "", "output": "A", "gts": json.dumps({"type": "choice", "answer": "A", "options": ["A", "B"], "task": "riddles"}), "score": 0, "step": 1}])
+    dump = _write(
+        tmp_path / "dump.jsonl",
+        [
+            {
+                "input": "",
+                "output": "A",
+                "gts": json.dumps({"type": "choice", "answer": "A", "options": ["A", "B"], "task": "riddles"}),
+                "score": 0,
+                "step": 1,
+            }
+        ],
+    )
     with pytest.raises(InputError, match="dump.jsonl:1: cannot tell the data source of ground truth task 'riddles'; pass --data-source"):
         score_file(dump, tmp_path / "out4")
-    assert score_file(dump, tmp_path / "out4", data_source="mmsi")["benchmarks"]["mmsi"]["overall"] == 100.0  # told the family, it scores ("A" is right)
+    assert (
+        score_file(dump, tmp_path / "out4", data_source="mmsi")["benchmarks"]["mmsi"]["overall"] == 100.0
+    )  # told the family, it scores ("A" is right)
 
 
 def test_cli_score_prints_headline(tmp_path, capsys):

@@ -6,6 +6,7 @@ it loads (`y` when it is a module, else `x`), and the graph must have no cycle."
 from __future__ import annotations
 
 import ast
+import itertools
 from pathlib import Path
 
 import star_verl
@@ -118,7 +119,7 @@ def cycles(graph: dict[str, dict[str, str]]) -> list[tuple[frozenset[str], list[
 
 
 def describe(graph: dict[str, dict[str, str]], cycle: list[str]) -> str:
-    return "\n  ".join(f"{a} -> {b}   ({graph[a][b]})" for a, b in zip(cycle, cycle[1:]))
+    return "\n  ".join(f"{a} -> {b}   ({graph[a][b]})" for a, b in itertools.pairwise(cycle))
 
 
 def test_the_graph_sees_imports_inside_functions():

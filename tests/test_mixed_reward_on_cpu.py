@@ -18,7 +18,12 @@ def three_step(triplets: str, answer: str) -> str:
 
 MINDCUBE_GT = {"type": "choice", "answer": "C", "options": ["A", "B", "C", "D"], "task": "among",
                "references": [["sofa", "ball", "behind"], ["lamp", "ball", "left"]]}  # fmt: skip
-SPAR_NUMERIC_GT = {"type": "numeric", "answer": 2.6, "task": "depth_prediction_oc_mv", "references": [["books", None, None], ["bookshelf", None, None]]}
+SPAR_NUMERIC_GT = {
+    "type": "numeric",
+    "answer": 2.6,
+    "task": "depth_prediction_oc_mv",
+    "references": [["books", None, None], ["bookshelf", None, None]],
+}
 SPAR_CHOICE_GT = {"type": "choice", "answer": "D", "options": ["A", "B", "C", "D"], "task": "obj_spatial_relation_oc_mv",
                   "references": [["sink", "observer", "right"], ["sink", "observer", "below"], ["sink", "observer", "front"]]}  # fmt: skip
 MMSI_GT = {"type": "choice", "answer": "A", "options": ["A", "B", "C", "D"], "task": "Positional Relationship (Cam.-Obj.)"}
@@ -70,7 +75,13 @@ def test_reward_families_import_the_shared_names_not_the_package():
         if module.name in ("__init__.py", "managers.py"):  # the package itself; the veRL manager sits above it
             continue
         for node in ast.walk(ast.parse(module.read_text())):
-            names = [node.module] if isinstance(node, ast.ImportFrom) and node.module else [a.name for a in getattr(node, "names", [])] if isinstance(node, ast.Import) else []
+            names = (
+                [node.module]
+                if isinstance(node, ast.ImportFrom) and node.module
+                else [a.name for a in getattr(node, "names", [])]
+                if isinstance(node, ast.Import)
+                else []
+            )
             assert "star_verl.rewards" not in names, f"{module.name} imports star_verl.rewards"
 
 

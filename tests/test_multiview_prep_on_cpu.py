@@ -59,8 +59,17 @@ def sources(tmp_path_factory) -> dict[str, Path]:
 def built(sources, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("mv_out")
     opts = BuildOptions(
-        out=out, mindcube=sources["mindcube"], spar=sources["spar"], rl_samples=60, val_samples=12, sft_pool=24, seed=3,
-        benchmarks=("mindcube_tiny", "sparbench", "mmsi"), sparbench=sources["sparbench"], mmsi=sources["mmsi"], progress=False,
+        out=out,
+        mindcube=sources["mindcube"],
+        spar=sources["spar"],
+        rl_samples=60,
+        val_samples=12,
+        sft_pool=24,
+        seed=3,
+        benchmarks=("mindcube_tiny", "sparbench", "mmsi"),
+        sparbench=sources["sparbench"],
+        mmsi=sources["mmsi"],
+        progress=False,
     )
     return out, build(opts)
 
@@ -85,14 +94,20 @@ def test_every_output_has_the_shared_schema_and_valid_rows(built):
             assert gt["task"] == info["task"]
             text = row["reward_model"]["ground_truth"]  # written from the typed object the reward parses back
             assert ground_truth_json(parse_ground_truth(row["data_source"], text)) == text
-            assert row["data_source"] == {"mindcube": "mindcube", "mindcube_tiny": "mindcube", "spar7m": "spar", "sparbench": "spar", "mmsi": "mmsi"}[info["origin"]]
+            assert (
+                row["data_source"]
+                == {"mindcube": "mindcube", "mindcube_tiny": "mindcube", "spar7m": "spar", "sparbench": "spar", "mmsi": "mmsi"}[info["origin"]]
+            )
             assert all(im["bytes"] for im in row["images"])
     assert summary["leakage_overlaps"] == []
 
 
 def test_splits_are_stratified_and_disjoint(built):
     out, summary = built
-    ids = {split: [r["extra_info"]["question_id"] for r in _rows(out / f)] for split, f in (("val", "val.parquet"), ("train", "rl_train.parquet"), ("sft", "sft_pool.parquet"))}
+    ids = {
+        split: [r["extra_info"]["question_id"] for r in _rows(out / f)]
+        for split, f in (("val", "val.parquet"), ("train", "rl_train.parquet"), ("sft", "sft_pool.parquet"))
+    }
     assert not set(ids["val"]) & set(ids["train"]) and not set(ids["val"]) & set(ids["sft"]) and not set(ids["train"]) & set(ids["sft"])
     tasks = Counter(r["extra_info"]["task"] for r in _rows(out / "val.parquet"))
     # 12 validation questions over 3 MindCube settings + 12 SPAR task types: one each, the rest nowhere
@@ -158,14 +173,28 @@ def test_mindcube_references_follow_the_grounded_cognitive_map():
     names = ["bag", "toy", "sofa", "window", "shelf"]
     front_first = {"id": "among_group1_q0", "meta_info": [names, [None] * 5], "images": ["a/front_1.jpg", "a/left_2.jpg"]}
     # image 1 is the front view (at [5,6], facing up): obj1 [5,8] is nearer than the centre, obj2 [2,5] left, obj3 [5,2] behind, obj4 [8,5] right
-    assert mindcube.references(front_first, "among") == [["toy", "bag", "front"], ["sofa", "bag", "left"], ["window", "bag", "behind"], ["shelf", "bag", "right"]]
+    assert mindcube.references(front_first, "among") == [
+        ["toy", "bag", "front"],
+        ["sofa", "bag", "left"],
+        ["window", "bag", "behind"],
+        ["shelf", "bag", "right"],
+    ]
     left_first = {**front_first, "images": ["a/left_2.jpg", "a/front_1.jpg"]}
     # image 1 is the left view (facing right, +x): +y is its right, -x is nearer
-    assert mindcube.references(left_first, "among") == [["toy", "bag", "right"], ["sofa", "bag", "front"], ["window", "bag", "left"], ["shelf", "bag", "behind"]]
+    assert mindcube.references(left_first, "among") == [
+        ["toy", "bag", "right"],
+        ["sofa", "bag", "front"],
+        ["window", "bag", "left"],
+        ["shelf", "bag", "behind"],
+    ]
     rotation = {"id": "rotation_group1_q1", "type": "three_view", "meta_info": ["board", "door", "chairs"], "images": ["1", "2", "3"]}
     # view 1 faces left (-x) from the centre: [3,5] ahead, [5,3] (up) on its right, [7,5] behind
     assert mindcube.references(rotation, "rotation") == [["board", OBSERVER, "front"], ["door", OBSERVER, "right"], ["chairs", OBSERVER, "behind"]]
-    around = {"id": "around_abc_q1_2", "meta_info": [[4, "None"], [2, ["plant", "lamp"], ["None", "None"], []]], "images": ["x/1_frame_00088.png", "x/2_frame_1.png"]}
+    around = {
+        "id": "around_abc_q1_2",
+        "meta_info": [[4, "None"], [2, ["plant", "lamp"], ["None", "None"], []]],
+        "images": ["x/1_frame_00088.png", "x/2_frame_1.png"],
+    }
     assert mindcube.references(around, "around") == [["plant", "lamp", "left"]]  # front view: x=4 left of x=5
     around_left = {**around, "images": ["x/2_frame_1.png", "x/1_frame_00088.png"]}
     assert mindcube.references(around_left, "around") == [["plant", "lamp", "front"]]  # left view looks along +x: x=4 is nearer
@@ -226,13 +255,17 @@ def test_marker_plan_puts_each_marker_on_its_image():
     colours = [[m[1] for m in image] for image in plan]
     # red -> idx[2] = 0, green -> idx[0] = 3, blue -> idx[1] = 1, yellow -> idx[3] = 2
     assert colours == [["red"], ["blue"], ["yellow"], ["green"]]
-    plan = mk.marker_plan("spatial_imagination_oc_mv", {k: rec[k] for k in ("red_bbox", "green_bbox", "blue_bbox")} | {"bbox_img_idx": [[2, 0, 1]]}, 3)
+    plan = mk.marker_plan(
+        "spatial_imagination_oc_mv", {k: rec[k] for k in ("red_bbox", "green_bbox", "blue_bbox")} | {"bbox_img_idx": [[2, 0, 1]]}, 3
+    )
     assert [[m[1] for m in image] for image in plan] == [["blue"], ["red"], ["green"]]
     oo = mk.marker_plan("obj_spatial_relation_oo_mv", {"blue_bbox": box(1), "green_bbox": box(2), "bbox_img_idx": [[1, 0]]}, 2)
     assert [[m[1] for m in image] for image in oo] == [["green"], ["blue"]]  # no red: blue -> idx[0], green -> idx[1]
     oc = mk.marker_plan("obj_spatial_relation_oc_mv", {"red_bbox": box(1), "green_bbox": box(2), "bbox_img_idx": [[2]]}, 3)
     assert [[m[1] for m in image] for image in oc] == [[], [], ["red", "green"]]
-    pts = mk.marker_plan("distance_infer_center_oo_mv", {"red_point": [[1, 2]], "green_point": [[3, 4]], "blue_point": [[5, 6]], "point_img_idx": [[2, 0, 1]]}, 3)
+    pts = mk.marker_plan(
+        "distance_infer_center_oo_mv", {"red_point": [[1, 2]], "green_point": [[3, 4]], "blue_point": [[5, 6]], "point_img_idx": [[2, 0, 1]]}, 3
+    )
     assert [[m[1] for m in image] for image in pts] == [["green"], ["blue"], ["red"]]
     assert mk.marker_plan("position_matching", {"red_bbox": box(5)}, 2)[0][0][:2] == ("bbox", "red")
     assert mk.marker_plan("view_change_infer", {}, 2) == ((), ())
@@ -267,7 +300,7 @@ def test_converted_spar_images_carry_the_markers(built, sources):
     for row in rows:
         rec = records[row["extra_info"]["question_id"]]
         plan = mk.marker_plan(rec["type"], rec, len(rec["image"]))
-        for entry, image_markers in zip(row["images"], plan):
+        for entry, image_markers in zip(row["images"], plan, strict=True):
             image = _image(entry)
             src = Image.open(sources["spar"] / "scannet" / "images" / entry["path"])
             sx, sy = image.width / src.width, image.height / src.height
@@ -292,25 +325,43 @@ def test_converted_spar_images_carry_the_markers(built, sources):
 
 def test_spar_references_from_marked_objects_and_stated_relations():
     q = "How is object sink (bbox) situated with respect to the observer's main viewpoint?\nA. left, above, front\nB. right, below, behind"
-    assert spar.references("obj_spatial_relation_oc_mv", q, "right, below, behind") == [["sink", OBSERVER, "right"], ["sink", OBSERVER, "below"], ["sink", OBSERVER, "behind"]]
+    assert spar.references("obj_spatial_relation_oc_mv", q, "right, below, behind") == [
+        ["sink", OBSERVER, "right"],
+        ["sink", OBSERVER, "below"],
+        ["sink", OBSERVER, "behind"],
+    ]
     q = "What is the spatial position of the recycling bin (red bbox) relative to the compost bin (blue bbox) in the two images?"
     assert spar.references("obj_spatial_relation_oo_mv", q, "right, , farther, behind, front") == [
-        ["recycling bin", "compost bin", "right"], ["recycling bin", "compost bin", "behind"],
-        ["recycling bin", OBSERVER, "behind"], ["compost bin", OBSERVER, "front"],
+        ["recycling bin", "compost bin", "right"],
+        ["recycling bin", "compost bin", "behind"],
+        ["recycling bin", OBSERVER, "behind"],
+        ["compost bin", OBSERVER, "front"],
     ]
     q = "Describe where microwave (red bbox) is located after the observer moves to the 3D center of range hood (green bbox) and faces cabinet (blue bbox)."
-    assert spar.references("spatial_imagination_oc_mv", q, "left, , front") == [["microwave", OBSERVER, "left"], ["microwave", OBSERVER, "front"], ["range hood", None, None], ["cabinet", None, None]]
-    q = ("How does the relative positioning of chair (red bbox) and whiteboard (yellow bbox) evolve after observer moving to table "
-         "(green bbox) and facing whiteboard (blue bbox)?")  # SPAR's project page, spatial_imagination_oo_mv
+    assert spar.references("spatial_imagination_oc_mv", q, "left, , front") == [
+        ["microwave", OBSERVER, "left"],
+        ["microwave", OBSERVER, "front"],
+        ["range hood", None, None],
+        ["cabinet", None, None],
+    ]
+    q = (
+        "How does the relative positioning of chair (red bbox) and whiteboard (yellow bbox) evolve after observer moving to table "
+        "(green bbox) and facing whiteboard (blue bbox)?"
+    )  # SPAR's project page, spatial_imagination_oo_mv
     assert spar.references("spatial_imagination_oo_mv", q, "left, below, closer, , front") == [
-        ["chair", "whiteboard", "left"], ["chair", "whiteboard", "below"], ["chair", "whiteboard", "front"],
-        ["whiteboard", OBSERVER, "front"], ["table", None, None],
+        ["chair", "whiteboard", "left"],
+        ["chair", "whiteboard", "below"],
+        ["chair", "whiteboard", "front"],
+        ["whiteboard", OBSERVER, "front"],
+        ["table", None, None],
     ]
     q = "In the provided image, explain the location of the books (red bbox) with respect to the lamp (blue bbox), considering the observer's viewpoint."
     assert spar.references("obj_spatial_relation_oo", q, "right, , farther") == [["books", "lamp", "right"], ["books", "lamp", "behind"]]
     q = "If the books (red point) is 2.5 meters deep, how deep is the bookshelf (blue point)?"
     assert spar.references("depth_prediction_oc_mv", q, None) == [["books", None, None], ["bookshelf", None, None]]
-    assert spar.references("position_matching", "Based on the red bbox of mat in the first image, locate it.", "[0, 0, 5, 7]") == [["mat", None, None]]
+    assert spar.references("position_matching", "Based on the red bbox of mat in the first image, locate it.", "[0, 0, 5, 7]") == [
+        ["mat", None, None]
+    ]
     assert spar.references("view_change_infer", "Describe the changes in orientation.", None) == []
 
 
@@ -322,7 +373,12 @@ def test_spar_choice_answers_are_read_as_letters():
 
 def test_spar_rows_have_the_right_answer_kinds(built):
     out, summary = built
-    kinds = {(r["extra_info"]["origin"], r["extra_info"]["task"]): _gt(r)["type"] for f in ("rl_train.parquet", "bench/sparbench.parquet") for r in _rows(out / f) if r["data_source"] == "spar"}
+    kinds = {
+        (r["extra_info"]["origin"], r["extra_info"]["task"]): _gt(r)["type"]
+        for f in ("rl_train.parquet", "bench/sparbench.parquet")
+        for r in _rows(out / f)
+        if r["data_source"] == "spar"
+    }
     assert kinds[("spar7m", "view_change_infer")] == "view_change" and kinds[("sparbench", "view_change_infer")] == "view_change"
     assert kinds[("spar7m", "depth_prediction_oo_mv")] == "numeric" and kinds[("sparbench", "depth_prediction_oc_mv")] == "numeric"
     assert kinds[("spar7m", "obj_spatial_relation_oo_mv")] == "choice" and kinds[("sparbench", "position_matching")] == "choice"
@@ -345,7 +401,11 @@ def test_mmsi_categories_options_and_raw_bytes(built, sources):
         assert row["extra_info"]["task"] in registry.MMSI_CATEGORIES and "-" not in row["extra_info"]["task"]  # the release's en dash
         assert _gt(row)["options"] == ["A", "B", "C", "D"] and _gt(row)["answer"] == src["answer"]
         assert len(row["images"]) == len(src["images"])
-    assert registry.mmsi_category("Positional Relationship (Cam.\u2013Obj.)") == registry.mmsi_category("Positional Relationship (Cam.-Obj.)") == "Positional Relationship (Cam.\u2013Obj.)"
+    assert (
+        registry.mmsi_category("Positional Relationship (Cam.\u2013Obj.)")
+        == registry.mmsi_category("Positional Relationship (Cam.-Obj.)")
+        == "Positional Relationship (Cam.\u2013Obj.)"
+    )
     assert mmsi.parse_options("Which?\nOptions: A: left, of it, B: right, C: front") == ["A", "B", "C"]
 
 
@@ -424,13 +484,22 @@ def test_bad_spar_input(tmp_path):
     catalog = spar.Spar7MCatalog(root, log)
     assert len(log.items) == 1 and set(catalog.categories()) == {"obj_spatial_relation_oc_mv"}
     rec = json.loads((root / "scannet/qa_jsonl/train/obj_spatial_relation_oc_mv/select/select_2.jsonl").read_text().splitlines()[0])
-    kw = {"task": "obj_spatial_relation_oc_mv", "fmt": "select", "dataset": "scannet", "images_root": root / "scannet" / "images", "where": "f.jsonl:line 1"}
+    kw = {
+        "task": "obj_spatial_relation_oc_mv",
+        "fmt": "select",
+        "dataset": "scannet",
+        "images_root": root / "scannet" / "images",
+        "where": "f.jsonl:line 1",
+    }
     for bad, message in (
         ({**rec, "conversations": [rec["conversations"][0], {"from": "gpt", "value": "F"}]}, "not one of the listed options"),
         ({**rec, "type": "obj_spatial_relation_oo_mv"}, "in the folder of task"),
         ({**rec, "bbox_img_idx": [[7]]}, "goes on image 7"),
         ({**rec, "conversations": [{"from": "human"}]}, "conversations must be"),
-        ({**rec, "conversations": [{"from": "human", "value": "<image>\n" + rec["conversations"][0]["value"]}, rec["conversations"][1]]}, "placeholders"),
+        (
+            {**rec, "conversations": [{"from": "human", "value": "<image>\n" + rec["conversations"][0]["value"]}, rec["conversations"][1]]},
+            "placeholders",
+        ),
     ):
         with pytest.raises(BadInput, match=message) as err:
             spar.spar7m_sample(bad, **kw)
@@ -495,12 +564,33 @@ def test_round_trip_right_answer_scores_highest(built, path, origin):
 
 
 def test_command_prints_the_summary_and_refuses_to_overwrite(sources, tmp_path, capsys):
-    args = ["--mindcube", str(sources["mindcube"]), "--out", str(tmp_path / "out"), "--rl-samples", "9", "--val-samples", "3", "--sft-pool", "3",
-            "--benchmarks", "mindcube_tiny,mmsi", "--mmsi", str(sources["mmsi"]), "--no-progress"]
+    args = [
+        "--mindcube",
+        str(sources["mindcube"]),
+        "--out",
+        str(tmp_path / "out"),
+        "--rl-samples",
+        "9",
+        "--val-samples",
+        "3",
+        "--sft-pool",
+        "3",
+        "--benchmarks",
+        "mindcube_tiny,mmsi",
+        "--mmsi",
+        str(sources["mmsi"]),
+        "--no-progress",
+    ]
     assert main(args) == 0
     text = capsys.readouterr().out
-    for expected in ("MMSI-Bench (RunsenXu/MMSI-Bench): CC BY-NC 4.0", "MindCube (MLL-Lab/MindCube): code MIT", "bench/mmsi: 6 rows", "train: 9 rows,",
-                     "mindcube:rotation", "sft_pool: 3 rows,"):
+    for expected in (
+        "MMSI-Bench (RunsenXu/MMSI-Bench): CC BY-NC 4.0",
+        "MindCube (MLL-Lab/MindCube): code MIT",
+        "bench/mmsi: 6 rows",
+        "train: 9 rows,",
+        "mindcube:rotation",
+        "sft_pool: 3 rows,",
+    ):
         assert expected in text
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["splits"]["train"]["rows"] == 9
     assert main(args) == 1 and "--overwrite" in capsys.readouterr().err

@@ -206,7 +206,12 @@ def test_adding_a_triplet_that_anchors_nothing_never_pays(key, predicted, junk, 
 
 responses = st.one_of(
     st.text(max_size=400),
-    st.builds(response, st.lists(st.tuples(st.text(max_size=12), st.text(max_size=12), st.text(max_size=12)), max_size=12), st.text(max_size=30), st.booleans()),
+    st.builds(
+        response,
+        st.lists(st.tuples(st.text(max_size=12), st.text(max_size=12), st.text(max_size=12)), max_size=12),
+        st.text(max_size=30),
+        st.booleans(),
+    ),
     st.builds(lambda t: f"<think>{t}</think><answer>{t}</answer>", st.text(max_size=200)),
     st.binary(max_size=200),
     st.none(),
@@ -219,7 +224,12 @@ def test_bounded_finite_and_never_raises(resp, key, s, kind):
     gt = {
         "choice": choice(key),
         "numeric": {"type": "numeric", "answer": 0.0, "task": "t", "references": [list(r) for r in key]},
-        "view_change": {"type": "view_change", "answer": "move_left:0.4,move_up:0,move_forward:1,rotate_down:5,rotate_right:0", "task": "t", "references": [list(r) for r in key]},
+        "view_change": {
+            "type": "view_change",
+            "answer": "move_left:0.4,move_up:0,move_forward:1,rotate_down:5,rotate_right:0",
+            "task": "t",
+            "references": [list(r) for r in key],
+        },
     }[kind]
     out = score(resp, gt, s)
     assert set(out) <= set(REWARD_KEYS)

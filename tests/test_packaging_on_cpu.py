@@ -58,7 +58,13 @@ def test_wheel_holds_the_package_and_recipes_only(wheel):
 
 
 def test_wheel_install_runs_main_ppo_with_the_recipe(wheel_env, tmp_path):
-    where = run(wheel_env, "python", "-c", "import star_verl, hydra_plugins.star_verl_searchpath as p; print(star_verl.__file__); print(p.__file__)", cwd=tmp_path)
+    where = run(
+        wheel_env,
+        "python",
+        "-c",
+        "import star_verl, hydra_plugins.star_verl_searchpath as p; print(star_verl.__file__); print(p.__file__)",
+        cwd=tmp_path,
+    )
     assert where.returncode == 0, where.stderr
     assert all(str(wheel_env) in line for line in where.stdout.split()), where.stdout  # not the checkout
 

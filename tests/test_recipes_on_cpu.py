@@ -216,8 +216,13 @@ def test_reward_kwargs_are_valid_reward_settings(composed):
 
 
 def test_command_line_beats_the_recipe():
-    overrides = ["actor_rollout_ref.rollout.n=8", "data.star.template=plain", "algorithm.adv_estimator=rloo",
-                 "reward.custom_reward_function.reward_kwargs.tvr_exact_weight=4.0", "trainer.n_gpus_per_node=4"]
+    overrides = [
+        "actor_rollout_ref.rollout.n=8",
+        "data.star.template=plain",
+        "algorithm.adv_estimator=rloo",
+        "reward.custom_reward_function.reward_kwargs.tvr_exact_weight=4.0",
+        "trainer.n_gpus_per_node=4",
+    ]
     cfg = compose_recipe("star_r1_tvr", overrides)
     assert cfg.actor_rollout_ref.rollout.n == 8
     assert cfg.data.star.template == "plain"

@@ -125,9 +125,19 @@ def test_spar_task_groups():
     assert len(SPARBENCH_TASKS) == len(set(SPARBENCH_TASKS)) == 20 and set(SPARBENCH_TASKS) <= set(SPAR7M_TASKS)
     assert len(SPAR7M_TASKS) == len(set(SPAR7M_TASKS))
     assert set(SPAR7M_MULTIVIEW_TASKS) == set(MULTIVIEW_MARKER_TASKS)  # each multi-view task has its marker rule
-    assert set(SPARBENCH_LAST_NUMBER_TASKS) == {"depth_prediction_oc_mv", "depth_prediction_oo_mv", "distance_prediction_oc_mv", "distance_prediction_oo_mv"}
+    assert set(SPARBENCH_LAST_NUMBER_TASKS) == {
+        "depth_prediction_oc_mv",
+        "depth_prediction_oo_mv",
+        "distance_prediction_oc_mv",
+        "distance_prediction_oo_mv",
+    }
     assert set(SPARBENCH_LAST_NUMBER_TASKS) <= set(SPARBENCH_NUMERIC_TASKS)
-    assert [spar_answer_type(t) for t in ("position_matching", "depth_prediction_oc", "view_change_infer", "obj_count")] == ["choice", "numeric", "view_change", None]
+    assert [spar_answer_type(t) for t in ("position_matching", "depth_prediction_oc", "view_change_infer", "obj_count")] == [
+        "choice",
+        "numeric",
+        "view_change",
+        None,
+    ]
 
 
 def test_mindcube_settings():

@@ -62,7 +62,9 @@ def make_batch(tok, cases, prompt="Find every transformation."):
     pad = tok.pad_token_id
     p_ids = torch.tensor([[pad] * (p_len - len(p)) + p for p in prompts])
     r_ids = torch.tensor([r + [pad] * (r_len - len(r)) for r in responses])
-    mask = torch.tensor([[0] * (p_len - len(p)) + [1] * len(p) + [1] * len(r) + [0] * (r_len - len(r)) for p, r in zip(prompts, responses)])
+    mask = torch.tensor(
+        [[0] * (p_len - len(p)) + [1] * len(p) + [1] * len(r) + [0] * (r_len - len(r)) for p, r in zip(prompts, responses, strict=True)]
+    )
     return DataProto.from_dict(
         tensors={"prompts": p_ids, "responses": r_ids, "input_ids": torch.cat([p_ids, r_ids], 1), "attention_mask": mask},
         non_tensors={
@@ -104,7 +106,7 @@ async def test_through_verls_load_reward_manager(tiny_qwen25vl, tokenizer):
     batch = make_batch(tokenizer, CASES)
     outs = [await manager.run_single(batch[i : i + 1]) for i in range(len(CASES))]
     want = expected(tvr_incorrect_penalty=0.5)  # the recipe's reward_kwargs reach compute_score once
-    for out, w in zip(outs, want):
+    for out, w in zip(outs, want, strict=True):
         assert list(out["reward_extra_info"]) == list(REWARD_KEYS)
         assert out["reward_extra_info"] == w and out["reward_score"] == w["score"]
     assert [o["reward_score"] for o in outs[:5]] == [11.0, 6.5, -3.0, -2.0, 4.0]

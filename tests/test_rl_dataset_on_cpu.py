@@ -118,7 +118,7 @@ def test_length_arithmetic_matches_the_real_processor(base_cfg, tmp_path, tok_pr
         cfg = data_cfg(base_cfg, **budget)
         ds = build(cfg, [path], tok_proc)
         settings = StarDataSettings.from_config(cfg.data)
-        for i, (ids, mm_inputs, images) in enumerate(agent_loop_prompts(cfg, [ds[i] for i in range(len(ds))], tok_proc)):
+        for i, (ids, mm_inputs, _images) in enumerate(agent_loop_prompts(cfg, [ds[i] for i in range(len(ds))], tok_proc)):
             expected = settings.budget.fitted_sizes(pairs[i], 14, processor_pixel_range(proc))
             grids = mm_inputs["image_grid_thw"].tolist()
             assert [(w // 14, h // 14) for w, h in expected] == [(g[2], g[1]) for g in grids]
@@ -321,7 +321,7 @@ def test_synthetic_tvr_round_trip_scores_the_answer_highest(base_cfg, tmp_path, 
         gt = json.loads(item["reward_model"]["ground_truth"])
         items = [f"{t['obj_idx']}.{t['attr']}.{t['val']}" for t in gt["transformations"]]
 
-        def score(answer_items):
+        def score(answer_items, item=item):
             response = f"<think>compare the two images</think><answer>{', '.join(answer_items)}</answer>"
             return compute_score(item["data_source"], response, item["reward_model"]["ground_truth"], item["extra_info"], **kwargs)
 

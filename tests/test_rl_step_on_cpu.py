@@ -167,7 +167,9 @@ def pick_mv(rows: list[dict[str, Any]]) -> list[int]:
     """A MindCube question with the most views and SPAR's three answer types (choice, numeric, view change)."""
     gts = [json.loads(r["reward_model"]["ground_truth"]) for r in rows]
     mindcube = max((i for i, r in enumerate(rows) if r["data_source"] == "mindcube"), key=lambda i: rows[i]["extra_info"]["n_images"])
-    spar = [next(i for i, r in enumerate(rows) if r["data_source"] == "spar" and gts[i]["type"] == kind) for kind in ("choice", "numeric", "view_change")]
+    spar = [
+        next(i for i, r in enumerate(rows) if r["data_source"] == "spar" and gts[i]["type"] == kind) for kind in ("choice", "numeric", "view_change")
+    ]
     return [mindcube, *spar]
 
 
@@ -269,15 +271,25 @@ def run_step(recipe: str, files: list[str], pick, model: str, ray) -> Step:
     batch.non_tensor_batch.update({k: np.array(v) for k, v in extra.items()})
     keys = [f"{uid}_{i % N}_0" for i, uid in enumerate(batch.non_tensor_batch["uid"])]  # {uid}_{session}_{output}
     batch = compute_advantage_for_multi_trajectories(
-        batch, batch_keys=keys, adv_estimator=cfg.algorithm.adv_estimator, gamma=cfg.algorithm.gamma, lam=cfg.algorithm.lam,
-        num_repeat=N, norm_adv_by_std_in_grpo=cfg.algorithm.get("norm_adv_by_std_in_grpo", True), config=cfg.algorithm,
+        batch,
+        batch_keys=keys,
+        adv_estimator=cfg.algorithm.adv_estimator,
+        gamma=cfg.algorithm.gamma,
+        lam=cfg.algorithm.lam,
+        num_repeat=N,
+        norm_adv_by_std_in_grpo=cfg.algorithm.get("norm_adv_by_std_in_grpo", True),
+        config=cfg.algorithm,
     )
 
-    decoded = [tokenizer.decode(batch.batch["responses"][i][batch.batch["response_mask"][i].bool()], skip_special_tokens=True) for i in range(len(batch))]
+    decoded = [
+        tokenizer.decode(batch.batch["responses"][i][batch.batch["response_mask"][i].bool()], skip_special_tokens=True) for i in range(len(batch))
+    ]
     kinds = []
     for i, text in enumerate(decoded):
         script = scripts[i // N]
-        match = [k for k, resp in script.items() if tokenizer.decode(tokenizer.encode(resp, add_special_tokens=False), skip_special_tokens=True) == text]
+        match = [
+            k for k, resp in script.items() if tokenizer.decode(tokenizer.encode(resp, add_special_tokens=False), skip_special_tokens=True) == text
+        ]
         assert len(match) == 1, (i, text[:200])
         kinds.append(match[0])
     return Step(recipe, cfg, batch, batch_path, rows, kinds, rollout)

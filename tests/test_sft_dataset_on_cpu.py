@@ -101,8 +101,15 @@ def test_sft_prompt_is_the_rl_prompt(sft_cfg, cot, tmp_path, tok_proc):
     rl_ds = create_rl_dataset([str(rl_file)], rl_cfg.data, tok, proc)
 
     async def rl_prompt():
-        loop = SingleTurnAgentLoop(trainer_config=DictConfigWrap(rl_cfg), server_manager=None, tokenizer=tok, processor=proc,
-                                   dataset_cls=get_dataset_class(rl_cfg.data), data_config=DictConfigWrap(rl_cfg.data), hf_model_type="qwen2_5_vl")
+        loop = SingleTurnAgentLoop(
+            trainer_config=DictConfigWrap(rl_cfg),
+            server_manager=None,
+            tokenizer=tok,
+            processor=proc,
+            dataset_cls=get_dataset_class(rl_cfg.data),
+            data_config=DictConfigWrap(rl_cfg.data),
+            hf_model_type="qwen2_5_vl",
+        )
         messages = list(rl_ds[0]["raw_prompt"])
         mm = await loop.process_multi_modal_info(messages)
         out: dict = {}
@@ -173,4 +180,3 @@ def test_cache_and_max_samples(sft_cfg, cot, tok_proc, capsys):
     assert "2 prompt lengths from cache" in capsys.readouterr().out
     assert len(ds) == 1 and len(ds.messages) == 1
     assert len(list((cot.parent / ".star_verl_cache").glob("sft.parquet.*.lengths.json"))) == 1
-

@@ -38,7 +38,12 @@ def stage1(tmp_path_factory):
     # 300x300 views: over the tiny processor's 50176-pixel cap, so the pixel budget is exercised
     truth = write_pool(root / "pool.parquet", N_QUESTIONS, image_size=300)
     with ScriptedChatServer(truth, {"q3": ["wrong"]}) as server:
-        result = generate(TeacherSettings(base_url=server.base_url, model="teacher-test", seed=0, val_fraction=0.2), root / "pool.parquet", root / "cot", progress=False)
+        result = generate(
+            TeacherSettings(base_url=server.base_url, model="teacher-test", seed=0, val_fraction=0.2),
+            root / "pool.parquet",
+            root / "cot",
+            progress=False,
+        )
     assert result.report["rows"] == {"train": 8, "val": 2}
     return root
 
@@ -125,12 +130,16 @@ def test_sft_prompt_is_byte_identical_to_the_rl_prompt(stage1, tiny_qwen25vl, to
 
     tok, proc = tok_proc
     sft_cfg = compose_recipe("star_r1_sft", sft_overrides(stage1, tiny_qwen25vl))
-    rl_cfg = compose_recipe("star_r1_mv", [f"actor_rollout_ref.model.path={tiny_qwen25vl}", f"data.train_files={stage1 / 'pool.parquet'}", "data.max_prompt_length=1024"])
+    rl_cfg = compose_recipe(
+        "star_r1_mv", [f"actor_rollout_ref.model.path={tiny_qwen25vl}", f"data.train_files={stage1 / 'pool.parquet'}", "data.max_prompt_length=1024"]
+    )
     # the recipes agree on the template and the pixel budget (what the prompt tokens depend on)
     star = ("template", "min_pixels", "max_pixels", "total_max_pixels")
     assert {k: sft_cfg.data.star[k] for k in star} == {k: rl_cfg.data.star[k] for k in star}
     assert sft_cfg.data.star.template == "three_step"
-    sft = StarSFTDataset(parquet_files=[str(stage1 / "cot" / "train.parquet"), str(stage1 / "cot" / "val.parquet")], tokenizer=tok, config=sft_cfg.data, processor=proc)
+    sft = StarSFTDataset(
+        parquet_files=[str(stage1 / "cot" / "train.parquet"), str(stage1 / "cot" / "val.parquet")], tokenizer=tok, config=sft_cfg.data, processor=proc
+    )
     rl = create_rl_dataset([str(stage1 / "pool.parquet")], rl_cfg.data, tok, proc)
     rl_row = {rl.dataframe[i]["extra_info"]["question_id"]: i for i in range(len(rl))}
 

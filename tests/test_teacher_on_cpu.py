@@ -5,6 +5,7 @@ a resume after the CLI process is killed mid-run."""
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import signal
@@ -23,14 +24,24 @@ from star_verl.prep.teacher.pool import load_pool
 from star_verl.prep.teacher.run import generate, main
 from star_verl.prep.teacher.settings import TeacherError, TeacherSettings
 from star_verl.templates import get_template
-from tests.teacher_fixtures import ScriptedChatServer, chain, pool_question, requests_by_qid, wrong_letter, write_pool
+from tests.teacher_fixtures import ScriptedChatServer, chain, pool_question, requests_by_qid, write_pool, wrong_letter
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = ("train.parquet", "val.parquet", "rejected.jsonl", "failed.jsonl", "report.json", "report.md")
 
 
 def settings(server: ScriptedChatServer, **kw) -> TeacherSettings:
-    base = dict(base_url=server.base_url, model="teacher-test", concurrency=4, timeout=5.0, max_retries=3, backoff_base=0.05, backoff_max=0.2, seed=0, val_fraction=0.0)
+    base = dict(
+        base_url=server.base_url,
+        model="teacher-test",
+        concurrency=4,
+        timeout=5.0,
+        max_retries=3,
+        backoff_base=0.05,
+        backoff_max=0.2,
+        seed=0,
+        val_fraction=0.0,
+    )
     base.update(kw)
     return TeacherSettings(**base)
 
@@ -90,7 +101,10 @@ def test_filtering_retries_and_outputs(tmp_path):
     assert sorted(rejected) == ["q1", "q2", "q3", "q9"]
     codes = {qid: sorted({reason.split(":")[0] for reason in r["reasons"]}) for qid, r in rejected.items()}
     assert codes == {"q1": ["wrong_answer"], "q2": ["structure", "wrong_answer"], "q3": ["structure"], "q9": ["truncated"]}
-    assert f"expected {truth['q1']['answer']!r}" in rejected["q1"]["reasons"][0] and repr(wrong_letter(truth["q1"]["answer"])) in rejected["q1"]["reasons"][0]
+    assert (
+        f"expected {truth['q1']['answer']!r}" in rejected["q1"]["reasons"][0]
+        and repr(wrong_letter(truth["q1"]["answer"])) in rejected["q1"]["reasons"][0]
+    )
     assert any("Step 2" in reason for reason in rejected["q3"]["reasons"])
     assert [json.loads(line)["question_id"] for line in (out / "failed.jsonl").read_text().splitlines()] == ["q8"]
 
@@ -108,7 +122,21 @@ def test_filtering_retries_and_outputs(tmp_path):
 def test_rerun_asks_only_what_failed(tmp_path):
     truth = write_pool(tmp_path / "pool.parquet", 3)
     with ScriptedChatServer(truth, {"q1": ["500"]}) as server:
-        argv = ["--in", str(tmp_path / "pool.parquet"), "--out", str(tmp_path / "out"), "--base-url", server.base_url, "--model", "teacher-test", "--max-retries", "1", "--seed", "0", "--no-progress"]
+        argv = [
+            "--in",
+            str(tmp_path / "pool.parquet"),
+            "--out",
+            str(tmp_path / "out"),
+            "--base-url",
+            server.base_url,
+            "--model",
+            "teacher-test",
+            "--max-retries",
+            "1",
+            "--seed",
+            "0",
+            "--no-progress",
+        ]
         assert main(argv) == 1  # a sample without an answer: the outputs are written, the exit code says so
         assert server.requests_per_question() == {"q0": 1, "q1": 2, "q2": 1}
         assert [json.loads(line)["question_id"] for line in (tmp_path / "out" / "failed.jsonl").read_text().splitlines()] == ["q1"]
@@ -163,7 +191,7 @@ def test_rate_limit_spaces_request_starts(tmp_path):
     with ScriptedChatServer(truth) as server:
         generate(settings(server, concurrency=8, requests_per_second=5.0), tmp_path / "pool.parquet", tmp_path / "out", progress=False)
     times = sorted(entry["t"] for entry in server.log)
-    gaps = sorted(b - a for a, b in zip(times, times[1:]))
+    gaps = sorted(b - a for a, b in itertools.pairwise(times))
     # Starts are 1/5 s apart; arrivals at the server jitter on a loaded machine, so the median gap and
     # the span are checked (without the limit, 8 workers' requests all arrive within a few ms).
     assert len(times) == 8 and gaps[len(gaps) // 2] >= 0.15
@@ -191,12 +219,24 @@ def test_api_key_is_sent_and_never_written(tmp_path, monkeypatch, capfd):
                 assert secret.encode() not in file.read_bytes(), file
     monkeypatch.delenv("STAR_TEACHER_KEY")
     with pytest.raises(TeacherError, match="STAR_TEACHER_KEY"):
-        generate(TeacherSettings(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="STAR_TEACHER_KEY"), tmp_path / "pool.parquet", tmp_path / "out3", progress=False)
+        generate(
+            TeacherSettings(base_url="http://127.0.0.1:9/v1", model="m", api_key_env="STAR_TEACHER_KEY"),
+            tmp_path / "pool.parquet",
+            tmp_path / "out3",
+            progress=False,
+        )
 
 
 def test_cache_drops_a_partial_last_line_and_rejects_corruption(tmp_path):
     path = tmp_path / CACHE_FILE
-    good = {"question_id": "q0", "sample": 0, "model": "m", "prompt_hash": "h", "response": "x", "usage": {"prompt_tokens": 1, "completion_tokens": 1}}
+    good = {
+        "question_id": "q0",
+        "sample": 0,
+        "model": "m",
+        "prompt_hash": "h",
+        "response": "x",
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1},
+    }
     path.write_text(json.dumps(good) + "\n" + json.dumps({**good, "question_id": "q1"})[:40])
     messages = []
     cache = ResponseCache(path, log=messages.append)

@@ -131,7 +131,14 @@ def test_position_moves_are_skipped_by_default_and_counted(tmp_path):
 
 
 def test_repeated_changes_merge_and_undone_changes_are_skipped(tmp_path):
-    twice = record(0, [{"obj_idx": 2, "attr": "color", "val": "red"}, {"obj_idx": 1, "attr": "size", "val": "small"}, {"obj_idx": 2, "attr": "color", "val": "cyan"}])
+    twice = record(
+        0,
+        [
+            {"obj_idx": 2, "attr": "color", "val": "red"},
+            {"obj_idx": 1, "attr": "size", "val": "small"},
+            {"obj_idx": 2, "attr": "color", "val": "cyan"},
+        ],
+    )
     undone = record(1, [{"obj_idx": 2, "attr": "color", "val": "red"}, {"obj_idx": 2, "attr": "color", "val": "yellow"}])
     src = write_trance(tmp_path / "t", [twice, undone])
     report = convert_trance(src, tmp_path / "out", config(split_sizes=(2, 0, 0)))
@@ -319,7 +326,10 @@ def test_each_color_reads_back_from_every_camera():
 
 def test_materials_look_different():
     cam = syn.scene_cameras()["Camera_Center"]
-    imgs = {m: syn.render([{"color": "red", "material": m, "shape": "sphere", "size": "large", "position": [0, 0]}], cam) for m in ("rubber", "metal", "glass")}
+    imgs = {
+        m: syn.render([{"color": "red", "material": m, "shape": "sphere", "size": "large", "position": [0, 0]}], cam)
+        for m in ("rubber", "metal", "glass")
+    }
     mask = imgs["rubber"][1] == 0
     for a, b in (("rubber", "metal"), ("rubber", "glass"), ("metal", "glass")):
         diff = np.abs(imgs[a][0][mask].astype(int) - imgs[b][0][mask].astype(int)).mean()

@@ -159,8 +159,15 @@ def test_settings_through_compute_score_kwargs():
 
 @pytest.mark.parametrize(
     "kw",
-    [{"tvr_mode": "binary"}, {"tvr_incorrect_mode": "all"}, {"tvr_exact_weight": -1.0}, {"tvr_under_penalty": float("nan")},
-     {"tvr_max_items": 0}, {"tvr_attr_weight": "1.5"}, {"tvr_format_weight": True}],
+    [
+        {"tvr_mode": "binary"},
+        {"tvr_incorrect_mode": "all"},
+        {"tvr_exact_weight": -1.0},
+        {"tvr_under_penalty": float("nan")},
+        {"tvr_max_items": 0},
+        {"tvr_attr_weight": "1.5"},
+        {"tvr_format_weight": True},
+    ],
 )
 def test_bad_settings_raise(kw):
     with pytest.raises(ValueError, match=next(iter(kw))):

@@ -19,9 +19,7 @@ def scene(n: int = 10, **overrides) -> list[dict]:
 
 def tvr_gt(transformations, objects=None, view="center", as_json=False):
     gt = {
-        "transformations": [
-            t if isinstance(t, dict) else {"obj_idx": t[0], "attr": t[1], "val": t[2]} for t in transformations
-        ],
+        "transformations": [t if isinstance(t, dict) else {"obj_idx": t[0], "attr": t[1], "val": t[2]} for t in transformations],
         "objects": objects if objects is not None else scene(),
         "view": view,
         "task": "tvr",

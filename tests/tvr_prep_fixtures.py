@@ -56,7 +56,11 @@ def record(idx: int, transformations: list[dict[str, Any]], objects: list[dict[s
             final[t["obj_idx"]][t["attr"]] = t["val"]
     initial, finals = image_names(idx)
     trans = [dict(t, options=t.get("options", [t["val"]])) for t in transformations]
-    return {"idx": idx, "states": [{"objects": objects, "images": {"Camera_Center": initial}}, {"objects": final, "images": finals}], "transformations": trans}
+    return {
+        "idx": idx,
+        "states": [{"objects": objects, "images": {"Camera_Center": initial}}, {"objects": final, "images": finals}],
+        "transformations": trans,
+    }
 
 
 def color_change(idx: int) -> dict[str, Any]:

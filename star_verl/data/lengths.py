@@ -59,7 +59,9 @@ class MeasureContext:
             "image_key": self.image_key,
             "template": self.settings.template_fingerprint(),
             "pixels": [self.settings.min_pixels, self.settings.max_pixels, self.settings.total_max_pixels],
-            "processor": None if self.processor is None else {
+            "processor": None
+            if self.processor is None
+            else {
                 "class": type(self.processor).__name__,
                 "image_processor": type(ip).__name__ if ip is not None else None,
                 "patch_size": self.image_patch_size,
@@ -80,7 +82,9 @@ def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
     return {"class": type(tokenizer).__name__, "size": len(tokenizer), "sha256": sha256_text(body + (tokenizer.chat_template or ""))}
 
 
-def _render_lengths(ctx: MeasureContext, conversations: list[list[dict[str, Any]]], image_sizes: list[list[tuple[int, int]]], wheres: list[str]) -> list[int]:
+def _render_lengths(
+    ctx: MeasureContext, conversations: list[list[dict[str, Any]]], image_sizes: list[list[tuple[int, int]]], wheres: list[str]
+) -> list[int]:
     """Token lengths as the AgentLoop / SFT dataset will see them, without the image processor: the
     chat template is rendered with one image token per image, the text tokenised in one batch, and
     each image token then counts as the `image_tokens` of its fitted size (the processor's expansion)."""
@@ -88,7 +92,9 @@ def _render_lengths(ctx: MeasureContext, conversations: list[list[dict[str, Any]
 
     texts = []
     for messages in conversations:
-        rendered = apply_chat_template(ctx.renderer, messages, tokenize=False, add_generation_prompt=ctx.kind == "rl", **dict(ctx.chat_template_kwargs))
+        rendered = apply_chat_template(
+            ctx.renderer, messages, tokenize=False, add_generation_prompt=ctx.kind == "rl", **dict(ctx.chat_template_kwargs)
+        )
         texts.append(rendered)
     tok = getattr(ctx.processor, "tokenizer", None) or ctx.tokenizer
     ids = tok(texts)["input_ids"]
@@ -119,7 +125,9 @@ def measure_rows(ctx: MeasureContext, rows: Iterable[Mapping[str, Any]], file: s
     for row_number, row in enumerate(rows):
         where = row_where(file, row_number, row.get("extra_info"))
         try:
-            checked.append((*check_row(ctx.kind, row, where, ctx.settings, text_key=ctx.prompt_key, image_key=ctx.image_key, has_processor=has_processor), where))
+            checked.append(
+                (*check_row(ctx.kind, row, where, ctx.settings, text_key=ctx.prompt_key, image_key=ctx.image_key, has_processor=has_processor), where)
+            )
         except DatasetError as exc:
             problems.append(str(exc))
     if problems:

@@ -57,7 +57,9 @@ def select_samples(total: int, max_samples: int, shuffle: bool, seed: int | None
     return np.arange(total)
 
 
-def apply_length_limit(positions: np.ndarray, lengths: np.ndarray, describe: Callable[[int], str], limit: LengthLimit, owner: str, log=print) -> np.ndarray:
+def apply_length_limit(
+    positions: np.ndarray, lengths: np.ndarray, describe: Callable[[int], str], limit: LengthLimit, owner: str, log=print
+) -> np.ndarray:
     """The positions whose length fits the limit. An overlong row is an error listing every offender,
     unless `limit.drop` (data.star.drop_overlong), which drops them and prints the count. An empty
     result is always an error."""
@@ -66,7 +68,11 @@ def apply_length_limit(positions: np.ndarray, lengths: np.ndarray, describe: Cal
         offenders = [f"{describe(p)}: {int(lengths[p])} tokens > {limit.name}={limit.value}" for p in over]
         headline = f"{owner}: {len(over)} of {len(positions)} sample(s) exceed {limit.name}={limit.value} after the pixel budget"
         if not limit.drop:
-            raise DatasetError(problem_report(headline + " (raise the limit, lower data.star.max_pixels / total_max_pixels, or set data.star.drop_overlong=true)", offenders))
+            raise DatasetError(
+                problem_report(
+                    headline + " (raise the limit, lower data.star.max_pixels / total_max_pixels, or set data.star.drop_overlong=true)", offenders
+                )
+            )
         log(problem_report(headline + "; dropped (data.star.drop_overlong=true)", offenders))
     kept = positions[lengths[positions] <= limit.value] if len(positions) else positions
     if len(kept) == 0:

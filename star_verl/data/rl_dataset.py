@@ -41,7 +41,14 @@ class StarRLDataset(RLHFDataset):
                              dict(self.apply_chat_template_kwargs or {}), dataset_patch_size("rl", self.processor, self.config))  # fmt: skip
         limit = LengthLimit(int(self.max_prompt_length), "data.max_prompt_length", self.star.drop_overlong)
         kept, self.prompt_lengths = select_measured(
-            ctx, self.data_files, len(self.dataframe), max_samples=self.max_samples, shuffle=self.shuffle, seed=self.seed, limit=limit, owner="StarRLDataset"
+            ctx,
+            self.data_files,
+            len(self.dataframe),
+            max_samples=self.max_samples,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            limit=limit,
+            owner="StarRLDataset",
         )
         if not np.array_equal(kept, np.arange(len(self.dataframe))):
             self.dataframe = self.dataframe.select(kept.tolist())

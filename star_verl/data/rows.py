@@ -28,7 +28,9 @@ def problem_report(headline: str, problems: Sequence[str]) -> str:
     return f"{headline}:\n  {shown}{more}"
 
 
-def check_row(kind: str, row: Mapping[str, Any], where: str, settings: StarDataSettings, *, text_key: str, image_key: str, has_processor: bool) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
+def check_row(
+    kind: str, row: Mapping[str, Any], where: str, settings: StarDataSettings, *, text_key: str, image_key: str, has_processor: bool
+) -> tuple[list[dict[str, Any]], list[tuple[int, int]]]:
     """(messages as the chat template renders them, each image's decoded size) of a valid row, for
     `kind` "rl" (prompt) or "sft" (the whole conversation); else a DatasetError naming the row."""
     data_source = row.get("data_source")

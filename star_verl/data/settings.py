@@ -88,7 +88,9 @@ def check_data_config(config: Any, kind: str = "rl") -> StarDataSettings:
         )
     clash = sorted(set(config.get("mm_processor_kwargs") or {}) & set(PIXEL_KWARGS))
     if clash:
-        raise DatasetError(f"data.mm_processor_kwargs sets {clash}: set the pixel budget with data.star.min_pixels / max_pixels / total_max_pixels instead")
+        raise DatasetError(
+            f"data.mm_processor_kwargs sets {clash}: set the pixel budget with data.star.min_pixels / max_pixels / total_max_pixels instead"
+        )
     return settings
 
 

@@ -42,7 +42,14 @@ class StarSFTDataset(MultiTurnSFTDataset):
                              dict(self.apply_chat_template_kwargs or {}), self.star_patch_size)  # fmt: skip
         limit = LengthLimit(int(self.max_length), "data.max_length", self.star.drop_overlong)
         kept, self.sample_lengths = select_measured(
-            ctx, self.parquet_files, len(self.messages), max_samples=self.max_samples, shuffle=self.shuffle, seed=self.seed, limit=limit, owner="StarSFTDataset"
+            ctx,
+            self.parquet_files,
+            len(self.messages),
+            max_samples=self.max_samples,
+            shuffle=self.shuffle,
+            seed=self.seed,
+            limit=limit,
+            owner="StarSFTDataset",
         )
         self.dataframe = self.dataframe.iloc[kept]
         self.messages = [self.messages[i] for i in kept]

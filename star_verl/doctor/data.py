@@ -43,7 +43,11 @@ def check_data_settings(ctx: Context) -> tuple[Any, Check]:
         return None, Check("data settings", FAIL, str(exc), "fix the data.* key named in the message")
     total = f", {settings.total_max_pixels} per sample" if settings.total_max_pixels else ""
     overlong = "dropped" if settings.drop_overlong else "an error"
-    return settings, Check("data settings", PASS, f"template {settings.template}; {settings.min_pixels}..{settings.max_pixels} pixels per image{total}; overlong prompts are {overlong}")
+    return settings, Check(
+        "data settings",
+        PASS,
+        f"template {settings.template}; {settings.min_pixels}..{settings.max_pixels} pixels per image{total}; overlong prompts are {overlong}",
+    )
 
 
 def load_model(ctx: Context) -> tuple[Model | None, Check]:
@@ -52,7 +56,12 @@ def load_model(ctx: Context) -> tuple[Model | None, Check]:
     try:
         path = str(ctx.recipe.model.path)
     except Exception as exc:  # noqa: BLE001 - MissingMandatoryValue for '???', an unset ${oc.env:...}
-        return None, Check("model processor", FAIL, f"{key} is not set ({short(exc, 150)})", f"pass {key}=<checkpoint> (star_r1_mv: the SFT checkpoint's huggingface folder)")
+        return None, Check(
+            "model processor",
+            FAIL,
+            f"{key} is not set ({short(exc, 150)})",
+            f"pass {key}=<checkpoint> (star_r1_mv: the SFT checkpoint's huggingface folder)",
+        )
     from transformers import AutoProcessor, AutoTokenizer
 
     trust = bool(ctx.recipe.cfg.data.get("trust_remote_code", False))
@@ -67,8 +76,15 @@ def load_model(ctx: Context) -> tuple[Model | None, Check]:
             fix = f"set {key} to a local Hugging Face folder, or a hub id this node can download (or find in HF_HOME's cache)"
         return Model(tokenizer), Check("model processor", FAIL, f"{path}: {short(exc, 400)}", fix)
     if getattr(processor, "image_processor", None) is None:
-        return Model(tokenizer), Check("model processor", FAIL, f"{path}: {type(processor).__name__} has no image processor (not a vision-language model)", "use a Qwen2.5-VL checkpoint")
-    return Model(tokenizer, processor), Check("model processor", PASS, f"{path}: {type(processor).__name__} / {type(processor.image_processor).__name__}")
+        return Model(tokenizer), Check(
+            "model processor",
+            FAIL,
+            f"{path}: {type(processor).__name__} has no image processor (not a vision-language model)",
+            "use a Qwen2.5-VL checkpoint",
+        )
+    return Model(tokenizer, processor), Check(
+        "model processor", PASS, f"{path}: {type(processor).__name__} / {type(processor.image_processor).__name__}"
+    )
 
 
 def _processor(ctx: Context) -> Any:
@@ -122,8 +138,16 @@ def _check_rows(ctx: Context, name: str, path: str, rows: list[dict[str, Any]], 
 
     data = ctx.recipe.cfg.data
     tokenizer = ctx.model.tokenizer if ctx.model is not None else None
-    measure = MeasureContext(kind, settings, tokenizer, processor, text_key, image_key, dict(data.get("apply_chat_template_kwargs") or {}),
-                             dataset_patch_size(kind, processor, data))
+    measure = MeasureContext(
+        kind,
+        settings,
+        tokenizer,
+        processor,
+        text_key,
+        image_key,
+        dict(data.get("apply_chat_template_kwargs") or {}),
+        dataset_patch_size(kind, processor, data),
+    )
     try:
         lengths = measure_rows(measure, rows, path)
     except DatasetError as exc:
@@ -131,11 +155,19 @@ def _check_rows(ctx: Context, name: str, path: str, rows: list[dict[str, Any]], 
     limit = int(data.max_prompt_length if kind == "rl" else data.max_length)
     over = [i for i, n in enumerate(lengths.tolist()) if n > limit]
     if over and not settings.drop_overlong:
-        return Check(name, FAIL, f"rows {over[:10]} of the first {len(rows)} exceed {length_key}={limit} (longest {int(lengths.max())} tokens)",
-                     f"raise {length_key}, lower data.star.max_pixels / total_max_pixels, or set data.star.drop_overlong=true")
+        return Check(
+            name,
+            FAIL,
+            f"rows {over[:10]} of the first {len(rows)} exceed {length_key}={limit} (longest {int(lengths.max())} tokens)",
+            f"raise {length_key}, lower data.star.max_pixels / total_max_pixels, or set data.star.drop_overlong=true",
+        )
     if over:
-        return Check(name, PASS, f"{total} rows; {len(over)} of the first {len(rows)} over {length_key}={limit} will be dropped (data.star.drop_overlong)")
-    return Check(name, PASS, f"{total} rows; first {len(rows)} valid; longest {int(lengths.max()) if len(lengths) else 0} tokens <= {length_key}={limit}")
+        return Check(
+            name, PASS, f"{total} rows; {len(over)} of the first {len(rows)} over {length_key}={limit} will be dropped (data.star.drop_overlong)"
+        )
+    return Check(
+        name, PASS, f"{total} rows; first {len(rows)} valid; longest {int(lengths.max()) if len(lengths) else 0} tokens <= {length_key}={limit}"
+    )
 
 
 def read_data(ctx: Context) -> tuple[DataSample | None, list[Check]]:
@@ -157,7 +189,14 @@ def read_data(ctx: Context) -> tuple[DataSample | None, list[Check]]:
     for path, key in first_key.items():
         name = f"data {key.split('.')[-1].removesuffix('_files')}: {Path(path).name}"
         if not os.path.exists(path):
-            checks.append(Check(name, FAIL, f"{path} does not exist ({key})", "build it (python data_prep/build_tvr.py / build_mindcube_spar.py) or set STAR_VERL_DATA / " + key))
+            checks.append(
+                Check(
+                    name,
+                    FAIL,
+                    f"{path} does not exist ({key})",
+                    "build it (python data_prep/build_tvr.py / build_mindcube_spar.py) or set STAR_VERL_DATA / " + key,
+                )
+            )
             continue
         try:
             rows, total, image_counts = _read_sample(path, text_key, ctx.options.rows)
@@ -235,7 +274,12 @@ def check_chat_template(ctx: Context) -> Check:
         if "Question?" not in text:
             problems.append(f"{name}: the question text is missing from the rendered prompt")
     if problems:
-        return Check("chat template", FAIL, "; ".join(problems), "use the model's own chat template (Qwen2.5-VL), or fix actor_rollout_ref.model.custom_chat_template / data.apply_chat_template_kwargs")
+        return Check(
+            "chat template",
+            FAIL,
+            "; ".join(problems),
+            "use the model's own chat template (Qwen2.5-VL), or fix actor_rollout_ref.model.custom_chat_template / data.apply_chat_template_kwargs",
+        )
     return Check("chat template", PASS, f"renders {', '.join(names)} (system text, 1 image, generation prompt)")
 
 
@@ -250,9 +294,17 @@ def check_limit_images(ctx: Context) -> Check:
     if str(rollout.name) != "vllm":
         return Check("rollout.limit_images", SKIP, f"only vLLM uses it (rollout.name={rollout.name}); largest image count {max_images}")
     if limit is None and max_images > 1:
-        return Check("rollout.limit_images", FAIL, f"unset (vLLM's default limit applies); the data has up to {max_images} images per prompt",
-                     f"set actor_rollout_ref.rollout.limit_images={max_images}")
+        return Check(
+            "rollout.limit_images",
+            FAIL,
+            f"unset (vLLM's default limit applies); the data has up to {max_images} images per prompt",
+            f"set actor_rollout_ref.rollout.limit_images={max_images}",
+        )
     if limit is not None and int(limit) < max_images:
-        return Check("rollout.limit_images", FAIL, f"{limit} < {max_images}, the largest image count in the data",
-                     f"set actor_rollout_ref.rollout.limit_images={max_images}")
+        return Check(
+            "rollout.limit_images",
+            FAIL,
+            f"{limit} < {max_images}, the largest image count in the data",
+            f"set actor_rollout_ref.rollout.limit_images={max_images}",
+        )
     return Check("rollout.limit_images", PASS, f"{limit} >= {max_images}, the largest image count in the data")

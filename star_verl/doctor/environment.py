@@ -161,11 +161,19 @@ def count_gpus(ctx: Context) -> tuple[int, Check]:
     if gpus == 0:
         if ctx.options.cpu_ok:
             return gpus, Check("GPUs", SKIP, f"{NO_GPU} (--cpu-ok); {share}")
-        return gpus, Check("GPUs", FAIL, f"no GPU visible; {share}",
-                           "run doctor on a GPU node of the cluster (check nvidia-smi and CUDA_VISIBLE_DEVICES), or pass --cpu-ok to check only the recipe and data")
+        return gpus, Check(
+            "GPUs",
+            FAIL,
+            f"no GPU visible; {share}",
+            "run doctor on a GPU node of the cluster (check nvidia-smi and CUDA_VISIBLE_DEVICES), or pass --cpu-ok to check only the recipe and data",
+        )
     if need is not None and gpus < need:
-        return gpus, Check("GPUs", FAIL, f"{gpus} visible on this node, {share}",
-                           f"set trainer.n_gpus_per_node={gpus} (and keep data.train_batch_size * rollout.n divisible by the GPU count), or run on a node with {need} GPUs")
+        return gpus, Check(
+            "GPUs",
+            FAIL,
+            f"{gpus} visible on this node, {share}",
+            f"set trainer.n_gpus_per_node={gpus} (and keep data.train_batch_size * rollout.n divisible by the GPU count), or run on a node with {need} GPUs",
+        )
     extra = f"; run doctor on each of the {nodes} nodes" if nodes > 1 else ""
     return gpus, Check("GPUs", PASS, f"{gpus} visible" + (f"; {share}{extra}" if need is not None else ""))
 
@@ -179,18 +187,26 @@ def _gpu_package(ctx: Context, name: str, dist: str, needed_by: str, install: st
             return Check(name, SKIP, f"{NO_GPU}; not installed here ({needed_by} needs it on the GPU nodes)")
         return Check(name, FAIL, f"not installed; {needed_by} needs it", install)
     if pin and not _same_minor(version, pin):
-        return Check(name, FAIL, f"{version}; veRL {installed_version('verl')} is built and tested against {dist}=={pin}", f'pip install "{dist}=={pin}"')
+        return Check(
+            name, FAIL, f"{version}; veRL {installed_version('verl')} is built and tested against {dist}=={pin}", f'pip install "{dist}=={pin}"'
+        )
     torch_version = installed_version("torch")
     for req in _requirements_on(dist, "torch"):
         if req.marker is None and torch_version and not req.specifier.contains(torch_version.split("+")[0], prereleases=True):
-            return Check(name, FAIL, f"{dist} {version} requires torch{req.specifier}; torch {torch_version} is installed",
-                         f"install the torch {dist} was built for: {install}")
+            return Check(
+                name,
+                FAIL,
+                f"{dist} {version} requires torch{req.specifier}; torch {torch_version} is installed",
+                f"install the torch {dist} was built for: {install}",
+            )
     if ctx.gpus == 0:
         return Check(name, SKIP, f"{version} installed; import not tried: {NO_GPU}")
     try:
         import_module(dist.replace("-", "_"))
     except Exception as exc:  # noqa: BLE001 - an ABI mismatch with torch shows here
-        return Check(name, FAIL, f"{version} does not import: {short(exc)}", f"reinstall {dist} built for torch {installed_version('torch')}: {install}")
+        return Check(
+            name, FAIL, f"{version} does not import: {short(exc)}", f"reinstall {dist} built for torch {installed_version('torch')}: {install}"
+        )
     return Check(name, PASS, version + (f" (veRL pins {pin})" if pin else ""))
 
 
@@ -200,8 +216,12 @@ def check_rollout_engine(ctx: Context) -> Check:
     engine = str(ctx.recipe.cfg.actor_rollout_ref.rollout.name)
     dist = ROLLOUT_DISTRIBUTIONS.get(engine)
     if dist is None:
-        return Check("rollout engine", FAIL, f"actor_rollout_ref.rollout.name={engine!r}; veRL 0.9.1 serves rollouts with {sorted(ROLLOUT_DISTRIBUTIONS)}",
-                     "set actor_rollout_ref.rollout.name=vllm (or sglang)")
+        return Check(
+            "rollout engine",
+            FAIL,
+            f"actor_rollout_ref.rollout.name={engine!r}; veRL 0.9.1 serves rollouts with {sorted(ROLLOUT_DISTRIBUTIONS)}",
+            "set actor_rollout_ref.rollout.name=vllm (or sglang)",
+        )
     install = f'pip install "verl[{engine}]==0.9.1"' if engine in ("vllm", "sglang") else f"install {dist}"
     return _gpu_package(ctx, f"rollout engine ({engine})", dist, f"actor_rollout_ref.rollout.name={engine}", install)
 
@@ -213,5 +233,10 @@ def check_flash_attn(ctx: Context) -> Check:
     attn = str((ctx.recipe.model.get("override_config") or {}).get("attn_implementation", "flash_attention_2"))
     if "flash_attention" not in attn:
         return Check("flash-attn", SKIP, f"not needed: {key}.override_config.attn_implementation={attn}")
-    return _gpu_package(ctx, "flash-attn", "flash-attn", f"{key}.override_config.attn_implementation={attn} (veRL's default)",
-                        f'pip install "flash-attn=={_verl_pin("flash-attn") or "2.8.3"}" --no-build-isolation, or +{key}.override_config.attn_implementation=sdpa')
+    return _gpu_package(
+        ctx,
+        "flash-attn",
+        "flash-attn",
+        f"{key}.override_config.attn_implementation={attn} (veRL's default)",
+        f'pip install "flash-attn=={_verl_pin("flash-attn") or "2.8.3"}" --no-build-isolation, or +{key}.override_config.attn_implementation=sdpa',
+    )

@@ -56,7 +56,9 @@ def compose(ctx: Context) -> tuple[Recipe | None, list[Check]]:
     try:
         recipe = Recipe(name, compose_recipe(name, overrides), recipe_config_name(name))
     except Exception as exc:  # noqa: BLE001 - Hydra's message names the bad override
-        return None, [Check("recipe composes", FAIL, short(exc, 500), "fix the override (a key new to veRL's schema needs a leading +; +recipe= needs the +)")]
+        return None, [
+            Check("recipe composes", FAIL, short(exc, 500), "fix the override (a key new to veRL's schema needs a leading +; +recipe= needs the +)")
+        ]
     checks = [Check("recipe composes", PASS, f"{name} with {len(overrides)} override(s) on veRL's {recipe.config_name}")]
     try:
         import warnings
@@ -88,8 +90,12 @@ def check_legacy_keys(ctx: Context) -> Check:
         for parents, node in _walk({top: tree}):
             set_keys += [".".join([*(str(k) for k, _ in parents), k]) for k, v in node.items() if v is not None and not isinstance(v, Mapping)]
     if set_keys:
-        return Check("ignored legacy keys", FAIL, f"veRL 0.9.1's main_ppo ignores {', '.join(sorted(set_keys))}",
-                     "move them under reward.: reward.custom_reward_function.*, reward.reward_manager.{source,name,module.path}, reward.reward_model.*, reward.sandbox_fusion.*")
+        return Check(
+            "ignored legacy keys",
+            FAIL,
+            f"veRL 0.9.1's main_ppo ignores {', '.join(sorted(set_keys))}",
+            "move them under reward.: reward.custom_reward_function.*, reward.reward_manager.{source,name,module.path}, reward.reward_model.*, reward.sandbox_fusion.*",
+        )
     return Check("ignored legacy keys", PASS, f"none of {', '.join(LEGACY_REWARD_KEYS)} set")
 
 
@@ -109,7 +115,9 @@ def check_pkg_paths(ctx: Context) -> Check:
         except Exception as exc:  # noqa: BLE001
             bad.append(f"{key}={path}" + (f" ({name})" if name else "") + f": {short(exc, 200)}")
     if bad:
-        return Check("pkg:// imports", FAIL, "; ".join(bad), "install star-verl (and any module named) in this environment on every node, or fix the path/name")
+        return Check(
+            "pkg:// imports", FAIL, "; ".join(bad), "install star-verl (and any module named) in this environment on every node, or fix the path/name"
+        )
     return Check("pkg:// imports", PASS, ", ".join(f"{path}" + (f":{name}" if name else "") for _, path, name in refs))
 
 
@@ -126,5 +134,10 @@ def check_reward_settings(ctx: Context) -> Check:
     try:
         split_reward_kwargs(kwargs)
     except Exception as exc:  # noqa: BLE001
-        return Check("reward settings", FAIL, short(exc, 400), "fix reward.custom_reward_function.reward_kwargs (names: star_verl.rewards.tvr.TVRRewardSettings, multiview.MultiViewRewardSettings)")
+        return Check(
+            "reward settings",
+            FAIL,
+            short(exc, 400),
+            "fix reward.custom_reward_function.reward_kwargs (names: star_verl.rewards.tvr.TVRRewardSettings, multiview.MultiViewRewardSettings)",
+        )
     return Check("reward settings", PASS, f"{len(kwargs)} reward_kwargs accepted")

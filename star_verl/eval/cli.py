@@ -12,7 +12,9 @@ from star_verl.tasks.registry import DATA_SOURCES, ORIGINS
 def _score(ns: argparse.Namespace) -> int:
     from star_verl.eval.scoring import score_file
 
-    metrics = score_file(ns.generations, ns.out, protocol=ns.protocol, skip_bad=ns.skip_bad, origin=ns.origin, data_source=ns.data_source, plots=not ns.no_plots)
+    metrics = score_file(
+        ns.generations, ns.out, protocol=ns.protocol, skip_bad=ns.skip_bad, origin=ns.origin, data_source=ns.data_source, plots=not ns.no_plots
+    )
     for problem in metrics["bad_lines"]:
         print(f"skipped: {problem}", file=sys.stderr)
     for name, block in metrics["benchmarks"].items():
@@ -41,13 +43,20 @@ def _report(ns: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="star-verl eval", description="Score generations with the benchmarks' protocols, generate with a model, compare runs.")
+    parser = argparse.ArgumentParser(
+        prog="star-verl eval", description="Score generations with the benchmarks' protocols, generate with a model, compare runs."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("score", help="score a generations file (star-verl lines or veRL validation dumps)")
     s.add_argument("generations", help="JSON lines: {id, data_source, response, ground_truth, extra_info} or veRL's validation_data_dir/<step>.jsonl")
     s.add_argument("--out", required=True, help="output folder: metrics.json, per_sample.jsonl, metrics.md, <benchmark>.png")
-    s.add_argument("--protocol", choices=PROTOCOLS, default="official", help="official: each benchmark's own scorer, quirks included (default); strict: the reward's parsers")
+    s.add_argument(
+        "--protocol",
+        choices=PROTOCOLS,
+        default="official",
+        help="official: each benchmark's own scorer, quirks included (default); strict: the reward's parsers",
+    )
     s.add_argument("--skip-bad", action="store_true", help="list bad lines in metrics.json and go on, instead of stopping at the first")
     s.add_argument("--origin", choices=sorted(ORIGINS), help="benchmark of lines without extra_info.origin (veRL dumps), e.g. mindcube_tiny")
     s.add_argument("--data-source", choices=DATA_SOURCES, help="data source of veRL dump lines (default: read from the ground truth)")
@@ -59,7 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data", required=True, help="star-verl RL parquet")
     g.add_argument("--out", required=True, help="generations file to write (JSON lines)")
     g.add_argument("--template", default="auto", help="template name or auto (the data source's default; as data.star.template)")
-    g.add_argument("--recipe", help="take template, pixel budget and max_response_length from this recipe (default: star_r1_tvr for TVR rows, star_r1_mv otherwise)")
+    g.add_argument(
+        "--recipe",
+        help="take template, pixel budget and max_response_length from this recipe (default: star_r1_tvr for TVR rows, star_r1_mv otherwise)",
+    )
     g.add_argument("--n", type=int, help="samples per prompt (default 1)")
     g.add_argument("--temperature", type=float, help="0 = greedy (default, as veRL's val_kwargs)")
     g.add_argument("--top-p", type=float)

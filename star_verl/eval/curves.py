@@ -25,8 +25,9 @@ import csv
 import json
 import re
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import yaml
 
@@ -65,7 +66,9 @@ def iter_components(rollout_dir: Path, settings: dict[str, Any]) -> Iterator[tup
                 except json.JSONDecodeError as exc:
                     raise ValueError(f"{where}: not a JSON line ({exc})") from None
                 if not isinstance(row, dict) or "gts" not in row:
-                    raise ValueError(f"{where}: a rollout line needs 'gts' (veRL's dump format), got keys {sorted(row) if isinstance(row, dict) else type(row).__name__}")
+                    raise ValueError(
+                        f"{where}: a rollout line needs 'gts' (veRL's dump format), got keys {sorted(row) if isinstance(row, dict) else type(row).__name__}"
+                    )
                 step = int(row.get("step", file_step))
                 try:
                     gt = load_ground_truth(row["gts"])

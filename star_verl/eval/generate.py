@@ -58,7 +58,7 @@ class GenerationSettings:
         return PixelBudget(self.min_pixels, self.max_pixels, self.total_max_pixels)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def recipe_defaults(name: str) -> dict[str, Any]:
     """The evaluation-relevant values of a shipped recipe, as veRL composes it (inherited recipes and
     veRL's defaults included): `data.star` (template, pixel budget) as the dataset reads it,
@@ -191,7 +191,9 @@ class VLLMBackend:
     def generate(self, batch: list[tuple[list[dict[str, Any]], list[Any]]], s: GenerationSettings) -> list[list[str]]:
         from vllm import SamplingParams
 
-        params = SamplingParams(n=s.n, temperature=s.temperature, top_p=s.top_p if s.temperature > 0 else 1.0, max_tokens=s.max_new_tokens, seed=s.seed)
+        params = SamplingParams(
+            n=s.n, temperature=s.temperature, top_p=s.top_p if s.temperature > 0 else 1.0, max_tokens=s.max_new_tokens, seed=s.seed
+        )
         prompts = []
         for messages, images in batch:
             text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -203,7 +205,9 @@ class VLLMBackend:
 # ------------------------------------------------------------------------------------------- main
 
 
-def source_settings(source: str, *, model: str, backend: str, recipe: str | None = None, overrides: Mapping[str, Any] | None = None, seed: int = 0) -> GenerationSettings:
+def source_settings(
+    source: str, *, model: str, backend: str, recipe: str | None = None, overrides: Mapping[str, Any] | None = None, seed: int = 0
+) -> GenerationSettings:
     """The settings of a data source's rows: the defaults of the recipe it trains with (or `recipe`),
     then the explicit flags (`overrides`, None = not given); `data.star`'s are checked by
     `StarDataSettings`, as the dataset checks the recipe's."""

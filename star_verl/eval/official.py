@@ -68,7 +68,8 @@ MINDCUBE_EXCLUDED_FROM_OVERALL = ("translation",)
 _MC_FIRST = re.compile(r"([A-E])\.")
 _MC_ANSWER_SECTION = re.compile(r"<Answer>(.*?)(?:<|$)", re.DOTALL)  # capital A: `<answer>` does not match
 _MC_SECTION_PATTERNS = tuple(
-    re.compile(p) for p in (r"[Mm]y answer is ([A-E])", r"[Mm]y answer is ([A-E])\.", r"[Tt]he answer is ([A-E])", r"(?:Answer: )?([A-E])\.", r"\b([A-E])\b")
+    re.compile(p)
+    for p in (r"[Mm]y answer is ([A-E])", r"[Mm]y answer is ([A-E])\.", r"[Tt]he answer is ([A-E])", r"(?:Answer: )?([A-E])\.", r"\b([A-E])\b")
 )
 _MC_PATTERNS = tuple(
     re.compile(p)
@@ -202,7 +203,13 @@ def _parse_vci(text: str) -> dict[str, float]:
     return out
 
 
-_VCI_COMPONENTS = (("move_right", "move_left"), ("move_up", "move_down"), ("move_forward", "move_backward"), ("rotate_right", "rotate_left"), ("rotate_up", "rotate_down"))
+_VCI_COMPONENTS = (
+    ("move_right", "move_left"),
+    ("move_up", "move_down"),
+    ("move_forward", "move_backward"),
+    ("rotate_right", "rotate_left"),
+    ("rotate_up", "rotate_down"),
+)
 
 
 def spar_vci(pred: object, answer: str) -> float:

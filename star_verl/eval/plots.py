@@ -13,7 +13,6 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
-
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from star_verl.eval.official import MINDCUBE_EXCLUDED_FROM_OVERALL  # noqa: E402
@@ -27,9 +26,20 @@ def _label_bars(ax, bars, fmt: str = "{:.1f}", horizontal: bool = False, rotatio
     for bar in bars:
         value = bar.get_width() if horizontal else bar.get_height()
         if horizontal:
-            ax.annotate(fmt.format(value), (value, bar.get_y() + bar.get_height() / 2), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8)
+            ax.annotate(
+                fmt.format(value), (value, bar.get_y() + bar.get_height() / 2), xytext=(3, 0), textcoords="offset points", va="center", fontsize=8
+            )
         else:
-            ax.annotate(fmt.format(value), (bar.get_x() + bar.get_width() / 2, value), xytext=(0, 2), textcoords="offset points", ha="center", va="bottom", fontsize=7 if rotation else 8, rotation=rotation)
+            ax.annotate(
+                fmt.format(value),
+                (bar.get_x() + bar.get_width() / 2, value),
+                xytext=(0, 2),
+                textcoords="offset points",
+                ha="center",
+                va="bottom",
+                fontsize=7 if rotation else 8,
+                rotation=rotation,
+            )
 
 
 def _save(fig, path: Path) -> None:
@@ -63,7 +73,15 @@ def tvr_figure(name: str, block: Mapping[str, Any], path: Path):
     return fig
 
 
-def _hbar_figure(title: str, labels: Sequence[str], values: Sequence[float], colors: Sequence[str], path: Path, xlabel: str, legend: Mapping[str, str] | None = None):
+def _hbar_figure(
+    title: str,
+    labels: Sequence[str],
+    values: Sequence[float],
+    colors: Sequence[str],
+    path: Path,
+    xlabel: str,
+    legend: Mapping[str, str] | None = None,
+):
     fig, ax = plt.subplots(figsize=(8, 0.8 + 0.32 * len(labels)))
     ys = list(range(len(labels)))[::-1]
     bars = ax.barh(ys, values, color=colors)
@@ -73,14 +91,23 @@ def _hbar_figure(title: str, labels: Sequence[str], values: Sequence[float], col
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
     if legend:  # outside the axes, so it never hides a bar
-        ax.legend(handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in legend.values()], labels=list(legend), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        ax.legend(
+            handles=[plt.Rectangle((0, 0), 1, 1, color=c) for c in legend.values()],
+            labels=list(legend),
+            fontsize=8,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            frameon=False,
+        )
     _save(fig, path)
     return fig
 
 
 def mindcube_figure(name: str, block: Mapping[str, Any], path: Path):
     excluded = ", not in overall"
-    labels = [f"{s} (n={v['n']}{excluded if s in MINDCUBE_EXCLUDED_FROM_OVERALL else ''})" for s, v in block["settings"].items()] + [f"overall (n={block['n_overall']})"]
+    labels = [f"{s} (n={v['n']}{excluded if s in MINDCUBE_EXCLUDED_FROM_OVERALL else ''})" for s, v in block["settings"].items()] + [
+        f"overall (n={block['n_overall']})"
+    ]
     values = [v["accuracy"] for v in block["settings"].values()] + [block["overall"] or 0.0]
     colors = ["#4C72B0"] * (len(labels) - 1) + ["#333333"]
     return _hbar_figure(f"{name}: accuracy per setting", labels, values, colors, path, "accuracy (%)")
@@ -92,7 +119,9 @@ def spar_figure(name: str, block: Mapping[str, Any], path: Path):
     labels = [f"{t} (n={block['tasks'][t]['n']})" for t in tasks] + ["overall"]
     values = [block["tasks"][t]["value"] for t in tasks] + [block["overall"] or 0.0]
     colors = [LEVEL_COLORS.get(level_of.get(t, ""), "#8172B3") for t in tasks] + ["#333333"]
-    return _hbar_figure(f"{name}: score per task (accuracy or MRA)", labels, values, colors, path, "score (%)", legend={k: v for k, v in LEVEL_COLORS.items()})
+    return _hbar_figure(
+        f"{name}: score per task (accuracy or MRA)", labels, values, colors, path, "score (%)", legend={k: v for k, v in LEVEL_COLORS.items()}
+    )
 
 
 def mmsi_figure(name: str, block: Mapping[str, Any], path: Path):
@@ -115,13 +144,25 @@ def benchmark_figures(benchmarks: Mapping[str, Mapping[str, Any]], out_dir: Path
     return paths
 
 
-def comparison_figure(entries: Sequence[tuple[str, str]], runs: Mapping[str, Mapping[tuple[str, str], float]], paper: Mapping[tuple[str, str], float], path: Path, lower_is_better: Sequence[str] = ("NDiff", "Diff")):
+def comparison_figure(
+    entries: Sequence[tuple[str, str]],
+    runs: Mapping[str, Mapping[tuple[str, str], float]],
+    paper: Mapping[tuple[str, str], float],
+    path: Path,
+    lower_is_better: Sequence[str] = ("NDiff", "Diff"),
+):
     """Grouped bars: one group per (benchmark, metric), one bar per run, the paper's number in grey.
     Metrics where lower is better (NDiff) go to a second, narrow panel with their own scale."""
     pct = [e for e in entries if e[1] not in lower_is_better]
     low = [e for e in entries if e[1] in lower_is_better]
     series = [*runs, "paper"] if paper else list(runs)
-    fig, axes = plt.subplots(1, 2 if low else 1, figsize=(max(7, 0.3 * len(pct) * len(series) + 2.5) + (0.3 * len(low) * len(series) + 1.2 if low else 0), 4.2), squeeze=False, gridspec_kw={"width_ratios": [max(1, len(pct)), max(1, len(low))] if low else [1]})
+    fig, axes = plt.subplots(
+        1,
+        2 if low else 1,
+        figsize=(max(7, 0.3 * len(pct) * len(series) + 2.5) + (0.3 * len(low) * len(series) + 1.2 if low else 0), 4.2),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [max(1, len(pct)), max(1, len(low))] if low else [1]},
+    )
     colors = plt.get_cmap("tab10").colors
     for ax, group, ylabel in ((axes[0][0], pct, "%"), *(((axes[0][1], low, "lower is better"),) if low else ())):
         width = 0.8 / len(series)
@@ -129,7 +170,15 @@ def comparison_figure(entries: Sequence[tuple[str, str]], runs: Mapping[str, Map
             source = paper if run == "paper" else runs[run]
             xs = [j + (i - (len(series) - 1) / 2) * width for j, e in enumerate(group) if e in source]
             ys = [source[e] for e in group if e in source]
-            bars = ax.bar(xs, ys, width, label=run, color=PAPER_COLOR if run == "paper" else colors[i % 10], hatch="//" if run == "paper" else None, edgecolor="white")
+            bars = ax.bar(
+                xs,
+                ys,
+                width,
+                label=run,
+                color=PAPER_COLOR if run == "paper" else colors[i % 10],
+                hatch="//" if run == "paper" else None,
+                edgecolor="white",
+            )
             _label_bars(ax, bars, "{:.2f}" if group is low else "{:.1f}", rotation=90 if len(series) > 2 else 0)
         ax.set_xticks(range(len(group)), [f"{b}\n{m}" for b, m in group], fontsize=8)
         ax.set_ylabel(ylabel)
@@ -152,7 +201,7 @@ def curves_figure(rows: Sequence[Mapping[str, Any]], keys: Sequence[str], path: 
     nrows = math.ceil(len(keys) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(4.2 * ncols, 2.8 * nrows), squeeze=False)
     families = list(dict.fromkeys(row["family"] for row in rows))
-    for ax, key in zip(axes.flat, keys):
+    for ax, key in zip(axes.flat, keys, strict=False):
         for group in families:
             pts = [(row["step"], row[key]) for row in rows if row["family"] == group]
             ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=group)

@@ -32,7 +32,10 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{path}: no metrics.json (run `star-verl eval score ... --out {run_dir}` first)")
     try:
         metrics = json.loads(path.read_text(encoding="utf-8"))
-        return {"protocol": metrics["protocol"], "headline": {(b, m): v for b, block in metrics["benchmarks"].items() for m, v in block["headline"].items() if v is not None}}
+        return {
+            "protocol": metrics["protocol"],
+            "headline": {(b, m): v for b, block in metrics["benchmarks"].items() for m, v in block["headline"].items() if v is not None},
+        }
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path}: not a star-verl metrics.json ({exc})") from None
 
@@ -47,7 +50,7 @@ def report(run_dirs: list[str | Path], out_dir: str | Path, names: list[str] | N
         raise ValueError(f"{len(names)} name(s) for {len(run_dirs)} run(s)")
     if len(set(names)) != len(names):
         raise ValueError(f"run names must be distinct, got {names} (pass --names)")
-    runs = {name: load_run(d) for name, d in zip(names, run_dirs)}
+    runs = {name: load_run(d) for name, d in zip(names, run_dirs, strict=True)}
     paper = paper_values()
     benchmarks_seen = list(dict.fromkeys(b for r in runs.values() for b, _ in r["headline"]))
     entries: list[tuple[str, str]] = []
@@ -64,11 +67,13 @@ def report(run_dirs: list[str | Path], out_dir: str | Path, names: list[str] | N
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     note = ", ".join(f"`{n}`: {p}" for n, p in protocols.items())
-    warn = "" if len(set(protocols.values())) == 1 else "\n\n**Warning: the runs were scored with different protocols; their numbers do not compare.**"
+    warn = (
+        "" if len(set(protocols.values())) == 1 else "\n\n**Warning: the runs were scored with different protocols; their numbers do not compare.**"
+    )
     md = (
         "# Runs beside STAR-R1's reported numbers\n\n"
         f"Protocols: {note}. Percent, except Diff and NDiff (lower is better, ↓). Paper numbers: "
-        f"`star_verl/eval/paper_numbers.json` ({paper_numbers()['sources']['papernotes']}); \"–\": not reported / not evaluated.{warn}\n\n"
+        f'`star_verl/eval/paper_numbers.json` ({paper_numbers()["sources"]["papernotes"]}); "–": not reported / not evaluated.{warn}\n\n'
         + table(["benchmark", "metric", *names, "paper"], rows, digits, labels=2)
         + "\n"
     )
@@ -79,8 +84,7 @@ def report(run_dirs: list[str | Path], out_dir: str | Path, names: list[str] | N
     fig_runs = {n: {e: v for e, v in runs[n]["headline"].items() if e in figure_entries} for n in names}
     fig_paper = {e: v for e, v in paper.items() if e in figure_entries}
     comparison_figure(figure_entries, fig_runs, fig_paper, out / "report.png", LOWER_IS_BETTER)
-    result = {"runs": {n: {"dir": str(d), "protocol": protocols[n]} for n, d in zip(names, run_dirs)},
+    result = {"runs": {n: {"dir": str(d), "protocol": protocols[n]} for n, d in zip(names, run_dirs, strict=True)},
               "rows": [{"benchmark": b, "metric": m, "values": {n: runs[n]["headline"].get((b, m)) for n in names}, "paper": paper.get((b, m))} for b, m in entries]}  # fmt: skip
     (out / "report.json").write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return result
-

@@ -35,6 +35,7 @@ from star_verl.tasks.tags import as_text, parse_tags
 
 PROTOCOLS = ("official", "strict")
 
+
 class InputError(ValueError):
     """A generations line that cannot be scored: the file, the line number and the problem."""
 
@@ -92,7 +93,13 @@ def _parse_line(path: Path, line_no: int, text: str, origin: str | None, data_so
         fmt = "star_verl"
         missing = [k for k in ("id", "data_source", "response", "ground_truth") if k not in row]
         if missing:
-            raise InputError(_problem(path, line_no, f"missing field(s) {missing} (a star-verl line has id, data_source, response, ground_truth, extra_info; a veRL dump line has input, output, gts, score, step)"))
+            raise InputError(
+                _problem(
+                    path,
+                    line_no,
+                    f"missing field(s) {missing} (a star-verl line has id, data_source, response, ground_truth, extra_info; a veRL dump line has input, output, gts, score, step)",
+                )
+            )
         gt_raw, response, sample_id, source = row["ground_truth"], row["response"], str(row["id"]), row["data_source"]
         extra_info = row.get("extra_info") or {}
         if not isinstance(extra_info, dict):
@@ -234,7 +241,14 @@ def aggregate_tvr(rows: list[Scored]) -> dict[str, Any]:
         "NDiff": total["NDiff"],
         "Diff": total["Diff"],
     }
-    return {"family": "tvr", "unit": "percent except Diff, NDiff, StepDiff", "headline": headline, "total": total, "views": views, "format": _format_stats(rows)}
+    return {
+        "family": "tvr",
+        "unit": "percent except Diff, NDiff, StepDiff",
+        "headline": headline,
+        "total": total,
+        "views": views,
+        "format": _format_stats(rows),
+    }
 
 
 def aggregate_mindcube(rows: list[Scored]) -> dict[str, Any]:
@@ -250,7 +264,10 @@ def aggregate_spar(rows: list[Scored], protocol: str) -> dict[str, Any]:
     means = {t: sum(r.score for r in rs) / len(rs) for t, rs in sorted(by_task.items())}
     kinds = {t: rs[0].kind for t, rs in by_task.items()}
     agg = official.spar_aggregate(means, kinds, official_levels=protocol == "official")
-    tasks = {t: {"n": len(by_task[t]), "metric": official.SPAR_METRIC_NAME[kinds[t]], "value": 100.0 * m, "correct": sum(r.correct for r in by_task[t])} for t, m in means.items()}
+    tasks = {
+        t: {"n": len(by_task[t]), "metric": official.SPAR_METRIC_NAME[kinds[t]], "value": 100.0 * m, "correct": sum(r.correct for r in by_task[t])}
+        for t, m in means.items()
+    }
     headline = {"overall": agg["overall"], **{k.capitalize(): v for k, v in agg["levels"].items()}}
     for task, label in (("obj_spatial_relation_oc_mv", "ObjRel-OC-MV"), ("obj_spatial_relation_oo_mv", "ObjRel-OO-MV")):
         if task in tasks:
@@ -263,9 +280,19 @@ def aggregate_mmsi(rows: list[Scored]) -> dict[str, Any]:
     by_cat: dict[str, list[Scored]] = defaultdict(list)
     for r in rows:
         by_cat[r.category].append(r)
-    categories = {c: {"n": len(rs), "correct": sum(r.correct for r in rs), "accuracy": 100.0 * sum(r.correct for r in rs) / len(rs)} for c, rs in sorted(by_cat.items())}
+    categories = {
+        c: {"n": len(rs), "correct": sum(r.correct for r in rs), "accuracy": 100.0 * sum(r.correct for r in rs) / len(rs)}
+        for c, rs in sorted(by_cat.items())
+    }
     overall = 100.0 * sum(r.correct for r in rows) / len(rows)
-    return {"family": "mmsi", "unit": "percent", "headline": {"overall": overall}, "overall": overall, "categories": categories, "format": _format_stats(rows)}
+    return {
+        "family": "mmsi",
+        "unit": "percent",
+        "headline": {"overall": overall},
+        "overall": overall,
+        "categories": categories,
+        "format": _format_stats(rows),
+    }
 
 
 def _aggregate_family(rows: list[Scored], protocol: str) -> dict[str, Any]:
@@ -315,7 +342,16 @@ PROTOCOL_DESCRIPTIONS = {
 }
 
 
-def score_file(path: str | Path, out_dir: str | Path, *, protocol: str = "official", skip_bad: bool = False, origin: str | None = None, data_source: str | None = None, plots: bool = True) -> dict[str, Any]:
+def score_file(
+    path: str | Path,
+    out_dir: str | Path,
+    *,
+    protocol: str = "official",
+    skip_bad: bool = False,
+    origin: str | None = None,
+    data_source: str | None = None,
+    plots: bool = True,
+) -> dict[str, Any]:
     """Score a generations file and write DIR/metrics.json, DIR/per_sample.jsonl, DIR/metrics.md and
     one PNG per benchmark; return the metrics."""
     from star_verl import __version__

@@ -25,7 +25,7 @@ def table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits: Sequence
     digits = digits or [1] * len(header)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i < labels else "---:" for i in range(len(header))) + "|"]
     for row in rows:
-        lines.append("| " + " | ".join(fmt(v, d) for v, d in zip(row, digits)) + " |")
+        lines.append("| " + " | ".join(fmt(v, d) for v, d in zip(row, digits, strict=True)) + " |")
     return "\n".join(lines)
 
 
@@ -52,13 +52,19 @@ def spar_section(block: dict[str, Any]) -> str:
     for level, value in block["levels"].items():
         rows.append([f"**{level}**", "", "mean", None, value])
     rows.append(["**overall** (mean over tasks)", "", "mean", sum(v["n"] for v in block["tasks"].values()), block["overall"]])
-    note = "" if block["middle_includes_view_change"] else "\n\nMiddle is the mean of position_matching and camera_motion_infer: lmms-eval's level grouping misses view_change_infer (kept in the official protocol)."
+    note = (
+        ""
+        if block["middle_includes_view_change"]
+        else "\n\nMiddle is the mean of position_matching and camera_motion_infer: lmms-eval's level grouping misses view_change_infer (kept in the official protocol)."
+    )
     return table(["task", "level", "metric", "n", "score"], rows, labels=3) + note
 
 
 def mmsi_section(block: dict[str, Any]) -> str:
     rows = [[c, v["n"], v["correct"], v["accuracy"]] for c, v in block["categories"].items()]
-    rows.append(["**overall**", sum(v["n"] for v in block["categories"].values()), sum(v["correct"] for v in block["categories"].values()), block["overall"]])
+    rows.append(
+        ["**overall**", sum(v["n"] for v in block["categories"].values()), sum(v["correct"] for v in block["categories"].values()), block["overall"]]
+    )
     return table(["category", "n", "correct", "accuracy"], rows)
 
 
@@ -70,7 +76,14 @@ def metrics_markdown(metrics: dict[str, Any]) -> str:
              f"Input `{metrics['input']}`: {metrics['n_scored']} scored, {metrics['n_bad']} bad line(s) skipped.", ""]  # fmt: skip
     for name, block in metrics["benchmarks"].items():
         f = block["format"]
-        parts += [f"## {name}", "", SECTIONS[block["family"]](block), "", f"Well-formed `<think><answer>` responses: {fmt(f['well_formed'])}% of {f['n']}.", ""]
+        parts += [
+            f"## {name}",
+            "",
+            SECTIONS[block["family"]](block),
+            "",
+            f"Well-formed `<think><answer>` responses: {fmt(f['well_formed'])}% of {f['n']}.",
+            "",
+        ]
         if len(block["splits"]) > 1:
             rows = [[split, v["n"], ", ".join(f"{k} {fmt(x)}" for k, x in v["headline"].items())] for split, v in block["splits"].items()]
             parts += ["Per split:", "", table(["split", "n", "headline"], rows, labels=1), ""]

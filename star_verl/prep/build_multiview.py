@@ -105,7 +105,16 @@ def build(opts: BuildOptions) -> dict[str, Any]:
             raise ValueError(f"unknown benchmark {name!r}; choose from {BENCHMARKS}")
         path = out / "bench" / f"{name}.parquet"
         summary["splits"][f"bench/{name}"] = write_split(
-            path, samples, split="test", cache=cache, bad=bad, overwrite=opts.overwrite, sort=sort, on_written=index_bench, total=total, progress=opts.progress
+            path,
+            samples,
+            split="test",
+            cache=cache,
+            bad=bad,
+            overwrite=opts.overwrite,
+            sort=sort,
+            on_written=index_bench,
+            total=total,
+            progress=opts.progress,
         )
         bench_files.append(path)
         used_origins.append(name)
@@ -131,14 +140,21 @@ def build(opts: BuildOptions) -> dict[str, Any]:
         splits, draw_stats = draw_splits(catalogs, requests, seed=opts.seed, bad=bad, accept=accept, progress=opts.progress)
         for req in requests:
             path = out / TRAIN_FILES[req.name]
-            summary["splits"][req.name] = write_split(path, splits[req.name], split=req.name, cache=cache, bad=bad, overwrite=opts.overwrite, progress=opts.progress)
+            summary["splits"][req.name] = write_split(
+                path, splits[req.name], split=req.name, cache=cache, bad=bad, overwrite=opts.overwrite, progress=opts.progress
+            )
             train_files.append(path)
     summary["leaks_refused"] = draw_stats.get("refused", [])
     summary["shortfall"] = draw_stats.get("shortfall", {})
     summary["duplicates_skipped"] = draw_stats.get("duplicates", 0)
     summary["leakage_overlaps"] = check_leakage(train_files, bench_files) if train_files and bench_files else None
     summary["bad_input"] = bad.items
-    summary["images"] = {"encoded": cache.encodes, "unique": len(cache.encoded_keys), "cache_hits": cache.hits, "encode_seconds": round(cache.seconds, 2)}
+    summary["images"] = {
+        "encoded": cache.encodes,
+        "unique": len(cache.encoded_keys),
+        "cache_hits": cache.hits,
+        "encode_seconds": round(cache.seconds, 2),
+    }
     summary["licences"] = [LICENCES[o] for o in used_origins]
     summary["seconds"] = round(time.perf_counter() - start, 2)
     (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2, ensure_ascii=False) + "\n")
@@ -186,7 +202,9 @@ def format_summary(summary: Mapping[str, Any]) -> str:
         if len(bad) > 50:
             lines.append(f"  ... {len(bad) - 50} more in summary.json")
     im = summary["images"]
-    lines.append(f"images: {im['unique']} unique encoded ({im['encoded']} encodes, {im['cache_hits']} cache hits, {im['encode_seconds']} s); pixels {summary['pixels']}")
+    lines.append(
+        f"images: {im['unique']} unique encoded ({im['encoded']} encodes, {im['cache_hits']} cache hits, {im['encode_seconds']} s); pixels {summary['pixels']}"
+    )
     lines.append("licences (non-commercial research use overall):")
     lines.extend(f"  {line}" for line in summary["licences"])
     lines.append(f"done in {summary['seconds']} s")
@@ -194,12 +212,16 @@ def format_summary(summary: Mapping[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> BuildOptions:
-    p = argparse.ArgumentParser(prog="build_mindcube_spar.py", description="MindCube + SPAR-7M training splits and the multi-view benchmarks as veRL parquet")
+    p = argparse.ArgumentParser(
+        prog="build_mindcube_spar.py", description="MindCube + SPAR-7M training splits and the multi-view benchmarks as veRL parquet"
+    )
     p.add_argument("--mindcube", type=Path, help="MindCube's unzipped data/ folder (raw/*.jsonl, other_all_image/)")
     p.add_argument("--spar", type=Path, help="SPAR-7M's spar/ folder (<dataset>/qa_jsonl/train/<task>/<format>/*.jsonl, <dataset>/images/)")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--rl-samples", type=int, default=19200, help="RL set size, uniform across categories (default 19200)")
-    p.add_argument("--sft-pool", type=int, default=8200, help="pool for the SFT cold start's teacher (default 8200: ~2x the 4.1k kept after filtering)")
+    p.add_argument(
+        "--sft-pool", type=int, default=8200, help="pool for the SFT cold start's teacher (default 8200: ~2x the 4.1k kept after filtering)"
+    )
     p.add_argument("--val-samples", type=int, default=512)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--benchmarks", default="", help=f"comma-separated, from {','.join(BENCHMARKS)}")
@@ -207,7 +229,12 @@ def parse_args(argv: Sequence[str] | None) -> BuildOptions:
     p.add_argument("--sparbench", type=Path, help="SPAR-Bench folder with the 4 parquet shards")
     p.add_argument("--mmsi", type=Path, help="MMSI_Bench.parquet")
     p.add_argument("--min-pixels", type=int, default=DEFAULT_MIN_PIXELS)
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help=f"per-image pixel budget (default {DEFAULT_MAX_PIXELS}, star_r1_mv's data.star.max_pixels)")
+    p.add_argument(
+        "--max-pixels",
+        type=int,
+        default=DEFAULT_MAX_PIXELS,
+        help=f"per-image pixel budget (default {DEFAULT_MAX_PIXELS}, star_r1_mv's data.star.max_pixels)",
+    )
     p.add_argument("--skip-bad", action="store_true", help="count and list bad input instead of stopping at the first")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
@@ -219,9 +246,22 @@ def parse_args(argv: Sequence[str] | None) -> BuildOptions:
     if ns.mindcube is None and ns.spar is None and not benches:
         p.error("nothing to do: give --mindcube and/or --spar, and/or --benchmarks")
     return BuildOptions(
-        out=ns.out, mindcube=ns.mindcube, spar=ns.spar, rl_samples=ns.rl_samples, sft_pool=ns.sft_pool, val_samples=ns.val_samples, seed=ns.seed,
-        benchmarks=benches, mindcube_tiny=ns.mindcube_tiny, sparbench=ns.sparbench, mmsi=ns.mmsi, min_pixels=ns.min_pixels, max_pixels=ns.max_pixels,
-        skip_bad=ns.skip_bad, overwrite=ns.overwrite, progress=not ns.no_progress,
+        out=ns.out,
+        mindcube=ns.mindcube,
+        spar=ns.spar,
+        rl_samples=ns.rl_samples,
+        sft_pool=ns.sft_pool,
+        val_samples=ns.val_samples,
+        seed=ns.seed,
+        benchmarks=benches,
+        mindcube_tiny=ns.mindcube_tiny,
+        sparbench=ns.sparbench,
+        mmsi=ns.mmsi,
+        min_pixels=ns.min_pixels,
+        max_pixels=ns.max_pixels,
+        skip_bad=ns.skip_bad,
+        overwrite=ns.overwrite,
+        progress=not ns.no_progress,
     )
 
 

@@ -49,19 +49,38 @@ def _names(text: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="build_tvr.py", description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(
+        prog="build_tvr.py",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--trance", metavar="DIR", help="TRANCE folder (data.jsonl + image/, or data.h5)")
-    src.add_argument("--synthetic", metavar="N", type=int, help=f"render N synthetic samples into OUT/{SYNTHETIC_SUBDIR} (TRANCE format), then convert them")
+    src.add_argument(
+        "--synthetic", metavar="N", type=int, help=f"render N synthetic samples into OUT/{SYNTHETIC_SUBDIR} (TRANCE format), then convert them"
+    )
     p.add_argument("--out", metavar="DIR", help=f"output folder (default: ${DATA_ENV}/tvr, else ~/data/star_verl/tvr)")
     p.add_argument("--seed", type=int, default=0, help="synthetic: random seed (same seed and N, same data)")
     p.add_argument("--workers", type=int, default=None, help="synthetic: rendering processes (default: all CPUs)")
     p.add_argument("--views", default=",".join(VIEWS), help="final views of the val/test rows, one row per sample and view (default: %(default)s)")
-    p.add_argument("--train-views", default="center", help="final views of the train rows (default: %(default)s; left/right are then the cross-view test)")
-    p.add_argument("--attributes", default=",".join(ATTRIBUTES), help="keep samples whose transformations all use these attributes (default: %(default)s; also: position)")
-    p.add_argument("--split-sizes", metavar="TRAIN,VAL,TEST", help=f"samples per split, in file order (TRANCE default: {','.join(map(str, TRANCE_SPLIT_SIZES))}; synthetic: 88%%/2%%/10%%)")
+    p.add_argument(
+        "--train-views", default="center", help="final views of the train rows (default: %(default)s; left/right are then the cross-view test)"
+    )
+    p.add_argument(
+        "--attributes",
+        default=",".join(ATTRIBUTES),
+        help="keep samples whose transformations all use these attributes (default: %(default)s; also: position)",
+    )
+    p.add_argument(
+        "--split-sizes",
+        metavar="TRAIN,VAL,TEST",
+        help=f"samples per split, in file order (TRANCE default: {','.join(map(str, TRANCE_SPLIT_SIZES))}; synthetic: 88%%/2%%/10%%)",
+    )
     p.add_argument("--limit", type=int, help="at most N samples per split (a quick subset)")
-    p.add_argument("--max-pixels", type=int, help="resize every image to at most this many pixels (Qwen2.5-VL rounding); default: keep the bytes as read")
+    p.add_argument(
+        "--max-pixels", type=int, help="resize every image to at most this many pixels (Qwen2.5-VL rounding); default: keep the bytes as read"
+    )
     p.add_argument("--skip-bad", action="store_true", help="skip bad samples (counted and listed) instead of stopping at the first")
     p.add_argument("--overwrite", action="store_true", help="replace existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -107,7 +126,15 @@ def main(argv: list[str] | None = None) -> int:
             if not drawn:
                 raise ValueError(f"the synthetic generator makes no position moves: --attributes needs one of {', '.join(SYNTHETIC_ATTRIBUTES)}")
             synthetic = SyntheticConfig(attributes=drawn)
-            source = write_synthetic_trance(out / SYNTHETIC_SUBDIR, args.synthetic, args.seed, config=synthetic, workers=args.workers, overwrite=args.overwrite, progress=not args.no_progress)
+            source = write_synthetic_trance(
+                out / SYNTHETIC_SUBDIR,
+                args.synthetic,
+                args.seed,
+                config=synthetic,
+                workers=args.workers,
+                overwrite=args.overwrite,
+                progress=not args.no_progress,
+            )
         else:
             source = Path(args.trance)
         report = convert_trance(source, out, config)

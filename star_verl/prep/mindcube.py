@@ -163,7 +163,7 @@ def references(record: dict[str, Any], setting: str) -> list[list[Any]]:
         facing, positions = _ROTATION[kind]
         if not isinstance(meta, list) or len(meta) != len(positions):
             raise ValueError(f"rotation {kind} needs {len(positions)} objects, got {meta!r}")
-        refs = [[_name(obj), OBSERVER, _to_observer(p, facing)] for obj, p in zip(meta, positions) if _name(obj)]
+        refs = [[_name(obj), OBSERVER, _to_observer(p, facing)] for obj, p in zip(meta, positions, strict=True) if _name(obj)]
     else:
         raise ValueError(f"no cognitive-map layout for setting {setting!r}")
     return refs
@@ -196,8 +196,15 @@ def to_sample(record: Any, *, root: Path, where: str, origin: str, split_setting
     question = with_placeholders(record["question"], len(images), where)
     group = str(Path(images[0]).parent)
     return Sample(
-        data_source="mindcube", origin=origin, task=setting, question_id=qid, question=question,
-        images=[ImageRef(label=p, path=root / p) for p in images], ground_truth=gt, group=group, where=where,
+        data_source="mindcube",
+        origin=origin,
+        task=setting,
+        question_id=qid,
+        question=question,
+        images=[ImageRef(label=p, path=root / p) for p in images],
+        ground_truth=gt,
+        group=group,
+        where=where,
     )
 
 
@@ -246,7 +253,13 @@ class MindCubeCatalog(Catalog):
             elif setting == "translation":
                 self.excluded["translation setting"] += 1
             else:
-                bad.report(self.origin, BadInput(f"{self.path}:{lineno}", f"unknown task type: id {record.get('id') if isinstance(record, dict) else record!r} names none of {MINDCUBE_SETTINGS}"))
+                bad.report(
+                    self.origin,
+                    BadInput(
+                        f"{self.path}:{lineno}",
+                        f"unknown task type: id {record.get('id') if isinstance(record, dict) else record!r} names none of {MINDCUBE_SETTINGS}",
+                    ),
+                )
         self._categories = {s: np.asarray(v, dtype=np.int64) for s, v in by_setting.items() if v}
 
     def categories(self) -> dict[str, np.ndarray]:

@@ -57,6 +57,13 @@ def mmsi_sample(row: dict[str, Any], *, where: str) -> Sample:
     gt = choice_ground_truth(str(row["answer"]), options, category, [], where)
     question = with_placeholders(str(row["question"]), len(refs), where)
     return Sample(
-        data_source="mmsi", origin="mmsi", task=category, question_id=str(row["id"]), question=question, images=refs,
-        ground_truth=gt, group=str(row["id"]), where=where,
+        data_source="mmsi",
+        origin="mmsi",
+        task=category,
+        question_id=str(row["id"]),
+        question=question,
+        images=refs,
+        ground_truth=gt,
+        group=str(row["id"]),
+        where=where,
     )

@@ -56,7 +56,9 @@ class BadInput(ValueError):
         self.where, self.problem = where, problem
 
 
-def parquet_samples(path: Path, columns: Sequence[str], what: str, origin: str, make_sample: Callable[..., Sample], bad: BadInputLog) -> Iterator[Sample]:
+def parquet_samples(
+    path: Path, columns: Sequence[str], what: str, origin: str, make_sample: Callable[..., Sample], bad: BadInputLog
+) -> Iterator[Sample]:
     """Samples of a benchmark parquet file, streamed in small batches: `make_sample(row, where=...)`
     per row, a bad row reported to `bad` with its file and row number."""
     import pyarrow.parquet as pq
@@ -313,7 +315,9 @@ class ImageCache:
     (rows are written grouped by shared images, so the LRU hits). Source hashes (for the leakage
     check) are kept for every image seen."""
 
-    def __init__(self, *, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = 1 << 30, jpeg_quality: int = 90):
+    def __init__(
+        self, *, min_pixels: int = DEFAULT_MIN_PIXELS, max_pixels: int = DEFAULT_MAX_PIXELS, max_bytes: int = 1 << 30, jpeg_quality: int = 90
+    ):
         self.min_pixels, self.max_pixels, self.jpeg_quality = min_pixels, max_pixels, jpeg_quality
         self.max_bytes = max_bytes
         self._encoded: OrderedDict[tuple, tuple[dict[str, Any], str]] = OrderedDict()
@@ -435,9 +439,15 @@ def _parquet_samples(path: Path) -> Iterable[tuple[Sample, set[str]]]:
         for row in batch.to_pylist():
             info = row["extra_info"]
             sample = Sample(
-                data_source=row["data_source"], origin=info["origin"], task=info["task"], question_id=info["question_id"],
-                question=row["prompt"][0]["content"], images=[], ground_truth=parse_ground_truth(row["data_source"], row["reward_model"]["ground_truth"], info),
-                group="", where=f"{path}:row {info['index']}",
+                data_source=row["data_source"],
+                origin=info["origin"],
+                task=info["task"],
+                question_id=info["question_id"],
+                question=row["prompt"][0]["content"],
+                images=[],
+                ground_truth=parse_ground_truth(row["data_source"], row["reward_model"]["ground_truth"], info),
+                group="",
+                where=f"{path}:row {info['index']}",
             )
             yield sample, {sha256(im["bytes"]) for im in row["images"]}
 
@@ -515,8 +525,14 @@ def write_split(
                 except BadInput as exc:
                     bad.report(sample.origin, exc)
                     continue
-                extra = make_extra_info(index=stats.rows, split=split, origin=sample.origin, task=sample.task, question_id=sample.question_id, n_images=len(entries))
-                writer.write(make_rl_row(data_source=sample.data_source, question=sample.question, images=entries, ground_truth=sample.ground_truth, extra_info=extra))
+                extra = make_extra_info(
+                    index=stats.rows, split=split, origin=sample.origin, task=sample.task, question_id=sample.question_id, n_images=len(entries)
+                )
+                writer.write(
+                    make_rl_row(
+                        data_source=sample.data_source, question=sample.question, images=entries, ground_truth=sample.ground_truth, extra_info=extra
+                    )
+                )
                 stats.rows += 1
                 stats.image_refs += len(entries)
                 shas_in_file.update(out_shas)

@@ -57,10 +57,20 @@ def image_entry(data: bytes, path: str | None = None) -> dict[str, Any]:
 def make_extra_info(*, index: int, split: str, origin: str, task: str, view: str = "", question_id: str, n_images: int) -> dict[str, Any]:
     if origin not in ORIGINS:
         raise RowError(f"origin {origin!r} is not one of {tuple(ORIGINS)}")
-    return {"index": int(index), "split": str(split), "origin": origin, "task": str(task), "view": str(view), "question_id": str(question_id), "n_images": int(n_images)}
+    return {
+        "index": int(index),
+        "split": str(split),
+        "origin": origin,
+        "task": str(task),
+        "view": str(view),
+        "question_id": str(question_id),
+        "n_images": int(n_images),
+    }
 
 
-def _check_common(data_source: str, text: str, images: Sequence[Mapping[str, Any]], ground_truth: GroundTruth | Mapping[str, Any], extra_info: Mapping[str, Any]) -> None:
+def _check_common(
+    data_source: str, text: str, images: Sequence[Mapping[str, Any]], ground_truth: GroundTruth | Mapping[str, Any], extra_info: Mapping[str, Any]
+) -> None:
     where = f"{extra_info.get('origin')}/{extra_info.get('split')} question {extra_info.get('question_id')!r}"
     if data_source not in DATA_SOURCES:
         raise RowError(f"{where}: data_source {data_source!r} is not one of {DATA_SOURCES}")
@@ -73,7 +83,14 @@ def _check_common(data_source: str, text: str, images: Sequence[Mapping[str, Any
         raise RowError(f"{where}: ground truth lacks 'task'")
 
 
-def make_rl_row(*, data_source: str, question: str, images: Sequence[Mapping[str, Any]], ground_truth: GroundTruth | Mapping[str, Any], extra_info: Mapping[str, Any]) -> dict[str, Any]:
+def make_rl_row(
+    *,
+    data_source: str,
+    question: str,
+    images: Sequence[Mapping[str, Any]],
+    ground_truth: GroundTruth | Mapping[str, Any],
+    extra_info: Mapping[str, Any],
+) -> dict[str, Any]:
     """One RL row. `question` is the raw question with one <image> per image, never templated."""
     _check_common(data_source, question, images, ground_truth, extra_info)
     return {
@@ -86,7 +103,15 @@ def make_rl_row(*, data_source: str, question: str, images: Sequence[Mapping[str
     }
 
 
-def make_sft_row(*, data_source: str, question: str, response: str, images: Sequence[Mapping[str, Any]], ground_truth: GroundTruth | Mapping[str, Any], extra_info: Mapping[str, Any]) -> dict[str, Any]:
+def make_sft_row(
+    *,
+    data_source: str,
+    question: str,
+    response: str,
+    images: Sequence[Mapping[str, Any]],
+    ground_truth: GroundTruth | Mapping[str, Any],
+    extra_info: Mapping[str, Any],
+) -> dict[str, Any]:
     """One SFT row: the raw question (template applied at load time) and the assistant's chain of thought."""
     _check_common(data_source, question, images, ground_truth, extra_info)
     return {

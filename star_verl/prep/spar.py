@@ -63,10 +63,68 @@ _LINE_OPTION = re.compile(r"^\s*([A-Z])\s*[.)]\s?(.*)$", re.MULTILINE)
 _MARKED = re.compile(r"([A-Za-z][A-Za-z0-9\-' ]*?)\s*\((?:(red|blue|green|yellow)\s+)?(point|bbox)\)")
 _BBOX_OF = re.compile(r"\b(red|blue|green|yellow) (?:bbox|point) of (?:the )?([A-Za-z][A-Za-z0-9\-' ]*?)(?= in\b| on\b|[,.?])")
 _STOP = {
-    "the", "a", "an", "of", "is", "are", "object", "with", "to", "and", "if", "how", "what", "where", "from", "relative", "that", "at", "in",
-    "on", "by", "for", "faces", "face", "moves", "move", "deep", "far", "between", "describe", "which", "does", "do", "be", "it", "its",
-    "as", "assume", "given", "depth", "distance", "center", "centre", "observer", "located", "position", "spatial", "situated", "than",
-    "facing", "moving", "moved", "orienting", "oriented", "towards", "toward", "after", "before", "about", "then", "both", "or",
+    "the",
+    "a",
+    "an",
+    "of",
+    "is",
+    "are",
+    "object",
+    "with",
+    "to",
+    "and",
+    "if",
+    "how",
+    "what",
+    "where",
+    "from",
+    "relative",
+    "that",
+    "at",
+    "in",
+    "on",
+    "by",
+    "for",
+    "faces",
+    "face",
+    "moves",
+    "move",
+    "deep",
+    "far",
+    "between",
+    "describe",
+    "which",
+    "does",
+    "do",
+    "be",
+    "it",
+    "its",
+    "as",
+    "assume",
+    "given",
+    "depth",
+    "distance",
+    "center",
+    "centre",
+    "observer",
+    "located",
+    "position",
+    "spatial",
+    "situated",
+    "than",
+    "facing",
+    "moving",
+    "moved",
+    "orienting",
+    "oriented",
+    "towards",
+    "toward",
+    "after",
+    "before",
+    "about",
+    "then",
+    "both",
+    "or",
 }
 RELATION_WORDS = {"left", "right", "above", "below", "front", "behind", "closer", "farther"}
 # "closer"/"farther" (object 1 nearer the observer than object 2, or not) in the reward's words:
@@ -143,7 +201,7 @@ def references(task: str, question: str, answer_text: str | None) -> list[list[A
             a, b = pair
             refs = [[a, b, w] for w in slots[:3] if w]
             if len(slots) == 5:  # then each object in front of / behind the observer
-                refs += [[n, OBSERVER, w] for n, w in zip((a, b), slots[3:]) if w]
+                refs += [[n, OBSERVER, w] for n, w in zip((a, b), slots[3:], strict=True) if w]
     elif slots is not None and len(slots) == 3:
         target = by_colour.get("red") or (names[0] if names else None)
         if target:
@@ -232,7 +290,9 @@ class Spar7MCatalog(Catalog):
                     if fmt in ("sentence", "judge") or (fmt == "fill" and _fill_kind(task) is None):
                         self.excluded[f"{fmt} answer files (not scorable by rule)"] += sum(1 for _ in fdir.glob("*.jsonl"))
                         continue
-                    for jsonl in tqdm(sorted(fdir.glob("*.jsonl")), desc=f"indexing {dataset}/{task}/{fmt}", unit="file", disable=not progress, leave=False):
+                    for jsonl in tqdm(
+                        sorted(fdir.glob("*.jsonl")), desc=f"indexing {dataset}/{task}/{fmt}", unit="file", disable=not progress, leave=False
+                    ):
                         offsets, lines = _line_offsets(jsonl)
                         fi = len(self.files)
                         self.files.append((dataset, task, fmt, jsonl, ddir / "images"))
@@ -284,9 +344,15 @@ def spar7m_sample(record: Any, *, task: str, fmt: str, dataset: str, images_root
     kind = "choice" if fmt == "select" else _fill_kind(task)
     gt = _ground_truth(kind, task, question, gpt, where)
     return Sample(
-        data_source="spar", origin="spar7m", task=task, question_id=f"{dataset}/{task}/{fmt}/{record.get('id', where)}",
-        question=question, images=[ImageRef(label=p, path=images_root / p, markers=markers) for p, markers in zip(images, plan)],
-        ground_truth=gt, group=f"{dataset}/{Path(images[0]).parts[0]}", where=where,
+        data_source="spar",
+        origin="spar7m",
+        task=task,
+        question_id=f"{dataset}/{task}/{fmt}/{record.get('id', where)}",
+        question=question,
+        images=[ImageRef(label=p, path=images_root / p, markers=markers) for p, markers in zip(images, plan, strict=True)],
+        ground_truth=gt,
+        group=f"{dataset}/{Path(images[0]).parts[0]}",
+        where=where,
     )
 
 
@@ -328,6 +394,13 @@ def sparbench_sample(row: dict[str, Any], *, where: str) -> Sample:
     question = with_placeholders(str(row["question"]), len(refs), where)
     gt = _ground_truth(kind, task, question, row["answer"], where)
     return Sample(
-        data_source="spar", origin="sparbench", task=task, question_id=str(row["id"]), question=question, images=refs,
-        ground_truth=gt, group=str(row["id"]), where=where,
+        data_source="spar",
+        origin="sparbench",
+        task=task,
+        question_id=str(row["id"]),
+        question=question,
+        images=refs,
+        ground_truth=gt,
+        group=str(row["id"]),
+        where=where,
     )

@@ -127,7 +127,9 @@ def scene_cameras(jitter: Sequence[Sequence[float]] | None = None) -> dict[str, 
     cams = {}
     for i, (name, az) in enumerate(_CAMERA_AZIMUTH.items()):
         horiz = _CAMERA_DISTANCE * math.cos(_CAMERA_ELEVATION)
-        pos = np.array([horiz * math.sin(az) + _CAMERA_TARGET[0], -horiz * math.cos(az) + _CAMERA_TARGET[1], _CAMERA_DISTANCE * math.sin(_CAMERA_ELEVATION)])
+        pos = np.array(
+            [horiz * math.sin(az) + _CAMERA_TARGET[0], -horiz * math.cos(az) + _CAMERA_TARGET[1], _CAMERA_DISTANCE * math.sin(_CAMERA_ELEVATION)]
+        )
         if jitter is not None:
             pos = pos + np.asarray(jitter[i])
         cams[name] = Camera.looking_at(pos, _CAMERA_TARGET)
@@ -290,7 +292,9 @@ def _hit_exact(scene: SceneArrays, k: int, O: np.ndarray, d: np.ndarray) -> tupl
     return cand[ok], t.astype(_F), n.astype(_F)
 
 
-def _nearest(scene: SceneArrays, batch: _Batch, skip: np.ndarray | None = None, candidates: Callable[[int], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _nearest(
+    scene: SceneArrays, batch: _Batch, skip: np.ndarray | None = None, candidates: Callable[[int], np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Nearest hit per ray: (distance, object slot or -1 for the ground or -2 for the sky, normal (3,n)).
     `candidates(k)`: the rays that may hit object k (default: a bounding-sphere test)."""
     D, n = batch.D, batch.n
@@ -386,7 +390,14 @@ def _refract(D: np.ndarray, N: np.ndarray, eta: float) -> np.ndarray:
     return _normalize(np.where(k < 0, _reflect(D, N), out))
 
 
-def _trace(scene: SceneArrays, O: np.ndarray, D: np.ndarray, key_dir: np.ndarray, candidates: Callable[[int], np.ndarray] | None = None, shadow_candidates: Callable[[int], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def _trace(
+    scene: SceneArrays,
+    O: np.ndarray,
+    D: np.ndarray,
+    key_dir: np.ndarray,
+    candidates: Callable[[int], np.ndarray] | None = None,
+    shadow_candidates: Callable[[int], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Shaded linear colors (3,n) and hit slots (n,) of camera rays from one origin O (3,).
     `candidates` / `shadow_candidates`: per object, the rays that may hit it / its shadow."""
     t, slot, N = _nearest(scene, _Batch(O, D), candidates=candidates)
@@ -454,7 +465,12 @@ def _trace(scene: SceneArrays, O: np.ndarray, D: np.ndarray, key_dir: np.ndarray
 # linear -> sRGB 8-bit through a table (np.power on every pixel costs more than the lookup)
 _SRGB_STEPS = 4096
 _SRGB_LUT = np.round(
-    255.0 * np.where(np.linspace(0, 1, _SRGB_STEPS) <= 0.0031308, 12.92 * np.linspace(0, 1, _SRGB_STEPS), 1.055 * np.power(np.linspace(0, 1, _SRGB_STEPS), 1 / 2.4) - 0.055)
+    255.0
+    * np.where(
+        np.linspace(0, 1, _SRGB_STEPS) <= 0.0031308,
+        12.92 * np.linspace(0, 1, _SRGB_STEPS),
+        1.055 * np.power(np.linspace(0, 1, _SRGB_STEPS), 1 / 2.4) - 0.055,
+    )
 ).astype(np.uint8)
 
 
@@ -534,7 +550,7 @@ def _slots_to_ids(scene: SceneArrays, slot: np.ndarray) -> np.ndarray:
 def pixel_counts(ids: np.ndarray) -> dict[int, int]:
     """Visible pixels of each object in an id map (TRANCE's segmentation-map count)."""
     values, counts = np.unique(ids[ids >= 0], return_counts=True)
-    return {int(v): int(c) for v, c in zip(values, counts)}
+    return {int(v): int(c) for v, c in zip(values, counts, strict=True)}
 
 
 def render(objects: Sequence[dict[str, Any]], camera: Camera, *, key_light: Sequence[float] = _KEY_LIGHT) -> tuple[np.ndarray, np.ndarray]:
@@ -544,7 +560,9 @@ def render(objects: Sequence[dict[str, Any]], camera: Camera, *, key_light: Sequ
     key_dir = _unit(key_light)
     h, w = camera.height, camera.width
     px, py = _pixel_grid(camera)
-    color, slot = _trace(scene, camera.position, camera.rays(px + 0.5, py + 0.5), key_dir, _grid_candidates(scene, camera), _grid_candidates(scene, camera, key_dir))
+    color, slot = _trace(
+        scene, camera.position, camera.rays(px + 0.5, py + 0.5), key_dir, _grid_candidates(scene, camera), _grid_candidates(scene, camera, key_dir)
+    )
     # Anti-alias silhouettes and shadow edges: 4 subsamples where the hit changes between neighbours.
     s = slot.reshape(h, w)
     edge = np.zeros((h, w), bool)
@@ -632,7 +650,9 @@ def _sample_objects(rng: np.random.Generator, config: SyntheticConfig) -> list[d
     return objects
 
 
-def _sample_transformations(rng: np.random.Generator, objects: list[dict[str, Any]], eligible: list[int], n: int, config: SyntheticConfig) -> list[dict[str, Any]] | None:
+def _sample_transformations(
+    rng: np.random.Generator, objects: list[dict[str, Any]], eligible: list[int], n: int, config: SyntheticConfig
+) -> list[dict[str, Any]] | None:
     """n transformations on eligible objects, each (object, attribute) at most once, applied to
     `objects` in place; None if no valid set was found."""
     done: set[tuple[int, str]] = set()
@@ -652,7 +672,19 @@ def _sample_transformations(rng: np.random.Generator, objects: list[dict[str, An
                     continue  # rule A: no overlap
             objects[i][attr] = val
             done.add((i, attr))
-            out.append({"pair": f"{attr}.{val}", "obj_name": objects[i]["name"], "obj_idx": i, "attr": attr, "old": old, "new": val, "target": val, "val": val, "options": [val]})
+            out.append(
+                {
+                    "pair": f"{attr}.{val}",
+                    "obj_name": objects[i]["name"],
+                    "obj_idx": i,
+                    "attr": attr,
+                    "old": old,
+                    "new": val,
+                    "target": val,
+                    "val": val,
+                    "options": [val],
+                }
+            )
             break
         else:
             return None
@@ -716,11 +748,20 @@ def generate_sample(idx: int, seed: int, config: SyntheticConfig = SyntheticConf
             "cameras": {name: [round(float(v), 4) for v in cam.position] for name, cam in cams.items()},
             "lamps": {"Lamp_Key": key_light},
             "states": [
-                {"stage": 0, "objects": objects, "images": {CAMERAS["center"]: image_name(idx, "initial", CAMERAS["center"])}, "n_pixels": {CAMERAS["center"]: {objects[i]["name"]: n for i, n in sorted(counts.items())}}},
+                {
+                    "stage": 0,
+                    "objects": objects,
+                    "images": {CAMERAS["center"]: image_name(idx, "initial", CAMERAS["center"])},
+                    "n_pixels": {CAMERAS["center"]: {objects[i]["name"]: n for i, n in sorted(counts.items())}},
+                },
                 {
                     "stage": len(trans),
                     "objects": final,
-                    "images": {CAMERAS["left"]: final_names[CAMERAS["left"]], CAMERAS["center"]: final_names[CAMERAS["center"]], CAMERAS["right"]: final_names[CAMERAS["right"]]},
+                    "images": {
+                        CAMERAS["left"]: final_names[CAMERAS["left"]],
+                        CAMERAS["center"]: final_names[CAMERAS["center"]],
+                        CAMERAS["right"]: final_names[CAMERAS["right"]],
+                    },
                     "n_pixels": {name: {final[i]["name"]: n for i, n in sorted(c.items())} for name, c in final_counts.items()},
                 },
             ],
@@ -741,7 +782,16 @@ def _generate_and_write(args: tuple[int, int, SyntheticConfig, str]) -> str:
     return json.dumps(record, separators=(",", ":"))
 
 
-def write_synthetic_trance(out_dir: str | Path, n: int, seed: int, *, config: SyntheticConfig = SyntheticConfig(), workers: int | None = None, overwrite: bool = False, progress: bool = True) -> Path:
+def write_synthetic_trance(
+    out_dir: str | Path,
+    n: int,
+    seed: int,
+    *,
+    config: SyntheticConfig = SyntheticConfig(),
+    workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
     """Render n samples into `out_dir` in TRANCE's layout (data.jsonl + image/) and return it.
 
     The result depends only on (n, seed, config), not on `workers` (default: all CPUs)."""
@@ -778,5 +828,11 @@ def write_synthetic_trance(out_dir: str | Path, n: int, seed: int, *, config: Sy
                     bar.update()
     bar.close()
     os.replace(tmp, data_path)
-    marker.write_text(json.dumps({"generator": "star_verl.prep.synthetic_tvr", "n": n, "seed": seed, "config": {**config.__dict__, "attributes": list(config.attributes)}}, indent=2) + "\n")
+    marker.write_text(
+        json.dumps(
+            {"generator": "star_verl.prep.synthetic_tvr", "n": n, "seed": seed, "config": {**config.__dict__, "attributes": list(config.attributes)}},
+            indent=2,
+        )
+        + "\n"
+    )
     return out

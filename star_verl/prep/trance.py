@@ -124,7 +124,9 @@ class ConversionReport:
         if self.beyond_splits:
             lines.append(f"ignored {self.beyond_splits} line(s) after the last split")
         if self.short_of:
-            lines.append(f"warning: the file ended {self.short_of} sample(s) before the end of the splits (--split-sizes): the last split(s) are short")
+            lines.append(
+                f"warning: the file ended {self.short_of} sample(s) before the end of the splits (--split-sizes): the last split(s) are short"
+            )
         if self.bad:
             lines.append(f"skipped {len(self.bad)} bad sample(s) (--skip-bad):")
             lines.extend(f"  {b}" for b in self.bad[:20])
@@ -300,7 +302,7 @@ def parse_sample(record: Any, where: str, fallback_idx: int) -> Sample:
         if item["val"] != objects[obj][attr]:  # a change back to the initial value leaves nothing to see
             out.append(item)
     # Every other attribute must be unchanged: a change the list misses would make the answer wrong.
-    for i, (before, after) in enumerate(zip(objects, final_objects)):
+    for i, (before, after) in enumerate(zip(objects, final_objects, strict=True)):
         for attr in OBJECT_KEYS:
             if (i, attr) in net or not isinstance(after, dict):
                 continue
@@ -369,8 +371,18 @@ def _encode(data: bytes, name: str, config: TranceConvertConfig) -> bytes:
     return buf.getvalue()
 
 
-def sample_rows(sample: Sample, split: str, origin: str, views: Sequence[str], read_image: Callable[[str], bytes], config: TranceConvertConfig, where: str, first_index: int) -> list[dict[str, Any]]:
+def sample_rows(
+    sample: Sample,
+    split: str,
+    origin: str,
+    views: Sequence[str],
+    read_image: Callable[[str], bytes],
+    config: TranceConvertConfig,
+    where: str,
+    first_index: int,
+) -> list[dict[str, Any]]:
     """The rows of one sample: one per final view."""
+
     def load(name: str | None, what: str) -> dict[str, Any]:
         if not name:
             raise BadSampleError(f"{where}: the final state has no image for {what}")
@@ -384,7 +396,9 @@ def sample_rows(sample: Sample, split: str, origin: str, views: Sequence[str], r
     rows = []
     for k, view in enumerate(views):
         final = load(sample.final_images[view], CAMERAS[view])
-        info = make_extra_info(index=first_index + k, split=split, origin=origin, task=TASK, view=view, question_id=f"{origin}-{sample.idx:06d}-{view}", n_images=2)
+        info = make_extra_info(
+            index=first_index + k, split=split, origin=origin, task=TASK, view=view, question_id=f"{origin}-{sample.idx:06d}-{view}", n_images=2
+        )
         try:
             gt = ground_truth(sample, view)
         except GroundTruthError as exc:
@@ -416,7 +430,7 @@ def output_paths(out_dir: str | Path) -> dict[str, Path]:
 
 def _split_of(position: int, sizes: Sequence[int]) -> str | None:
     end = 0
-    for split, n in zip(SPLITS, sizes):
+    for split, n in zip(SPLITS, sizes, strict=True):
         end += n
         if position < end:
             return split

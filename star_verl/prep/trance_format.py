@@ -10,7 +10,22 @@ x, y in [-20, 20]; x grows "behind" (away from the center camera), y grows "righ
 
 from __future__ import annotations
 
-from star_verl.tasks.tvr import ALL_ATTRIBUTES, ATTRIBUTES, COLORS, DIRECTIONS, MATERIALS, MIN_GAP, RADIUS, SHAPES, SIZES, STEPS, VALID_MAX, VIEWS, VISIBLE_MAX, VOCAB
+from star_verl.tasks.tvr import (
+    ALL_ATTRIBUTES,
+    ATTRIBUTES,
+    COLORS,
+    DIRECTIONS,
+    MATERIALS,
+    MIN_GAP,
+    RADIUS,
+    SHAPES,
+    SIZES,
+    STEPS,
+    VALID_MAX,
+    VIEWS,
+    VISIBLE_MAX,
+    VOCAB,
+)
 
 __all__ = [
     "ALL_ATTRIBUTES", "ATTRIBUTES", "COLORS", "DIRECTIONS", "MATERIALS", "SHAPES", "SIZES", "STEPS", "VALID_MAX", "VIEWS", "VISIBLE_MAX", "VOCAB",
@@ -20,7 +35,11 @@ __all__ = [
 
 # Render colors (properties.json "color"), in the task's color order.
 COLOR_RGB: dict[str, tuple[int, int, int]] = dict(
-    zip(COLORS, [(87, 87, 87), (173, 35, 35), (42, 75, 215), (29, 105, 20), (129, 74, 25), (129, 38, 192), (41, 208, 208), (255, 238, 51)])
+    zip(
+        COLORS,
+        [(87, 87, 87), (173, 35, 35), (42, 75, 215), (29, 105, 20), (129, 74, 25), (129, 38, 192), (41, 208, 208), (255, 238, 51)],
+        strict=True,
+    )
 )
 # Blender scale of each size; its footprint radius in grid units is ceil(scale / GRID_UNIT) = RADIUS.
 SIZE_SCALE: dict[str, float] = {"large": 0.9, "medium": 0.6, "small": 0.3}
@@ -31,7 +50,7 @@ OCCLUSION_PIXELS = 150  # fewer visible pixels than this (at 320x240) = occluded
 WIDTH, HEIGHT = 320, 240
 
 # Our view names -> TRANCE's camera names, in the task's view order (center, left, right).
-CAMERAS: dict[str, str] = dict(zip(VIEWS, ("Camera_Center", "Camera_Left", "Camera_Right")))
+CAMERAS: dict[str, str] = dict(zip(VIEWS, ("Camera_Center", "Camera_Left", "Camera_Right"), strict=True))
 INITIAL_CAMERA = CAMERAS["center"]
 
 

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from star_verl.rewards.base import REWARD_KEYS
 from star_verl.rewards.multiview import MULTIVIEW, MultiViewRewardSettings
 from star_verl.rewards.tvr import TVR, TVRRewardSettings
+
 # the ground-truth API is public here (star_verl.rewards.parse_ground_truth, ...); its home is star_verl.tasks.ground_truth
 from star_verl.tasks.ground_truth import GroundTruthError, load_ground_truth, parse_ground_truth, validate_ground_truth
 from star_verl.tasks.registry import MULTIVIEW_SOURCES
@@ -66,7 +67,9 @@ def _split_reward_kwargs(kwargs: Mapping[str, Any]) -> RewardSettings:
     return RewardSettings(**{family.name: family.settings(**{k: v for k, v in kwargs.items() if k in names[family.name]}) for family in FAMILIES})
 
 
-def compute_score(data_source: str, solution_str: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None, **kwargs: Any) -> dict[str, float]:
+def compute_score(
+    data_source: str, solution_str: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None, **kwargs: Any
+) -> dict[str, float]:
     """veRL's custom reward function. `kwargs` are `reward.custom_reward_function.reward_kwargs`
     (veRL's managers may also pass `reward_router_address` / `reward_model_tokenizer`: ignored)."""
     kwargs.pop("reward_router_address", None)

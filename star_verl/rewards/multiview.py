@@ -84,7 +84,9 @@ def reference_term(think: str | None, gt_refs, settings: MultiViewRewardSettings
     return {"r_ref": s.ref_weight * max(-s.ref_penalty_cap, min(1.0, raw)), "n_pred": len(predicted), "n_gt": n_gt, "n_exact": match.n_exact}
 
 
-def multiview_reward(solution_str: Any, gt: Mapping[str, Any] | MultiViewGroundTruth, settings: MultiViewRewardSettings | None = None) -> dict[str, float]:
+def multiview_reward(
+    solution_str: Any, gt: Mapping[str, Any] | MultiViewGroundTruth, settings: MultiViewRewardSettings | None = None
+) -> dict[str, float]:
     """All of REWARD_KEYS, in order, for one response (the ground truth's type decides the answer
     format). Never raises on the response; a malformed ground truth raises (ValueError/KeyError/TypeError)."""
     s = settings or MultiViewRewardSettings()

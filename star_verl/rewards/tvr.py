@@ -27,8 +27,9 @@ terms r_pos, r_incorrect and r_under are then 0.0; n_pred, n_exact and diff are 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Mapping
+from typing import Any
 
 from star_verl.rewards.base import RewardFamily, finalize
 from star_verl.tasks.tags import parse_tags

@@ -103,7 +103,9 @@ def parse_multiview_ground_truth(gt: Mapping[str, Any]) -> MultiViewGroundTruth:
     for key in ("type", "answer", "task"):
         if key not in gt:
             raise KeyError(f"ground truth has no {key!r}")
-    return MultiViewGroundTruth(type=gt["type"], answer=gt["answer"], task=gt["task"], options=gt.get("options"), written_references=gt.get("references"))
+    return MultiViewGroundTruth(
+        type=gt["type"], answer=gt["answer"], task=gt["task"], options=gt.get("options"), written_references=gt.get("references")
+    )
 
 
 def score_answer(gt: MultiViewGroundTruth, answer_text: str | None) -> AnswerScore:

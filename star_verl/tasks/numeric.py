@@ -45,9 +45,7 @@ _LENGTH_UNITS = {
 
 # A number not glued to letters, digits or a caret (SPAR-Bench skips numbers after "^" too: exponents),
 # with an optional sign and the unit word right after it.
-_NUMBER = re.compile(
-    r"(?<![\w.^])([-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?)(?![\d.]*\d)(?:\s*([a-zA-Z]+))?"
-)
+_NUMBER = re.compile(r"(?<![\w.^])([-+]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][-+]?\d+)?)(?![\d.]*\d)(?:\s*([a-zA-Z]+))?")
 _MAX_NUMBERS = 16  # an answer with more numbers than this is not a single value anyway
 
 

@@ -44,7 +44,31 @@ RELATION_SYNONYMS = {
     "next": "near", "beside": "near", "besides": "near", "by": "near", "close": "near", "adjacent": "near", "nearby": "near", "next by": "near",
     "away": "far", "far away": "far",
 }  # fmt: skip
-_RELATION_FILLER = {"is", "are", "located", "positioned", "placed", "situated", "sits", "stands", "lies", "the", "a", "an", "of", "to", "side", "directly", "slightly", "just", "at", "in", "hand", "from", "with"}
+_RELATION_FILLER = {
+    "is",
+    "are",
+    "located",
+    "positioned",
+    "placed",
+    "situated",
+    "sits",
+    "stands",
+    "lies",
+    "the",
+    "a",
+    "an",
+    "of",
+    "to",
+    "side",
+    "directly",
+    "slightly",
+    "just",
+    "at",
+    "in",
+    "hand",
+    "from",
+    "with",
+}
 
 OBJECT_SYNONYMS = {
     "couch": "sofa", "settee": "sofa", "television": "tv", "fridge": "refrigerator", "tap": "faucet",
@@ -54,8 +78,32 @@ OBJECT_SYNONYMS = {
     "camera": "observer", "viewer": "observer", "me": "observer", "myself": "observer", "i": "observer", "you": "observer",
 }  # fmt: skip
 _ARTICLES = {"a", "an", "the"}
-_IRREGULAR_PLURALS = {"shelves": "shelf", "knives": "knife", "leaves": "leaf", "people": "person", "children": "child", "feet": "foot", "mice": "mouse"}
-_NO_SINGULAR = {"glass", "grass", "bus", "lens", "series", "species", "news", "pants", "scissors", "jeans", "stairs", "glasses", "dress", "chess", "tennis"}
+_IRREGULAR_PLURALS = {
+    "shelves": "shelf",
+    "knives": "knife",
+    "leaves": "leaf",
+    "people": "person",
+    "children": "child",
+    "feet": "foot",
+    "mice": "mouse",
+}
+_NO_SINGULAR = {
+    "glass",
+    "grass",
+    "bus",
+    "lens",
+    "series",
+    "species",
+    "news",
+    "pants",
+    "scissors",
+    "jeans",
+    "stairs",
+    "glasses",
+    "dress",
+    "chess",
+    "tennis",
+}
 
 _BRACKET = re.compile(r"\[([^\[\]\n]{1,200})\]")
 _STEP1 = re.compile(r"^[^\w\n]*step\s*1\b", re.IGNORECASE | re.MULTILINE)
@@ -267,7 +315,9 @@ def _best(weights: list[list[float]]) -> list[tuple[int, int]]:
     return [(r, c) for r, c in pairs if weights[r][c] > 0]
 
 
-def match_references(predicted: Sequence[Reference], key: Sequence[Reference], *, exact_value: float = 1.0, pair_value: float = 0.5) -> ReferenceMatch:
+def match_references(
+    predicted: Sequence[Reference], key: Sequence[Reference], *, exact_value: float = 1.0, pair_value: float = 0.5
+) -> ReferenceMatch:
     """Match predicted triplets with key references; the model gets the most favourable reading.
 
     - Key pairs (object 2 given) are matched one-to-one with triplets (Hungarian algorithm on
@@ -360,4 +410,3 @@ def three_step_structure(response: object, n_images: int | None = None) -> Three
         if missing:
             reasons.append(f"'Step 1' has no triplet for image(s) {missing}")
     return ThreeStepStructure(ok=not reasons, reasons=tuple(reasons), n_triplets=len(triplets), views_with_triplets=views)
-

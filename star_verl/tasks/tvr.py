@@ -96,7 +96,12 @@ class TVRTransformation:
         return triplet.obj_idx == self.obj_idx and triplet.attr == self.attr and triplet.val in self.options
 
     def to_dict(self) -> dict[str, Any]:
-        return {"obj_idx": self.obj_idx, "attr": self.attr, "val": _value_json(self.attr, self.val), "options": [_value_json(self.attr, o) for o in self.options]}
+        return {
+            "obj_idx": self.obj_idx,
+            "attr": self.attr,
+            "val": _value_json(self.attr, self.val),
+            "options": [_value_json(self.attr, o) for o in self.options],
+        }
 
 
 @dataclass(frozen=True)
@@ -120,7 +125,12 @@ class TVRGroundTruth:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form of DESIGN.md (`parse_tvr_ground_truth` reads it back to an equal object)."""
-        return {"transformations": [t.to_dict() for t in self.transformations], "objects": [o.to_dict() for o in self.objects], "view": self.view, "task": self.task}
+        return {
+            "transformations": [t.to_dict() for t in self.transformations],
+            "objects": [o.to_dict() for o in self.objects],
+            "view": self.view,
+            "task": self.task,
+        }
 
     @cached_property
     def initial(self) -> tuple[dict[str, Any], ...]:
@@ -128,7 +138,7 @@ class TVRGroundTruth:
         return tuple({"color": o.color, "material": o.material, "shape": o.shape, "size": o.size, "position": o.position} for o in self.objects)
 
     @cached_property
-    def final(self) -> "_State":
+    def final(self) -> _State:
         """The final state: the ground-truth transformations applied to the initial objects."""
         state = _State(self.initial)
         for t in self.transformations:
@@ -231,9 +241,7 @@ def parse_tvr_ground_truth(gt: Mapping[str, Any]) -> TVRGroundTruth:
 
 # An item: index, attribute, value; position moves carry a step. Spaces around dots and any case
 # are accepted; the index must not continue a number or word ("1. 2.color.red" reads item 2).
-_ITEM = re.compile(
-    r"(?<![\w.])(\d+)\s*\.\s*(?:(position)\s*\.\s*([a-z]+(?:-[a-z]+)*)\s*\.\s*(\d+)|([a-z_]+)\s*\.\s*([a-z]+(?:-[a-z]+)*))"
-)
+_ITEM = re.compile(r"(?<![\w.])(\d+)\s*\.\s*(?:(position)\s*\.\s*([a-z]+(?:-[a-z]+)*)\s*\.\s*(\d+)|([a-z_]+)\s*\.\s*([a-z]+(?:-[a-z]+)*))")
 _BIG_INDEX = 10**9  # stands for any index too long to be a real object
 
 
@@ -357,13 +365,13 @@ def _visibility(pos: tuple[float, float]) -> str:
 def _distance(pred: _State, target: _State) -> int:
     """TVR's compute_diff: differing attributes over all objects; position per visibility rule."""
     n = 0
-    for p, t in zip(pred.objs, target.objs):
+    for p, t in zip(pred.objs, target.objs, strict=True):
         vis_t = _visibility(t["position"])
         if p is t:  # untouched in both: only an invalid position differs (TVR never equates those)
             n += vis_t == "invalid"
             continue
         n += sum(p[a] != t[a] for a in ATTRIBUTES)
-        same = all(abs(a - b) < _EPS for a, b in zip(p["position"], t["position"]))
+        same = all(abs(a - b) < _EPS for a, b in zip(p["position"], t["position"], strict=True))
         pos_equal = (vis_t == "visible" and same) or (vis_t == "invisible" and _visibility(p["position"]) == "invisible")
         n += not pos_equal
     return n

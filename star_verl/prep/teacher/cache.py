@@ -28,7 +28,11 @@ def prompt_hash(question: str, images: Sequence[bytes]) -> str:
     """What identifies a prompt in the cache: the template's rendered text (the builder's text form)
     and the images' digests (a changed template or image asks again; a changed temperature or
     max_tokens does not)."""
-    payload = {"template": TEMPLATE_NAME, "messages": prompt_messages(get_template(TEMPLATE_NAME), question), "images": [hashlib.sha256(b).hexdigest() for b in images]}
+    payload = {
+        "template": TEMPLATE_NAME,
+        "messages": prompt_messages(get_template(TEMPLATE_NAME), question),
+        "images": [hashlib.sha256(b).hexdigest() for b in images],
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()[:32]
 
 
@@ -64,7 +68,9 @@ class ResponseCache:
                         with open(self.path, "r+b") as f:
                             f.truncate(pos)
                         return
-                    raise TeacherError(f"{self.path} line {number}: not a cache record ({type(exc).__name__}: {exc}); fix or remove the line") from None
+                    raise TeacherError(
+                        f"{self.path} line {number}: not a cache record ({type(exc).__name__}: {exc}); fix or remove the line"
+                    ) from None
                 self.entries[key] = record
             pos = end
         if data and not data.endswith(b"\n"):  # a complete last record without its newline

@@ -43,7 +43,9 @@ def request_messages(question: str, images: Sequence[bytes], where: str = "quest
     the datasets build them) in OpenAI chat format: each `<image>` an `image_url` part holding the
     image as a base64 data URL, in placeholder order; a text-only content (the system message) as a
     plain string, the form every chat API accepts."""
-    parts = [{"type": "image_url", "image_url": {"url": f"data:{_mime(data, where)};base64,{base64.b64encode(data).decode('ascii')}"}} for data in images]
+    parts = [
+        {"type": "image_url", "image_url": {"url": f"data:{_mime(data, where)};base64,{base64.b64encode(data).decode('ascii')}"}} for data in images
+    ]
     try:
         messages = prompt_messages(get_template(TEMPLATE_NAME), question, parts)
     except PromptError as exc:
@@ -142,7 +144,9 @@ class ChatClient:
 
         self._httpx = httpx
         limits = httpx.Limits(max_connections=settings.concurrency, max_keepalive_connections=settings.concurrency)
-        self.client = httpx.AsyncClient(base_url=settings.base_url.rstrip("/") + "/", headers=headers, timeout=httpx.Timeout(settings.timeout), limits=limits)
+        self.client = httpx.AsyncClient(
+            base_url=settings.base_url.rstrip("/") + "/", headers=headers, timeout=httpx.Timeout(settings.timeout), limits=limits
+        )
         self.limiter = RateLimiter(settings.requests_per_second)
 
     def redact(self, text: str) -> str:
@@ -152,7 +156,12 @@ class ChatClient:
         await self.client.aclose()
 
     def _body(self, messages: list[dict[str, Any]], k: int) -> dict[str, Any]:
-        body: dict[str, Any] = {"model": self.settings.model, "messages": messages, "temperature": self.settings.temperature, "max_tokens": self.settings.max_tokens}
+        body: dict[str, Any] = {
+            "model": self.settings.model,
+            "messages": messages,
+            "temperature": self.settings.temperature,
+            "max_tokens": self.settings.max_tokens,
+        }
         if self.settings.seed is not None:
             body["seed"] = self.settings.seed + k
         return body
@@ -166,7 +175,9 @@ class ChatClient:
         except httpx.TransportError as exc:
             raise _Retryable(f"transport error: {type(exc).__name__}: {exc}") from None
         if response.status_code in FATAL_STATUS:
-            raise TeacherError(f"{self.settings.base_url} answered HTTP {response.status_code} (check --base-url, --model and the key): {self.redact(response.text[:300])}")
+            raise TeacherError(
+                f"{self.settings.base_url} answered HTTP {response.status_code} (check --base-url, --model and the key): {self.redact(response.text[:300])}"
+            )
         if response.status_code in RETRY_STATUS:
             raise _Retryable(f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("retry-after")))
         if response.status_code != 200:

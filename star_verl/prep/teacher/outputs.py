@@ -79,7 +79,9 @@ class Outputs:
     report: dict[str, Any]
 
 
-def decide(settings: TeacherSettings, pool_name: str, questions: Sequence[PoolQuestion], hashes: Mapping[str, str], cache: ResponseCache, verdicts: Verdicts) -> Outputs:
+def decide(
+    settings: TeacherSettings, pool_name: str, questions: Sequence[PoolQuestion], hashes: Mapping[str, str], cache: ResponseCache, verdicts: Verdicts
+) -> Outputs:
     """Judge every sample of the pool from the cache, in pool order: a pure function of (pool, cache,
     settings), so the same inputs give the same outputs, byte for byte."""
     kept: dict[str, list[str]] = {}
@@ -112,7 +114,17 @@ def decide(settings: TeacherSettings, pool_name: str, questions: Sequence[PoolQu
             if reasons:
                 cat["rejected"] += 1
                 rc.update({reason_code(r) for r in reasons})
-                rejected.append({"question_id": q.question_id, "sample": k, "data_source": q.data_source, "task": q.extra_info.get("task"), "acc": decision.acc, "reasons": reasons, "response": record["response"]})
+                rejected.append(
+                    {
+                        "question_id": q.question_id,
+                        "sample": k,
+                        "data_source": q.data_source,
+                        "task": q.extra_info.get("task"),
+                        "acc": decision.acc,
+                        "reasons": reasons,
+                        "response": record["response"],
+                    }
+                )
                 continue
             seen[text] = k
             cat["kept"] += 1
@@ -169,10 +181,20 @@ def write_outputs(outputs: Outputs, pool_path: Path, out_dir: Path, questions: S
             entries = [image_entry(data, path) for data, path in images]
             for chain in outputs.kept[q.question_id]:
                 info = q.extra_info
-                extra = make_extra_info(index=index[split], split=split, origin=info["origin"], task=info["task"], view=info.get("view", ""), question_id=q.question_id, n_images=info["n_images"])
+                extra = make_extra_info(
+                    index=index[split],
+                    split=split,
+                    origin=info["origin"],
+                    task=info["task"],
+                    view=info.get("view", ""),
+                    question_id=q.question_id,
+                    n_images=info["n_images"],
+                )
                 index[split] += 1
                 writers[split.removeprefix("sft_")].write(
-                    make_sft_row(data_source=q.data_source, question=q.question, response=chain, images=entries, ground_truth=q.ground_truth, extra_info=extra)
+                    make_sft_row(
+                        data_source=q.data_source, question=q.question, response=chain, images=entries, ground_truth=q.ground_truth, extra_info=extra
+                    )
                 )
         for writer in writers.values():
             writer.close()
@@ -216,5 +238,7 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     ]
     for name, c in [*report["categories"].items(), ("**total**", {**report["total"], "rejected_by": report["rejected_by"]})]:
         why = ", ".join(f"{code} {n}" for code, n in c["rejected_by"].items()) or "-"
-        lines.append(f"| {name} | {c['questions']} | {c['samples']} | {c['answered']} | {c['kept']} | {pct(c['kept_rate'])} | {c['questions_kept']} | {c['failed']} | {why} |")
+        lines.append(
+            f"| {name} | {c['questions']} | {c['samples']} | {c['answered']} | {c['kept']} | {pct(c['kept_rate'])} | {c['questions_kept']} | {c['failed']} | {why} |"
+        )
     return "\n".join(lines) + "\n"

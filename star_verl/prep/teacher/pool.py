@@ -82,7 +82,7 @@ def _iter_records(path: Path, columns: Sequence[str], rows: Collection[int] | No
         wanted = range(start, start + batch.num_rows) if rows is None else [r for r in range(start, start + batch.num_rows) if r in rows]
         if wanted:
             records = batch.take([r - start for r in wanted]).to_pylist() if rows is not None else batch.to_pylist()
-            yield from zip(wanted, records)
+            yield from zip(wanted, records, strict=True)
         start += batch.num_rows
 
 
@@ -97,7 +97,9 @@ def load_pool(path: str | os.PathLike, max_questions: int | None = None) -> list
     seen: dict[str, int] = {}
     for q in questions:
         if q.question_id in seen:
-            raise TeacherError(f"{path}: question_id {q.question_id!r} appears in rows {seen[q.question_id]} and {q.row}; the cache is keyed by question_id")
+            raise TeacherError(
+                f"{path}: question_id {q.question_id!r} appears in rows {seen[q.question_id]} and {q.row}; the cache is keyed by question_id"
+            )
         seen[q.question_id] = q.row
     if not questions:
         raise TeacherError(f"{path}: no rows")

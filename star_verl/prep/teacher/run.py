@@ -59,7 +59,17 @@ class _Requests:
     at a time and queues the missing samples (a bounded queue: memory stays flat); each worker sends
     one at a time and appends the answer to the cache as it arrives."""
 
-    def __init__(self, settings: TeacherSettings, pool_path: Path, questions: list[PoolQuestion], cache: ResponseCache, counts: Counts, verdicts: Verdicts, progress, log):
+    def __init__(
+        self,
+        settings: TeacherSettings,
+        pool_path: Path,
+        questions: list[PoolQuestion],
+        cache: ResponseCache,
+        counts: Counts,
+        verdicts: Verdicts,
+        progress,
+        log,
+    ):
         self.settings, self.pool_path, self.questions = settings, pool_path, questions
         self.cache, self.counts, self.verdicts, self.progress, self.log = cache, counts, verdicts, progress, log
         self.hashes: dict[str, str] = {}
@@ -79,7 +89,9 @@ class _Requests:
         for row, images in iter_pool_images(self.pool_path, by_row):
             question = by_row[row]
             if len(images) != question.extra_info["n_images"]:
-                raise TeacherError(f"{where(self.pool_path, row, question.question_id)}: {len(images)} images but extra_info.n_images={question.extra_info['n_images']}")
+                raise TeacherError(
+                    f"{where(self.pool_path, row, question.question_id)}: {len(images)} images but extra_info.n_images={question.extra_info['n_images']}"
+                )
             blobs = [b for b, _ in images]
             phash = self.hashes[question.question_id] = prompt_hash(question.question, blobs)
             messages = None
@@ -146,7 +158,9 @@ def _hashes_offline(pool_path: Path, questions: list[PoolQuestion]) -> dict[str,
     return {by_row[row].question_id: prompt_hash(by_row[row].question, [b for b, _ in images]) for row, images in iter_pool_images(pool_path, by_row)}
 
 
-def generate(settings: TeacherSettings, pool: str | Path, out_dir: str | Path, *, offline: bool = False, progress: bool = True, log=None) -> GenerationResult:
+def generate(
+    settings: TeacherSettings, pool: str | Path, out_dir: str | Path, *, offline: bool = False, progress: bool = True, log=None
+) -> GenerationResult:
     """The whole stage: requests (unless `offline`), then filtering and outputs from the cache."""
     from tqdm import tqdm
 
@@ -181,21 +195,38 @@ def build_parser() -> argparse.ArgumentParser:
         prog="generate_cot.py",
         description="Teacher chains of thought (three-step template) from an OpenAI-compatible endpoint, filtered by the project's scorer, as SFT parquet.",
     )
-    p.add_argument("--in", dest="pool", required=True, help="pool parquet (RL rows: raw question with <image> placeholders, images, ground truth), e.g. sft_pool.parquet")
-    p.add_argument("--out", required=True, help="output folder: responses.jsonl (cache), train/val.parquet, rejected.jsonl, failed.jsonl, report.json/.md")
+    p.add_argument(
+        "--in",
+        dest="pool",
+        required=True,
+        help="pool parquet (RL rows: raw question with <image> placeholders, images, ground truth), e.g. sft_pool.parquet",
+    )
+    p.add_argument(
+        "--out", required=True, help="output folder: responses.jsonl (cache), train/val.parquet, rejected.jsonl, failed.jsonl, report.json/.md"
+    )
     p.add_argument("--base-url", required=True, help="the API root, e.g. http://localhost:8000/v1 (requests go to BASE_URL/chat/completions)")
     p.add_argument("--model", required=True, help="model name sent to the endpoint (part of the cache key)")
     p.add_argument("--api-key-env", default=None, help="name of the environment variable holding the API key (default: no key, as for a local vLLM)")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
     p.add_argument("--samples-per-question", type=int, default=1, help="chains asked per question (default 1)")
-    p.add_argument("--max-questions", type=int, default=None, help="only N questions: those with the smallest sha256(question_id), a stable pseudo-random subset that a larger N extends")
+    p.add_argument(
+        "--max-questions",
+        type=int,
+        default=None,
+        help="only N questions: those with the smallest sha256(question_id), a stable pseudo-random subset that a larger N extends",
+    )
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per request before it is retried (default 300)")
     p.add_argument("--max-retries", type=int, default=5, help="retries per sample on 429/5xx/timeouts (default 5)")
     p.add_argument("--requests-per-second", type=float, default=None, help="rate limit over all workers, retries included (default none)")
     p.add_argument("--temperature", type=float, default=0.7)
     p.add_argument("--max-tokens", type=int, default=4096)
     p.add_argument("--seed", type=int, default=None, help="send seed+k for sample k (reproducible sampling where the server supports it)")
-    p.add_argument("--val-fraction", type=float, default=0.05, help="share of the questions with a kept chain held out as val.parquet (default 0.05; 0: no val file rows)")
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.05,
+        help="share of the questions with a kept chain held out as val.parquet (default 0.05; 0: no val file rows)",
+    )
     p.add_argument("--offline", action="store_true", help="no requests: rebuild the outputs from the cache (e.g. after changing --val-fraction)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -224,6 +255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{result.report['rows']['train']} train / {result.report['rows']['val']} val rows in {result.out_dir} ({time.monotonic() - started:.1f} s)"
     )
     if total["failed"]:
-        print(f"generate_cot: {total['failed']} sample(s) have no answer (failed.jsonl); rerun the same command to ask for them again", file=sys.stderr)
+        print(
+            f"generate_cot: {total['failed']} sample(s) have no answer (failed.jsonl); rerun the same command to ask for them again", file=sys.stderr
+        )
         return 1
     return 0
