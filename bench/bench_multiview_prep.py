@@ -7,12 +7,20 @@ against the floor: decoding, resizing and encoding each unique image once, and s
 
 Prints both ratios (time / floor time, size / floor size); near 1 means the work follows the unique
 images, not the questions.
+
+    python bench/bench_multiview_prep.py --spar-release 24000,240000 [--rl-samples 2000]
+
+SPAR-7M's current release instead: for each size, a `spar-dataset-train.parquet` of about that many
+rows (multi-view records with markers, images laid out as the release's prepare scripts do), converted
+by the command's `main` in a child process drawing the same number of questions; prints the child's
+peak memory (VmHWM, Linux) and time. Flat memory means the peak does not follow the number of rows.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,9 +33,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.multiview_
 
 from star_verl.prep.build_multiview import BuildOptions, build  # noqa: E402
 from star_verl.prep.multiview import DEFAULT_MAX_PIXELS, ImageCache, ImageRef  # noqa: E402
-from tests.multiview_fixtures import write_mindcube_fixture  # noqa: E402
+from tests.multiview_fixtures import SPAR_FIXTURE_TASKS, write_mindcube_fixture, write_spar_fixture  # noqa: E402
 
 IMAGES_PER_GROUP = 3.3  # images a group's questions use: among 4, around 3, rotation 2-4 (fixture's round robin)
+RELEASE_ROW_GROUP = 100_000  # rows per row group of the benchmark's parquet (HF writes groups of this order)
+
+
+# the conversion in a child process, reporting the peak memory of its own address space (Linux's VmHWM;
+# getrusage's ru_maxrss would include the parent's memory at fork)
+CHILD = """import sys
+from star_verl.prep.build_multiview import main
+code = main(sys.argv[1:])
+print(next(line for line in open("/proc/self/status") if line.startswith("VmHWM:")))
+sys.exit(code)"""
+
+
+def spar_release(sizes: list[int], rl_samples: int, size: tuple[int, int], work: Path) -> None:
+    """Peak memory and time of converting SPAR-7M release files of the given sizes (rows)."""
+    print(f"{'rows':>9} {'usable':>9} {'drawn':>7} {'peak RSS':>10} {'wall':>8}   (child process: the command's main with --spar)")
+    for n_rows in sizes:
+        root = work / f"release_{n_rows}"
+        per_task = max(1, n_rows // len(SPAR_FIXTURE_TASKS))
+        write_spar_fixture(root, per_task, n_scenes=40, image_size=size, layout="release", row_group_size=RELEASE_ROW_GROUP)
+        rows = per_task * len(SPAR_FIXTURE_TASKS) + 2
+        args = ["--spar", str(root), "--out", str(root / "out"), "--rl-samples", str(rl_samples), "--val-samples", "0", "--sft-pool", "0"]
+        t0 = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", CHILD, *args, "--no-progress", "--overwrite"], capture_output=True, text=True, check=True)
+        wall = time.perf_counter() - t0
+        peak_kib = int(done.stdout.strip().splitlines()[-1].split()[1])
+        summary = json.loads((root / "out" / "summary.json").read_text())
+        usable = rows - sum(n for tasks in summary["excluded"]["spar7m"].values() for n in tasks.values())
+        print(f"{rows:>9} {usable:>9} {summary['splits']['train']['rows']:>7} {peak_kib / 1024:>7.0f} MiB {wall:>6.1f} s")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,9 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--images", type=int, default=3000)
     p.add_argument("--size", default="640x480", help="WxH of the generated images")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    p.add_argument("--spar-release", help="comma-separated row counts: measure SPAR-7M's parquet release at each size instead")
+    p.add_argument("--rl-samples", type=int, default=2000, help="questions drawn from each release file (--spar-release)")
     p.add_argument("--workdir", type=Path, help="where to write the fixture and the output (default: a temporary folder)")
     ns = p.parse_args(argv)
     size = tuple(int(v) for v in ns.size.lower().split("x"))
+    if ns.spar_release:
+        with tempfile.TemporaryDirectory() as tmp:
+            spar_release([int(v) for v in ns.spar_release.split(",")], ns.rl_samples, size, ns.workdir or Path(tmp))
+        return 0
     with tempfile.TemporaryDirectory() as tmp:
         work = ns.workdir or Path(tmp)
         t0 = time.perf_counter()

@@ -1,6 +1,8 @@
 """Small multi-view sources written in each source's exact on-disk format (field names and record
 shapes of shared/reference/datasets.md), with generated images: MindCube (data/raw/*.jsonl +
-other_all_image/), SPAR-7M (spar/<dataset>/qa_jsonl/train/<task>/<format>/*.jsonl + images/),
+other_all_image/), SPAR-7M (the jsonl layout spar/<dataset>/qa_jsonl/train/<task>/<format>/*.jsonl +
+images/, or the current release's spar-dataset-train.parquet with images laid out as its
+prepare_*_layout.py scripts do),
 SPAR-Bench (4 parquet shards) and MMSI-Bench (MMSI_Bench.parquet). Used by the converter's tests,
 its benchmark and the RL pipeline's tests.
 
@@ -45,9 +47,11 @@ def make_image(seed_text: str, size: tuple[int, int] = (96, 72), fmt: str = "JPE
     return buf.getvalue()
 
 
-def _save(path: Path, size: tuple[int, int]) -> None:
+def _save(path: Path, size: tuple[int, int], seed_text: str | None = None) -> None:
+    """An image at `path`, its content seeded by `seed_text` (default: the path itself)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(make_image(str(path.name) + str(path.parent), size, "PNG" if path.suffix == ".png" else "JPEG"))
+    seed_text = seed_text if seed_text is not None else str(path.name) + str(path.parent)
+    path.write_bytes(make_image(seed_text, size, "PNG" if path.suffix == ".png" else "JPEG"))
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
@@ -248,6 +252,51 @@ SPAR_FIXTURE_TASKS = (
 )  # fmt: skip
 
 
+SPAR_RELEASE_SCHEMA_FIELDS = (
+    ("id", "string"), ("qa_type", "string"), ("qa_format", "string"), ("split", "string"), ("base_dataset", "string"),
+    ("scene_id", "string"), ("image", "list<string>"), ("question", "string"), ("answer", "string"),
+    *((f"{c}_bbox", "boxes") for c in ("red", "green", "blue", "yellow")), ("bbox_img_idx", "indices"),
+    *((f"{c}_point", "boxes") for c in ("red", "green", "blue")), ("point_img_idx", "indices"),
+)  # fmt: skip
+
+
+def _spar_release_schema():
+    import pyarrow as pa
+
+    types = {
+        "string": pa.string(), "list<string>": pa.list_(pa.string()), "boxes": pa.list_(pa.list_(pa.float64())),
+        "indices": pa.list_(pa.list_(pa.int64())),
+    }  # fmt: skip
+    return pa.schema([(name, types[kind]) for name, kind in SPAR_RELEASE_SCHEMA_FIELDS])
+
+
+def spar_release_row(dataset: str, task: str, fmt: str, record: dict[str, Any]) -> dict[str, Any]:
+    """A jsonl record as a row of the current release's `spar-dataset-train.parquet`: paths under
+    `spar/<dataset>/images/`, one `<image>` per image in the question, the same marker geometry."""
+    images = record.get("image") or []
+    turns = record.get("conversations") or [{"value": "How many chairs are in the room?"}, {"value": "2"}]
+    question = turns[0]["value"]
+    if "<image>" not in question:
+        question = "<image>\n" * len(images) + question
+    row = {name: record.get(name) for name, kind in SPAR_RELEASE_SCHEMA_FIELDS if kind in ("boxes", "indices")}
+    return {
+        **row, "id": str(record["id"]), "qa_type": task, "qa_format": fmt, "split": "train", "base_dataset": dataset,
+        "scene_id": images[0].split("/")[0] if images else None, "image": [f"spar/{dataset}/images/{p}" for p in images],
+        "question": question, "answer": str(turns[1]["value"]),
+    }  # fmt: skip
+
+
+def write_spar_release(path: str | Path, rows: list[dict[str, Any]], *, row_group_size: int | None = None) -> Path:
+    """`rows` (release rows) as `spar-dataset-train.parquet` at `path`, in the release's column layout."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=_spar_release_schema()), path, row_group_size=row_group_size)
+    return path
+
+
 def write_spar_fixture(
     root: str | Path,
     n: int = 4,
@@ -257,17 +306,24 @@ def write_spar_fixture(
     seed: int = 0,
     dataset: str = "scannet",
     tasks: tuple = SPAR_FIXTURE_TASKS,
+    layout: str = "jsonl",
+    lay_out_images: bool = True,
+    row_group_size: int | None = None,
 ) -> Path:
-    """SPAR-7M's `spar/` folder under `root`: `n` records per multi-view task of `tasks` (in the
-    task's `select`/`fill` folder), plus files the converter must leave alone (a `sentence` folder,
-    a single-view task), over `n_scenes` scenes of 5 images each. Returns `spar/`."""
-    spar = Path(root) / "spar"
-    base = spar / dataset
+    """SPAR-7M under `root`: `n` records per multi-view task of `tasks` (in the task's `select`/`fill`
+    folder), plus questions the converter must leave alone (a `sentence` answer, a video task), over
+    `n_scenes` scenes of 5 images each. The same records and images for every `layout`:
+
+    - "jsonl": `root/spar/<dataset>/qa_jsonl/train/<task>/<format>/<format>_<n>.jsonl` and
+      `root/spar/<dataset>/images/<scene>/image_color/`; returns `root/spar`;
+    - "release": the current release, `root/spar-dataset-train.parquet` (rows in the jsonl layout's
+      reading order), with the images laid out as the release's `prepare_scannet_layout.py` does
+      (`spar/<dataset>/images/<scene>/image_color` a link to the source's `scans/<scene>/image/color`,
+      an empty `video_color/` and `video_idx.txt`), unless `lay_out_images` is False; returns `root`."""
+    root = Path(root)
     rng = random.Random(seed)
     scenes = [f"scene{s:04d}_00" for s in range(n_scenes)]
-    for scene in scenes:
-        for k in range(5):
-            _save(base / "images" / scene / "image_color" / f"{100 * k + 43}.jpg", image_size)
+    files: list[tuple[str, str, str, list[dict[str, Any]]]] = []  # (task, format, file name, records)
     for task, fmt, n_images in tasks:
         records = []
         for i in range(n):
@@ -275,12 +331,40 @@ def write_spar_fixture(
             frames = rng.sample(range(5), n_images)
             images = [f"{scene}/image_color/{100 * k + 43}.jpg" for k in frames]
             records.append(spar_record(task, fmt, f"{scene}_{i}", images, rng))
-        _write_jsonl(base / "qa_jsonl" / "train" / task / fmt / f"{fmt}_{n}.jsonl", records)
+        files.append((task, fmt, f"{fmt}_{n}.jsonl", records))
     sentence = spar_record("view_change_infer", "fill", "x_0", [f"{scenes[0]}/image_color/43.jpg", f"{scenes[0]}/image_color/143.jpg"], rng)
     sentence["conversations"][1]["value"] = "The camera moves right by 1.6 meters."
-    _write_jsonl(base / "qa_jsonl" / "train" / "view_change_infer" / "sentence" / "sentence_1.jsonl", [sentence])
-    _write_jsonl(base / "qa_jsonl" / "train" / "obj_count" / "fill" / "fill_1.jsonl", [{"id": "x", "type": "obj_count"}])
-    return spar
+    files.append(("view_change_infer", "sentence", "sentence_1.jsonl", [sentence]))
+    files.append(("obj_count", "fill", "fill_1.jsonl", [{"id": "x", "type": "obj_count"}]))
+    frames = [(scene, f"{100 * k + 43}.jpg") for scene in scenes for k in range(5)]
+
+    def seed_of(scene: str, frame: str) -> str:  # the same content in every layout
+        return f"{dataset}/images/{scene}/image_color/{frame}"
+
+    if layout == "jsonl":
+        base = root / "spar" / dataset
+        for scene, frame in frames:
+            _save(base / "images" / scene / "image_color" / frame, image_size, seed_of(scene, frame))
+        for task, fmt, name, records in files:
+            _write_jsonl(base / "qa_jsonl" / "train" / task / fmt / name, records)
+        return root / "spar"
+    if layout != "release":
+        raise ValueError(f"layout {layout!r}: jsonl or release")
+    if lay_out_images:
+        source = root / f"{dataset}_download" / "scans"  # the source dataset as its owners distribute it
+        for scene, frame in frames:
+            _save(source / scene / "image" / "color" / frame, image_size, seed_of(scene, frame))
+        for scene in scenes:
+            out = root / "spar" / dataset / "images" / scene
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "image_color").symlink_to((source / scene / "image" / "color").resolve(), target_is_directory=True)
+            (out / "video_color").mkdir()
+            (out / "video_idx.txt").write_text("")
+    # the jsonl layout's reading order: task folders, then format folders, sorted
+    ordered = sorted(files, key=lambda f: (f[0], f[1], f[2]))
+    rows = [spar_release_row(dataset, task, fmt, r) for task, fmt, _, records in ordered for r in records]
+    write_spar_release(root / "spar-dataset-train.parquet", rows, row_group_size=row_group_size)
+    return root
 
 
 # --------------------------------------------------------------------------------------------

@@ -348,12 +348,14 @@ def test_spar_references_from_marked_objects_and_stated_relations():
         "How does the relative positioning of chair (red bbox) and whiteboard (yellow bbox) evolve after observer moving to table "
         "(green bbox) and facing whiteboard (blue bbox)?"
     )  # SPAR's project page, spatial_imagination_oo_mv
+    # two markers (yellow and blue) share the name "whiteboard": two marked objects, each keeps its colour
     assert spar.references("spatial_imagination_oo_mv", q, "left, below, closer, , front") == [
-        ["chair", "whiteboard", "left"],
-        ["chair", "whiteboard", "below"],
-        ["chair", "whiteboard", "front"],
-        ["whiteboard", OBSERVER, "front"],
+        ["chair", "whiteboard (yellow)", "left"],
+        ["chair", "whiteboard (yellow)", "below"],
+        ["chair", "whiteboard (yellow)", "front"],
+        ["whiteboard (yellow)", OBSERVER, "front"],
         ["table", None, None],
+        ["whiteboard (blue)", None, None],
     ]
     q = "In the provided image, explain the location of the books (red bbox) with respect to the lamp (blue bbox), considering the observer's viewpoint."
     assert spar.references("obj_spatial_relation_oo", q, "right, , farther") == [["books", "lamp", "right"], ["books", "lamp", "behind"]]
@@ -382,7 +384,8 @@ def test_spar_rows_have_the_right_answer_kinds(built):
     assert kinds[("spar7m", "view_change_infer")] == "view_change" and kinds[("sparbench", "view_change_infer")] == "view_change"
     assert kinds[("spar7m", "depth_prediction_oo_mv")] == "numeric" and kinds[("sparbench", "depth_prediction_oc_mv")] == "numeric"
     assert kinds[("spar7m", "obj_spatial_relation_oo_mv")] == "choice" and kinds[("sparbench", "position_matching")] == "choice"
-    assert summary["excluded"]["spar7m"] == {"sentence answer files (not scorable by rule)": 1, "single-view/video/map task folders": 1}
+    # not used, in questions per task (the fixture's sentence answer and video task)
+    assert summary["excluded"]["spar7m"] == {"sentence answers (no rule scores them)": {"view_change_infer": 1}, "video task": {"obj_count": 1}}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -479,9 +482,10 @@ def test_bad_spar_input(tmp_path):
     root = write_spar_fixture(tmp_path / "sp", 2, tasks=(("obj_spatial_relation_oc_mv", "select", 3),))
     (root / "scannet" / "qa_jsonl" / "train" / "teleport_mv" / "select").mkdir(parents=True)
     with pytest.raises(BadInput, match="unknown task type 'teleport_mv'"):
-        spar.Spar7MCatalog(root, BadInputLog())
+        spar.spar7m_catalog(root, BadInputLog())
     log = BadInputLog(skip_bad=True)
-    catalog = spar.Spar7MCatalog(root, log)
+    catalog = spar.spar7m_catalog(root, log)
+    assert isinstance(catalog, spar.Spar7MJsonlCatalog)
     assert len(log.items) == 1 and set(catalog.categories()) == {"obj_spatial_relation_oc_mv"}
     rec = json.loads((root / "scannet/qa_jsonl/train/obj_spatial_relation_oc_mv/select/select_2.jsonl").read_text().splitlines()[0])
     kw = {
@@ -526,14 +530,14 @@ def test_bad_benchmark_rows_are_counted_with_skip_bad(tmp_path):
     assert "leakage check of the written files: not run" in format_summary(summary)
 
 
-def test_missing_spar_image_is_bad_input_with_its_real_line_number(tmp_path):
+def test_spar_bad_record_names_its_real_line_number(tmp_path):
     root = write_spar_fixture(tmp_path / "sp", 1, n_scenes=1, tasks=(("view_change_infer", "fill", 2),))
     jsonl = root / "scannet/qa_jsonl/train/view_change_infer/fill/fill_1.jsonl"
     record = json.loads(jsonl.read_text())
-    jsonl.write_text("\n" + jsonl.read_text())  # a blank first line: the record is on line 2
-    (root / "scannet" / "images" / record["image"][1]).unlink()
+    record["conversations"][0]["value"] = "<image>\n" + record["conversations"][0]["value"]  # one placeholder, two images
+    jsonl.write_text("\n" + json.dumps(record) + "\n")  # a blank first line: the record is on line 2
     opts = BuildOptions(out=tmp_path / "out", spar=root, rl_samples=1, val_samples=0, sft_pool=0, progress=False)
-    with pytest.raises(BadInput, match=f"fill_1.jsonl:2: missing image '{record['image'][1]}'"):
+    with pytest.raises(BadInput, match="fill_1.jsonl:2: question has 1 <image> placeholders but 2 images"):
         build(opts)
 
 

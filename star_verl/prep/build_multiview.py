@@ -11,7 +11,7 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +60,7 @@ class BuildOptions:
     min_pixels: int = DEFAULT_MIN_PIXELS
     max_pixels: int = DEFAULT_MAX_PIXELS
     skip_bad: bool = False
+    require_references: bool = False
     overwrite: bool = False
     progress: bool = True
 
@@ -86,6 +87,19 @@ def build(opts: BuildOptions) -> dict[str, Any]:
     def index_bench(sample: Sample, source_shas: list[str], out_shas: list[str]) -> None:
         leaks.add(sample, source_shas, out_shas)
 
+    def check_references(sample: Sample) -> None:
+        if opts.require_references and sample.reference_loss is not None:
+            raise BadInput(sample.where, f"no references ({sample.reference_loss}); --require-references makes this an error")
+
+    def referenced(samples: Iterable[Sample]) -> Iterator[Sample]:
+        for sample in samples:
+            try:
+                check_references(sample)
+            except BadInput as exc:
+                bad.report(sample.origin, exc)
+                continue
+            yield sample
+
     bench_files: list[Path] = []
     for name in opts.benchmarks:
         if name == "mindcube_tiny":
@@ -106,7 +120,7 @@ def build(opts: BuildOptions) -> dict[str, Any]:
         path = out / "bench" / f"{name}.parquet"
         summary["splits"][f"bench/{name}"] = write_split(
             path,
-            samples,
+            referenced(samples),
             split="test",
             cache=cache,
             bad=bad,
@@ -124,14 +138,18 @@ def build(opts: BuildOptions) -> dict[str, Any]:
         catalogs.append(mindcube.MindCubeCatalog(Path(opts.mindcube), bad))
         used_origins.append("mindcube")
     if opts.spar is not None:
-        catalogs.append(spar.Spar7MCatalog(Path(opts.spar), bad, progress=opts.progress))
+        spar7m = spar.spar7m_catalog(Path(opts.spar), bad, progress=opts.progress)
+        catalogs.append(spar7m)
         used_origins.append("spar7m")
+        summary["spar7m_read_from"] = spar7m.read_from
+        summary["missing_images"] = {"spar7m": spar7m.missing_images()}
     train_files: list[Path] = []
     draw_stats: dict[str, Any] = {}
     if catalogs:
-        summary["excluded"] = {c.origin: dict(getattr(c, "excluded", {})) for c in catalogs}
+        summary["excluded"] = {c.origin: {reason: dict(tasks) for reason, tasks in c.excluded.items()} for c in catalogs}
 
         def accept(sample: Sample) -> str | None:
+            check_references(sample)  # bad input under --require-references: replaced by the next candidate
             shas = [cache.source(ref, sample.where).sha for ref in sample.images]
             return leaks.match(sample, shas)
 
@@ -172,16 +190,32 @@ def _jsonable(value: Any) -> Any:
 
 
 def format_summary(summary: Mapping[str, Any]) -> str:
-    lines = ["", "split / origin:task                              rows  with refs  with relations"]
+    lines = ["", "split / origin:task                              rows  with refs  with relations  refs lost"]
     requested = summary.get("requested") or {}
     for split, st in summary["splits"].items():
         short = f" (of {requested[split]} requested: the sources hold no more)" if split in requested and st.rows < requested[split] else ""
         lines.append(f"{split}: {st.rows} rows{short}, {st.unique_images} unique images for {st.image_refs} image refs, {st.bytes / 2**20:.1f} MiB")
         for task in sorted(st.per_task):
-            lines.append(f"  {task:<46} {st.per_task[task]:>6} {st.with_refs[task]:>10} {st.with_relations[task]:>15}")
+            lines.append(f"  {task:<46} {st.per_task[task]:>6} {st.with_refs[task]:>10} {st.with_relations[task]:>15} {st.refs_lost[task]:>10}")
+    lost = [(split, *row) for split, st in summary["splits"].items() for row in st.refs_lost_rows]
+    if lost:
+        lines.append(f"references lost: {len(lost)} rows written without the references their source states (--require-references: an error)")
+        lines.extend(f"  [{split}] {task} {where}: {problem}" for split, task, where, problem in lost[:20])
+        if len(lost) > 20:
+            lines.append(f"  ... {len(lost) - 20} more in summary.json")
+    if summary.get("spar7m_read_from"):
+        lines.append(f"SPAR-7M read from the {summary['spar7m_read_from']}")
     for origin, excluded in (summary.get("excluded") or {}).items():
-        for what, n in sorted(excluded.items()):
-            lines.append(f"not used ({origin}): {what}: {n}")
+        for reason, tasks in sorted(excluded.items()):
+            per_task = ", ".join(f"{task} {n}" for task, n in sorted(tasks.items()))
+            lines.append(f"not used ({origin}): {reason}: {sum(tasks.values())} questions ({per_task})")
+    for origin, sources in (summary.get("missing_images") or {}).items():
+        for source, entry in sorted(sources.items()):
+            lines.append(
+                f"not used ({origin}): images missing from the {source} layout: {entry['questions']} questions, {entry['image_refs']} image refs"
+            )
+            lines.append(f"  first: {', '.join(entry['first'])}")
+            lines.append(f"  lay them out with: {entry['lay_out_with']}")
     if summary.get("shortfall"):
         lines.append(f"categories short of their quota: {summary['shortfall']}")
     if summary.get("duplicates_skipped"):
@@ -216,7 +250,12 @@ def parse_args(argv: Sequence[str] | None) -> BuildOptions:
         prog="build_mindcube_spar.py", description="MindCube + SPAR-7M training splits and the multi-view benchmarks as veRL parquet"
     )
     p.add_argument("--mindcube", type=Path, help="MindCube's unzipped data/ folder (raw/*.jsonl, other_all_image/)")
-    p.add_argument("--spar", type=Path, help="SPAR-7M's spar/ folder (<dataset>/qa_jsonl/train/<task>/<format>/*.jsonl, <dataset>/images/)")
+    p.add_argument(
+        "--spar",
+        type=Path,
+        help="SPAR-7M: a folder holding spar-dataset-train.parquet (the current release; images laid out under spar/<source>/images/), "
+        "or the spar/ folder of the jsonl layout (<dataset>/qa_jsonl/train/<task>/<format>/*.jsonl, <dataset>/images/); see docs/data.md",
+    )
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--rl-samples", type=int, default=19200, help="RL set size, uniform across categories (default 19200)")
     p.add_argument(
@@ -236,6 +275,12 @@ def parse_args(argv: Sequence[str] | None) -> BuildOptions:
         help=f"per-image pixel budget (default {DEFAULT_MAX_PIXELS}, star_r1_mv's data.star.max_pixels)",
     )
     p.add_argument("--skip-bad", action="store_true", help="count and list bad input instead of stopping at the first")
+    p.add_argument(
+        "--require-references",
+        action="store_true",
+        help="a row whose source states references that cannot be read (MindCube meta_info that fits no layout, "
+        "a SPAR marker with no object name) is bad input instead of a row without references",
+    )
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     ns = p.parse_args(argv)
@@ -260,6 +305,7 @@ def parse_args(argv: Sequence[str] | None) -> BuildOptions:
         min_pixels=ns.min_pixels,
         max_pixels=ns.max_pixels,
         skip_bad=ns.skip_bad,
+        require_references=ns.require_references,
         overwrite=ns.overwrite,
         progress=not ns.no_progress,
     )

@@ -27,6 +27,8 @@ POINT_RADIUS = 20
 BOX_STROKE = 20
 BOX_EXTEND = BOX_STROKE * 7 / 8
 COLOURS = ("red", "blue", "green", "yellow")
+# the fields of a SPAR-7M record (jsonl) or release row (parquet column) that carry marker geometry
+MARKER_FIELDS = (*(f"{c}_{k}" for k in ("point", "bbox") for c in COLOURS), "point_img_idx", "bbox_img_idx")
 
 # A marker drawn on one image: (kind, colour, normalised coordinates).
 Marker = tuple[str, str, tuple[float, ...]]

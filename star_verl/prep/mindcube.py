@@ -22,14 +22,16 @@ From the map, the references are relations stated in the frame of image 1 (the f
 the words left / right / front / behind ("front": nearer the viewer of image 1):
 among: each surrounding object relative to the central object; around: each object relative to the
 next one in the row; rotation: each object relative to the observer (`[obj, "observer", rel]`).
-Translation questions (not in MindCube-Tiny) are not used for training.
+Translation questions (not in MindCube-Tiny) are not used for training (counted).
+A record whose `meta_info` fits no layout is written without references; the row is counted and
+listed per setting in the summary (`Sample.reference_loss`), and `--require-references` makes it an
+error naming the file and line.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -188,10 +190,13 @@ def to_sample(record: Any, *, root: Path, where: str, origin: str, split_setting
     options = parse_options(record["question"])
     if not options:
         raise BadInput(where, "no inline options 'A. ... B. ...' in the question")
+    loss = None
     try:
         refs = references(record, setting)
-    except (ValueError, TypeError, IndexError, KeyError):
-        refs = []  # meta_info that fits no layout: the question stays, without references
+    except (ValueError, TypeError, IndexError, KeyError) as exc:
+        # the question stays, without references; the loss is counted and listed by the writer (an
+        # error with --require-references)
+        refs, loss = [], f"meta_info {record.get('meta_info')!r} fits no {setting} layout ({type(exc).__name__}: {exc})"
     gt = choice_ground_truth(record["gt_answer"], options, setting, refs, where)
     question = with_placeholders(record["question"], len(images), where)
     group = str(Path(images[0]).parent)
@@ -205,6 +210,7 @@ def to_sample(record: Any, *, root: Path, where: str, origin: str, split_setting
         ground_truth=gt,
         group=group,
         where=where,
+        reference_loss=loss,
     )
 
 
@@ -240,18 +246,18 @@ class MindCubeCatalog(Catalog):
     origin = "mindcube"
 
     def __init__(self, root: Path, bad: BadInputLog, filename: str = TRAIN_FILE):
+        super().__init__()
         self.path = find_raw(root, filename)
         self.root = image_root(self.path)
         self.bad = bad
         self.rows = read_jsonl(self.path, bad, self.origin)
-        self.excluded: Counter = Counter()
         by_setting: dict[str, list[int]] = {s: [] for s in MINDCUBE_TRAINING_SETTINGS}
         for i, (lineno, record) in enumerate(self.rows):
             setting = mindcube_setting(str(record.get("id", ""))) if isinstance(record, dict) else None
             if setting in by_setting:
                 by_setting[setting].append(i)
             elif setting == "translation":
-                self.excluded["translation setting"] += 1
+                self.exclude("translation setting (not in MindCube-Tiny's metric)", setting)
             else:
                 bad.report(
                     self.origin,

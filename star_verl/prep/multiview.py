@@ -64,9 +64,7 @@ def parquet_samples(
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(path)
-    missing = set(columns) - set(pf.schema_arrow.names)
-    if missing:
-        raise BadInput(str(path), f"not {what}: missing columns {sorted(missing)}")
+    check_columns(path, pf.schema_arrow.names, columns, what)
     row_no = 0
     for batch in pf.iter_batches(batch_size=64, columns=list(columns)):
         for row in batch.to_pylist():
@@ -75,6 +73,14 @@ def parquet_samples(
                 yield make_sample(row, where=f"{path}:row {row_no}")
             except BadInput as exc:
                 bad.report(origin, exc)
+
+
+def check_columns(path: Path, found: Sequence[str], needed: Sequence[str], what: str) -> None:
+    """A file that lacks a needed column is not `what`: an error naming the file, the columns it has
+    and the ones needed, before any row is read."""
+    missing = [c for c in needed if c not in found]
+    if missing:
+        raise BadInput(str(path), f"not {what}: missing columns {missing}; columns found {list(found)}; columns needed {list(needed)}")
 
 
 @dataclass
@@ -123,6 +129,10 @@ class Sample:
     ground_truth: MultiViewGroundTruth
     group: str  # samples sharing images share a group (written next to each other)
     where: str  # file:line, for messages
+    # why the sample has no references although its source states some (MindCube meta_info that fits
+    # no layout, a SPAR marker whose object is not named): counted and listed, or with
+    # --require-references an error
+    reference_loss: str | None = None
 
     @property
     def question_key(self) -> str:
@@ -225,15 +235,26 @@ def allocate(available: Mapping[str, int], n: int) -> dict[str, int]:
 
 
 class Catalog:
-    """A training source: its categories, each a list of locations, and how to load one."""
+    """A training source: its categories, each a list of locations, and how to load one; what it
+    does not use is counted in `excluded` (reason -> task -> questions)."""
 
     origin: str = ""
+
+    def __init__(self) -> None:
+        self.excluded: dict[str, Counter] = {}
+
+    def exclude(self, reason: str, task: str, n: int = 1) -> None:
+        self.excluded.setdefault(reason, Counter())[task] += n
 
     def categories(self) -> dict[str, np.ndarray]:
         raise NotImplementedError
 
     def load(self, category: str, location: Any) -> Sample:
         raise NotImplementedError
+
+    def prefetch(self, wanted: Mapping[str, np.ndarray]) -> None:
+        """Told the locations `load` will be asked for next (category -> locations, in order), so a
+        source without cheap random access can read them in one pass. Nothing to do by default."""
 
 
 @dataclass
@@ -268,6 +289,11 @@ def draw_splits(
         quotas = allocate({names[k]: v for k, v in available.items()}, req.n)
         taken: list[Sample] = []
         bar = tqdm(total=sum(quotas.values()), desc=f"sampling {req.name}", unit="q", disable=not progress, leave=False)
+        for ci, catalog in enumerate(catalogs):
+            # the candidates this request will look at, with a margin for the refused and the bad
+            catalog.prefetch({
+                key[1]: s[2][s[0][s[1] : s[1] + _with_margin(quotas[names[key]])]] for key, s in streams.items() if key[0] == ci
+            })  # fmt: skip
         for key, stream in streams.items():
             want, got = quotas[names[key]], 0
             perm, _, locations = stream
@@ -296,6 +322,10 @@ def draw_splits(
         bar.close()
         out[req.name] = taken
     return out, stats
+
+
+def _with_margin(n: int) -> int:
+    return n + n // 4 + 8 if n else 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,6 +516,8 @@ class SplitStats:
     per_task: Counter = field(default_factory=Counter)
     with_refs: Counter = field(default_factory=Counter)
     with_relations: Counter = field(default_factory=Counter)
+    refs_lost: Counter = field(default_factory=Counter)  # rows written without the references their source states
+    refs_lost_rows: list[tuple[str, str, str]] = field(default_factory=list)  # (origin:task, where, problem)
 
 
 def write_split(
@@ -541,6 +573,9 @@ def write_split(
                 refs, rels = has_references(sample.ground_truth)
                 stats.with_refs[key] += refs
                 stats.with_relations[key] += rels
+                if sample.reference_loss is not None:
+                    stats.refs_lost[key] += 1
+                    stats.refs_lost_rows.append((key, sample.where, sample.reference_loss))
                 if on_written is not None:
                     on_written(sample, source_shas, out_shas)
 

@@ -13,7 +13,7 @@ Parsing (never guessing):
 - at most `max_triplets` distinct triplets are kept (the reward's bound on work and on credit).
 
 Normalisation: object names are lower-cased, parenthesised notes ("sink (red bbox)") and articles
-dropped, each word singularised (simple English rules plus a few irregular plurals) and a few synonyms
+dropped (a marker colour alone, "books (red)", becomes a modifier: "red book"), each word singularised (simple English rules plus a few irregular plurals) and a few synonyms
 mapped (`OBJECT_SYNONYMS`); two names match when equal or when one adds modifiers to the other with the
 same head noun ("sofa" ~ "black sofa", not "chair" ~ "chair and white board"). Relations map onto
 `RELATIONS` (`RELATION_SYNONYMS`, filler words such as "is", "to the", "of", "side" ignored); an
@@ -111,6 +111,7 @@ _STEP = re.compile(r"^[^\w\n]*step\s*([123])\b", re.IGNORECASE | re.MULTILINE)
 _VIEW_HEADING = re.compile(r"(?<![\w])(?:image|view)\s*(\d+)\b", re.IGNORECASE)
 _HEADING_LABEL = re.compile(r"^[\s*#:._-]*(?:\([^()\n]*\))?")  # what follows "Step k": " (cross-view mapping):**"
 _PAREN = re.compile(r"\([^()]*\)")
+_MARKER_COLOUR = re.compile(r"\((red|blue|green|yellow)\)")  # a converter's "books (red)": which marked books
 _NON_WORD = re.compile(r"[^a-z0-9 ]+")
 _HAS_LETTER = re.compile(r"[a-z]")
 _NUMBER_ONLY = re.compile(r"[-+\d.\s]+")
@@ -141,7 +142,8 @@ def normalize_object(name: object) -> str:
 
 @lru_cache(maxsize=16384)  # names repeat across a batch's responses and ground truths
 def _normalize_object(name: str) -> str:
-    text = _PAREN.sub(" ", name.lower()).replace("_", " ").replace("-", " ")
+    text = name.lower()
+    text = _PAREN.sub(" ", " ".join(_MARKER_COLOUR.findall(text) + [text])).replace("_", " ").replace("-", " ")
     words = [w for w in _NON_WORD.sub(" ", text).split() if w not in _ARTICLES]
     phrase = " ".join(_singular(w) for w in words)
     phrase = OBJECT_SYNONYMS.get(phrase, phrase)
