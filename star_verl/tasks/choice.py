@@ -32,7 +32,13 @@ _MAX_CHARS = 20000  # an answer block longer than this is not an option letter; 
 
 
 def extract_option_letter(text: str | None, options: Collection[str]) -> str | None:
-    """The option letter the text states, or None (absent, ambiguous, or not one of `options`)."""
+    """The option letter the text states, or None (absent, ambiguous, or not one of `options`).
+
+    >>> extract_option_letter("(b)", "ABCD"), extract_option_letter("The answer is C.", "ABCD")
+    ('B', 'C')
+    >>> extract_option_letter("A or C", "ABCD") is None, extract_option_letter("E", "ABCD") is None
+    (True, True)
+    """
     if not text:
         return None
     clean = _MARKDOWN.sub("", text[:_MAX_CHARS]).strip()

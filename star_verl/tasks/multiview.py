@@ -94,7 +94,12 @@ class AnswerScore:
 
 
 def parse_multiview_ground_truth(gt: Mapping[str, Any]) -> MultiViewGroundTruth:
-    """A multi-view ground truth from its JSON form; raises KeyError/TypeError/ValueError."""
+    """A multi-view ground truth from its JSON form; raises KeyError/TypeError/ValueError.
+
+    >>> gt = parse_multiview_ground_truth({"type": "choice", "answer": "B", "options": ["A", "B"], "task": "toy", "references": [["Couch", "ball", "behind"]]})
+    >>> gt.options, gt.references
+    (('A', 'B'), (Reference(obj1='sofa', obj2='ball', relation='behind'),))
+    """
     if not isinstance(gt, Mapping):
         raise TypeError(f"ground truth must be an object, got {type(gt).__name__}")
     unknown = sorted(set(gt) - _KEYS)
@@ -109,7 +114,13 @@ def parse_multiview_ground_truth(gt: Mapping[str, Any]) -> MultiViewGroundTruth:
 
 
 def score_answer(gt: MultiViewGroundTruth, answer_text: str | None) -> AnswerScore:
-    """Score the text of an answer (the `<answer>` block's content) against a parsed ground truth."""
+    """Score the text of an answer (the `<answer>` block's content) against a parsed ground truth.
+
+    >>> score_answer(MultiViewGroundTruth("numeric", 2.0, "toy"), "about 2.2 m")
+    AnswerScore(value=0.9, correct=False, parsed=2.2)
+    >>> score_answer(MultiViewGroundTruth("choice", "B", "toy", options=("A", "B")), "b").correct
+    True
+    """
     if gt.type == "choice":
         letter = extract_option_letter(answer_text, gt.options)
         right = letter is not None and letter == gt.answer

@@ -135,7 +135,11 @@ def _singular(word: str) -> str:
 
 
 def normalize_object(name: object) -> str:
-    """The canonical form of an object name ("" when nothing nameable is left)."""
+    """The canonical form of an object name ("" when nothing nameable is left).
+
+    >>> normalize_object("The Couches (red bbox)"), normalize_object("bookshelves"), normalize_object("a ( )")
+    ('sofa', 'bookshelf', '')
+    """
     return _normalize_object(str(name))
 
 
@@ -149,7 +153,11 @@ def _normalize_object(name: str) -> str:
 
 
 def normalize_relation(relation: object) -> str | None:
-    """One of RELATIONS, or None when the phrase is not a known relation."""
+    """One of RELATIONS, or None when the phrase is not a known relation.
+
+    >>> normalize_relation("is to the left of"), normalize_relation("on top of"), normalize_relation("diagonally")
+    ('left', 'above', None)
+    """
     return None if relation is None else _normalize_relation(str(relation))
 
 
@@ -181,7 +189,11 @@ class Reference:
 
 
 def reference_from_ground_truth(item: object) -> Reference:
-    """A ground-truth reference `[obj1, obj2|null, relation|null]`; raises ValueError/TypeError."""
+    """A ground-truth reference `[obj1, obj2|null, relation|null]`; raises ValueError/TypeError.
+
+    >>> reference_from_ground_truth(["Couch", "ball", "in front of"]), reference_from_ground_truth(["door", None, None])
+    (Reference(obj1='sofa', obj2='ball', relation='front'), Reference(obj1='door', obj2=None, relation=None))
+    """
     if not isinstance(item, (list, tuple)) or len(item) != 3:
         raise ValueError(f"reference {item!r} must be a list [object 1, object 2 or null, relation or null]")
     obj1, obj2, relation = item
@@ -212,7 +224,11 @@ def _reference_from_parts(parts: Sequence[str]) -> Reference | None:
 
 
 def step1_text(think: str) -> str:
-    """Step 1's part of a three-step `<think>` text, or the whole text when it has no "Step 1" line."""
+    """Step 1's part of a three-step `<think>` text, or the whole text when it has no "Step 1" line.
+
+    >>> step1_text("Step 1: [cup, mug, left]\\nStep 2: the same cup\\nStep 3: so A")
+    'Step 1: [cup, mug, left]\\n'
+    """
     start = _STEP1.search(think)
     if start is None:
         return think
@@ -223,7 +239,13 @@ def step1_text(think: str) -> str:
 
 
 def parse_reference_triplets(think_text: object, max_triplets: int = DEFAULT_MAX_TRIPLETS) -> list[Reference]:
-    """The distinct step-1 triplets of a `<think>` text, in order, at most `max_triplets`."""
+    """The distinct step-1 triplets of a `<think>` text, in order, at most `max_triplets`.
+
+    >>> parse_reference_triplets("Step 1: [couch, ball, behind] [Image 2] [ball, sofa, front] [cup, mug]")
+    [Reference(obj1='sofa', obj2='ball', relation='behind'), Reference(obj1='cup', obj2='mug', relation=None)]
+    >>> parse_reference_triplets("Step 1: [cup, mug, left]\\nStep 2: [lamp, desk, left]")
+    [Reference(obj1='cup', obj2='mug', relation='left')]
+    """
     text = step1_text(as_text(think_text))
     seen: set[tuple] = set()
     out: list[Reference] = []
@@ -238,7 +260,11 @@ def parse_reference_triplets(think_text: object, max_triplets: int = DEFAULT_MAX
 
 
 def names_match(pred: str, gt: str) -> bool:
-    """Equal, or the same head noun with one name's words a subset of the other's ("sofa" ~ "black sofa")."""
+    """Equal, or the same head noun with one name's words a subset of the other's ("sofa" ~ "black sofa").
+
+    >>> names_match("sofa", "black sofa"), names_match("white sofa", "black sofa"), names_match("chair", "chair and board")
+    (True, False, False)
+    """
     if pred == gt:
         return True
     p, g = pred.split(), gt.split()
@@ -250,7 +276,12 @@ EXACT, PAIR = 2, 1  # match tiers: anchored with the right relation (or nothing 
 
 def match_tier(pred: Reference, gt: Reference) -> int:
     """EXACT, PAIR or 0 for a key pair (gt.obj2 given); a key pair with unknown relation is EXACT for
-    the right pair. (Bare key objects are matched by name in `match_references`.)"""
+    the right pair. (Bare key objects are matched by name in `match_references`.)
+
+    >>> key = Reference("sofa", "ball", "behind")
+    >>> match_tier(Reference("ball", "sofa", "front"), key), match_tier(Reference("sofa", "ball", "left"), key)
+    (2, 1)
+    """
     if pred.obj2 is None or gt.obj2 is None:
         return 0
     if names_match(pred.obj1, gt.obj1) and names_match(pred.obj2, gt.obj2):
@@ -328,6 +359,10 @@ def match_references(
       "bookshelf", and a generic "sofa" anchors only one of "black sofa" / "white sofa".
     - A triplet is spurious when it is matched to no key pair and names no bare key object. A triplet
       that only repeats an anchored key object is neither credited nor penalised.
+
+    >>> key = [Reference("sofa", "ball", "behind"), Reference("lamp")]
+    >>> match_references(parse_reference_triplets("[sofa, ball, behind] [sofa, ball, left] [lamp, desk, near] [cat, dog, far]"), key)
+    ReferenceMatch(n_exact=2, n_pair=0, n_spurious=2, pairs=((0, 0, 2), (2, 1, 2)))
     """
     pairs: list[tuple[int, int, int]] = []
     used: set[int] = set()
@@ -375,7 +410,14 @@ def three_step_structure(response: object, n_images: int | None = None) -> Three
     """Check a response against the three-step template: a well-formed `<think><answer>`, "Step 1"
     with triplets (for each image 1..n_images when given: a triplet after an "Image k"/"View k"
     mention), a non-empty "Step 2" (cross-view mapping) and "Step 3" (reasoning), in order, and a
-    non-empty answer. The SFT filter keeps only responses with `ok`."""
+    non-empty answer. The SFT filter keeps only responses with `ok`.
+
+    >>> three_step_structure("<think>Step 1: Image 1: [cup, mug, left]\\nStep 2: one cup.\\nStep 3: so B.</think><answer>B</answer>", 1)
+    ThreeStepStructure(ok=True, reasons=(), n_triplets=1, views_with_triplets=(1,))
+    >>> three_step_structure("<think>Step 1: Image 1: [cup, mug, left]</think><answer>B</answer>", 2).reasons  # doctest: +NORMALIZE_WHITESPACE
+    ("no line starting with 'Step 2' (cross-view mapping)", "no line starting with 'Step 3' (reasoning)",
+     "'Step 1' has no triplet for image(s) [2]")
+    """
     tagged = parse_tags(response)
     reasons: list[str] = []
     if not tagged.well_formed:

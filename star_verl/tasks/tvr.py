@@ -256,7 +256,14 @@ def _triplet(m: re.Match) -> Triplet:
 def parse_tvr_answer(answer_text: object, limit: int | None = None, max_chars: int | None = None) -> list[Triplet]:
     """The `index.attribute.value` items of an answer block, in order, duplicates kept; at most
     `limit` of them, read from at most the first `max_chars` characters (the rest is not read:
-    bounded work on enumerations and junk)."""
+    bounded work on enumerations and junk).
+
+    >>> parse_tvr_answer("2.color.cyan, 4 . Size . small, 3.position.behind-left.2")  # doctest: +NORMALIZE_WHITESPACE
+    [Triplet(obj_idx=2, attr='color', val='cyan'), Triplet(obj_idx=4, attr='size', val='small'),
+     Triplet(obj_idx=3, attr='position', val='behind-left.2')]
+    >>> parse_tvr_answer("1.color.red, 1.color.red, 5.shape.cube", limit=2)
+    [Triplet(obj_idx=1, attr='color', val='red'), Triplet(obj_idx=1, attr='color', val='red')]
+    """
     items: list[Triplet] = []
     if limit is not None and limit <= 0:
         return items
@@ -270,7 +277,11 @@ def parse_tvr_answer(answer_text: object, limit: int | None = None, max_chars: i
 
 def response_triplets(response: object, limit: int | None = None, max_chars: int | None = None) -> list[Triplet]:
     """The items of a full model response (or its TaggedResponse): those of its last `<answer>`
-    block; a response without a closed answer block predicts nothing."""
+    block; a response without a closed answer block predicts nothing.
+
+    >>> response_triplets("<think>0.color.red?</think><answer>1.shape.cube</answer>"), response_triplets("0.color.red")
+    ([Triplet(obj_idx=1, attr='shape', val='cube')], [])
+    """
     answer = (response if isinstance(response, TaggedResponse) else parse_tags(response)).answer
     return parse_tvr_answer(answer, limit, max_chars) if answer is not None else []
 
@@ -293,7 +304,14 @@ class Match:
 
 
 def match_triplets(pred: Sequence[Triplet], gt: Sequence[TVRTransformation], tiers: tuple[bool, bool] = (True, True)) -> Match:
-    """`tiers` = (match index+attribute, match index only); a switched-off tier matches nothing."""
+    """`tiers` = (match index+attribute, match index only); a switched-off tier matches nothing.
+
+    >>> gt = [TVRTransformation(0, "color", "red", ("red",)), TVRTransformation(1, "size", "large", ("large",))]
+    >>> match_triplets(parse_tvr_answer("0.color.red, 0.color.red, 1.size.small, 1.shape.cube"), gt)
+    Match(n_exact=1, n_attr=1, n_index=0, exact_gt=frozenset({0}), n_unique=3)
+    >>> match_triplets(parse_tvr_answer("1.size.small"), gt, tiers=(False, True)).n_index
+    1
+    """
     unique = list(dict.fromkeys(pred))
     free = list(range(len(gt)))
     left = list(range(len(unique)))
