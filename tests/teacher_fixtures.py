@@ -3,7 +3,6 @@ on loopback (http.server in a thread) whose answers are scripted per question an
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import threading
@@ -13,18 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from star_verl.prep.schema import RL_SCHEMA, ParquetRowWriter, image_entry, make_extra_info, make_rl_row
+from tests.images import solid
 
 OPTIONS = ["A", "B", "C", "D"]
 _QID = re.compile(r"Question (\w+):")
-
-
-def png(color: tuple[int, int, int], size: int = 32) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (size, size), color).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def pool_question(qid: str) -> str:
@@ -45,7 +37,7 @@ def write_pool(path: Path, n: int, *, tasks=("among", "around"), image_size: int
             source = "spar" if i % 3 == 2 else "mindcube"
             task = "obj_spatial_relation_oo" if source == "spar" else tasks[i % len(tasks)]
             origin = "spar7m" if source == "spar" else "mindcube"
-            images = [png((20 * i % 256, 40, 90), image_size), png((90, 20 * i % 256, 40), image_size)]
+            images = [solid((20 * i % 256, 40, 90), (image_size, image_size)), solid((90, 20 * i % 256, 40), (image_size, image_size))]
             gt = {"type": "choice", "answer": answer_of(i), "options": OPTIONS, "task": task, "references": [["sofa", "ball", "behind"]]}
             writer.write(
                 make_rl_row(

@@ -3,7 +3,6 @@ markers,multiview}`) on fixtures written in each source's exact format (tests/mu
 
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -21,6 +20,7 @@ from star_verl.prep.schema import EXTRA_INFO_KEYS, RL_SCHEMA
 from star_verl.rewards import compute_score
 from star_verl.tasks import registry
 from star_verl.tasks.ground_truth import ground_truth_json, parse_ground_truth
+from tests.images import decode, solid
 from tests.multiview_fixtures import (
     response_for,
     write_mindcube_fixture,
@@ -38,10 +38,6 @@ def _rows(path: Path) -> list[dict]:
 
 def _gt(row: dict) -> dict:
     return json.loads(row["reward_model"]["ground_truth"])
-
-
-def _image(entry: dict) -> Image.Image:
-    return Image.open(io.BytesIO(entry["bytes"])).convert("RGB")
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +154,8 @@ def test_mindcube_rows_keep_the_question_options_and_image_order(built, sources)
     assert [im["path"] for im in row["images"]] == record["images"]
     gt = _gt(row)
     assert gt["type"] == "choice" and gt["answer"] == record["gt_answer"] and gt["options"] == ["A", "B", "C", "D"]
-    src = Image.open(sources["mindcube"] / record["images"][0])
-    assert _image(row["images"][0]).size == src.size or _image(row["images"][0]).size[0] % 28 == 0
+    src = decode((sources["mindcube"] / record["images"][0]).read_bytes())
+    assert decode(row["images"][0]["bytes"]).size == src.size or decode(row["images"][0]["bytes"]).size[0] % 28 == 0
 
 
 def test_mindcube_options_are_read_inline():
@@ -240,7 +236,7 @@ def test_images_are_resized_to_the_pixel_budget(tmp_path):
     build(BuildOptions(out=out, mindcube=data, rl_samples=12, val_samples=0, sft_pool=0, max_pixels=100_000, progress=False))
     for row in _rows(out / "rl_train.parquet"):
         for im in row["images"]:
-            w, h = _image(im).size
+            w, h = decode(im["bytes"]).size
             assert w * h <= 100_000 and w % 28 == 0 and h % 28 == 0
 
 
@@ -301,8 +297,8 @@ def test_converted_spar_images_carry_the_markers(built, sources):
         rec = records[row["extra_info"]["question_id"]]
         plan = mk.marker_plan(rec["type"], rec, len(rec["image"]))
         for entry, image_markers in zip(row["images"], plan, strict=True):
-            image = _image(entry)
-            src = Image.open(sources["spar"] / "scannet" / "images" / entry["path"])
+            image = decode(entry["bytes"])
+            src = decode((sources["spar"] / "scannet" / "images" / entry["path"]).read_bytes())
             sx, sy = image.width / src.width, image.height / src.height
             for kind, colour, coords in image_markers:
                 if kind == "point":
@@ -599,7 +595,7 @@ def test_command_prints_the_summary_and_refuses_to_overwrite(sources, tmp_path, 
 
 def test_image_cache_encodes_once_per_image_and_marker_set(tmp_path):
     path = tmp_path / "a.jpg"
-    Image.new("RGB", (200, 100), (10, 20, 30)).save(path)
+    path.write_bytes(solid((10, 20, 30), (200, 100), "JPEG"))
     from star_verl.prep.multiview import ImageRef
 
     cache = ImageCache(max_pixels=200 * 100)

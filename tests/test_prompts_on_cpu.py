@@ -6,10 +6,8 @@ rules for image entries, placeholders and content parts."""
 from __future__ import annotations
 
 import base64
-import io
 
 import pytest
-from PIL import Image
 
 from star_verl import prompts
 from star_verl.data import rl_dataset, rows, sft_dataset
@@ -21,7 +19,8 @@ from star_verl.prep.teacher import client as teacher_client
 from star_verl.prompts import IMAGE_PART, PromptError, image_bytes, open_image, prompt_messages
 from star_verl.recipes import compose_recipe
 from star_verl.templates import get_template
-from tests.dataset_fixtures import agent_loop_prompts, mv_rl_row, png, write_rows
+from tests.dataset_fixtures import agent_loop_prompts, mv_rl_row, write_rows
+from tests.images import decode, noise
 
 # Two views over star_r1_mv's 90000-pixel cap and one inside it, so the budget resizes.
 SIZES = [(448, 336), (640, 480), (112, 112)]
@@ -95,7 +94,7 @@ def test_text_form_parts_and_placeholder_checks():
 
 
 def test_image_entries(tmp_path):
-    data = png((30, 20), seed=3)
+    data = noise((30, 20), seed=3)
     (tmp_path / "view.png").write_bytes(data)
     entries = [
         image_entry(data, "ignored.png"),  # the schema's {"bytes", "path"}: the bytes win
@@ -107,7 +106,7 @@ def test_image_entries(tmp_path):
         assert image_bytes(entry) == data
         assert open_image(entry).size == (30, 20)
     assert image_bytes({"image": "view.png"}, base_dir=tmp_path) == data  # relative to the data file's folder
-    pil = Image.open(io.BytesIO(data))
+    pil = decode(data)
     assert open_image({"image": pil}) is pil and open_image(pil) is pil
     with pytest.raises(PromptError, match="no encoded bytes"):
         image_bytes(pil)

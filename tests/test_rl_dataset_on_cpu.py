@@ -21,7 +21,8 @@ from star_verl.prep.schema import image_entry
 from star_verl.recipes import compose_recipe
 from star_verl.rewards import compute_score, split_reward_kwargs
 from star_verl.templates import TEMPLATES
-from tests.dataset_fixtures import MV_GT, agent_loop_prompts, mv_question, mv_rl_row, png, tvr_rl_row, write_rows
+from tests.dataset_fixtures import MV_GT, agent_loop_prompts, mv_question, mv_rl_row, tvr_rl_row, write_rows
+from tests.images import noise
 
 # Four views whose fitted sizes under the budget below are worked out by hand (Qwen's smart_resize,
 # factor 28): per-image cap = min(max_pixels 23520, total 50176 // 4 = 12544) = 12544, min 3136.
@@ -156,7 +157,7 @@ def test_placeholder_count_mismatch(base_cfg, tmp_path, tok_proc):
 
 def test_image_that_does_not_decode(base_cfg, tmp_path, tok_proc):
     row = mv_rl_row(6, VIEW_SIZES[:2])
-    row["images"][1] = image_entry(png((64, 64))[:-200])  # a truncated PNG
+    row["images"][1] = image_entry(noise((64, 64))[:-200])  # a truncated PNG
     path = bad_row(tmp_path, "truncated", row)
     with pytest.raises(DatasetError, match=rf"{path} row 2 \(question_id 'q6'\): image 1 does not decode"):
         build(base_cfg, [path], tok_proc)

@@ -249,7 +249,7 @@ def test_cache_drops_a_partial_last_line_and_rejects_corruption(tmp_path):
 
 def test_bad_pool_rows_are_named(tmp_path):
     from star_verl.prep.schema import RL_SCHEMA, ParquetRowWriter, image_entry, make_extra_info, make_rl_row
-    from tests.teacher_fixtures import png
+    from tests.images import solid
 
     def write(path, rows):
         with ParquetRowWriter(path, RL_SCHEMA) as writer:
@@ -257,7 +257,7 @@ def test_bad_pool_rows_are_named(tmp_path):
 
     def row(i, qid, source="mindcube", answer="C"):
         return make_rl_row(
-            data_source=source, question=pool_question(qid), images=[image_entry(png((i, 0, 0))), image_entry(png((0, i, 0)))],
+            data_source=source, question=pool_question(qid), images=[image_entry(solid((i, 0, 0), (32, 32))), image_entry(solid((0, i, 0), (32, 32)))],
             ground_truth={"type": "choice", "answer": answer, "options": ["A", "B", "C"], "task": "among"},
             extra_info=make_extra_info(index=i, split="sft_pool", origin="mindcube", task="among", question_id=qid, n_images=2),
         )  # fmt: skip

@@ -3,14 +3,12 @@ renderer, and the round trip generator -> converter -> reward."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from star_verl.prep import synthetic_tvr as syn
 from star_verl.prep.build_tvr import main as build_main
@@ -20,6 +18,7 @@ from star_verl.prep.trance import BadSampleError, TranceConvertConfig, build_que
 from star_verl.prep.trance_format import COLOR_RGB, COLORS, OCCLUSION_PIXELS, SIZE_SCALE, is_visible, overlaps
 from star_verl.rewards import compute_score
 from star_verl.tasks.ground_truth import ground_truth_json, parse_ground_truth
+from tests.images import decode, solid
 from tests.tvr_prep_fixtures import OBJECTS, VISIBLE, color_change, image_names, record, synthetic_tvr_set, write_trance
 
 
@@ -160,10 +159,10 @@ def test_max_pixels_resizes_images(tmp_path):
     big = record(0, [{"obj_idx": 2, "attr": "color", "val": "cyan"}])
     src = write_trance(tmp_path / "t", [big])
     for name in (src / "image").iterdir():
-        Image.new("RGB", (320, 240), (10, 20, 30)).save(name)
+        name.write_bytes(solid((10, 20, 30), (320, 240)))
     convert_trance(src, tmp_path / "out", config(split_sizes=(1, 0, 0), max_pixels=160 * 120))
     for im in rows(tmp_path / "out" / "train.parquet")[0]["images"]:
-        w, h = Image.open(io.BytesIO(im["bytes"])).size
+        w, h = decode(im["bytes"]).size
         # smart_resize: 320x240 is over budget; beta = sqrt(76800 / 19200) = 2; floor(160 / 28) * 28 = 140, floor(120 / 28) * 28 = 112
         assert (w, h) == (140, 112)
 
@@ -269,7 +268,7 @@ def test_h5_input(tmp_path):
     report = convert_trance(tmp_path / "data.h5", tmp_path / "out", config())
     assert report.samples == {"train": 2, "val": 0, "test": 1}
     im = rows(tmp_path / "out" / "test.parquet")[0]["images"][0]
-    assert Image.open(io.BytesIO(im["bytes"])).size == (160, 120)
+    assert decode(im["bytes"]).size == (160, 120)
 
 
 def test_cli(trance7, tmp_path, capsys):
@@ -409,7 +408,7 @@ def test_generated_samples_follow_trance_rules(samples):
         for cam in ("Camera_Center", "Camera_Left", "Camera_Right"):
             img, ids = syn.render_state(rec, 1, cam)
             assert all(syn.pixel_counts(ids).get(i, 0) >= OCCLUSION_PIXELS for i in changed)
-            stored = np.asarray(Image.open(io.BytesIO(images[rec["states"][1]["images"][cam]])))
+            stored = np.asarray(decode(images[rec["states"][1]["images"][cam]]))
             assert np.array_equal(stored, img)  # the stored image is the record's state
 
 
