@@ -7,7 +7,7 @@ import json
 import re
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -71,7 +71,7 @@ class ScriptedChatServer:
     "malformed" (no tags), "nosteps" (right answer, no three steps), "truncated" (right chain,
     finish_reason=length), "500", "429" (Retry-After: `retry_after`), "slow" (sleeps `slow_s` then
     answers right), "badjson" (HTTP 200, not JSON), "401". Unscripted questions get "right".
-    Every request is logged with its arrival time."""
+    Every request is logged (question, seed, step, key, model, images, messages)."""
 
     def __init__(
         self,
@@ -158,7 +158,6 @@ class ScriptedChatServer:
                     pass
 
             def do_POST(self) -> None:
-                arrived = time.monotonic()
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if self.path != "/v1/chat/completions":
                     return self._send(404, b'{"error": "not found"}')
@@ -175,7 +174,6 @@ class ScriptedChatServer:
                             "qid": qid,
                             "seed": seed,
                             "step": step,
-                            "t": arrived,
                             "auth": auth,
                             "model": body["model"],
                             "n_images": len(images),
@@ -206,10 +204,3 @@ class ScriptedChatServer:
                 self._send(200, json.dumps(payload).encode())
 
         return Handler
-
-
-def requests_by_qid(log: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for entry in log:
-        out[entry["qid"]].append(entry)
-    return out

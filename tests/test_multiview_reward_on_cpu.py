@@ -240,13 +240,15 @@ def test_bounded_finite_and_never_raises(resp, key, s, kind):
     assert out["n_pred"] <= s.ref_max_triplets and out["n_exact"] <= min(out["n_pred"], out["n_gt"])
 
 
-def test_huge_responses_are_fast():
-    import time
+def huge_response() -> str:
+    """1000 step-1 triplets, then a key reference, 200k characters of junk and a 35k-character answer."""
+    think = "Step 1: " + " ".join(f"[object {i}, thing {i}, left]" for i in range(1000)) + " [sofa, ball, behind]" + "x" * 200_000
+    return f"<think>{think}</think><answer>{'A or B ' * 5000}</answer>"
 
-    think = "Step 1: " + " ".join(f"[object {i}, thing {i}, left]" for i in range(1000)) + "x" * 200_000
-    resp = f"<think>{think}</think><answer>{'A or B ' * 5000}</answer>"
-    start = time.perf_counter()
-    out = compute_score("mindcube", resp, choice(KEY))
-    assert time.perf_counter() - start < 1.0
-    assert out["n_pred"] == DEFAULT.ref_max_triplets and out["r_ans"] == 0.0
+
+def test_huge_responses_are_read_within_the_bounds():
+    # the bounded work behind a huge response's quick reward (timed by bench/bench_reward.py): only the
+    # first ref_max_triplets triplets are read, so the key reference after them anchors nothing
+    out = compute_score("mindcube", huge_response(), choice(KEY))
+    assert out["n_pred"] == DEFAULT.ref_max_triplets and out["n_exact"] == 0.0 and out["r_ans"] == 0.0
     assert out["r_ref"] == pytest.approx(-DEFAULT.ref_weight * DEFAULT.ref_penalty_cap)

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -336,13 +335,11 @@ def test_pair_and_unknown_relation_forms():
     assert [(r.obj1, r.obj2, r.relation) for r in refs] == [("sofa", "ball", None), ("lamp", "desk", None)]
 
 
-def test_triplet_count_is_bounded_and_fast():
+def test_triplet_count_is_bounded_to_the_first_ones():
     think = "Step 1: " + " ".join(f"[object {i}, thing {i}, left]" for i in range(1000))
-    start = time.perf_counter()
-    refs = parse_reference_triplets(think, max_triplets=64)
-    assert len(refs) == 64
-    assert len(parse_reference_triplets(think, max_triplets=5000)) == 1000
-    assert time.perf_counter() - start < 1.0
+    every = parse_reference_triplets(think, max_triplets=5000)
+    assert len(every) == 1000
+    assert parse_reference_triplets(think, max_triplets=64) == every[:64]
 
 
 def test_match_tiers():
