@@ -293,8 +293,10 @@ def response_triplets(response: object, limit: int | None = None, max_chars: int
 class Match:
     """One-to-one tiered matching of predictions against the ground truth.
 
-    Identical predictions are matched once (the first occurrence); exact matches are taken first,
-    then index+attribute, then index only; each ground-truth transformation is used at most once."""
+    Identical predictions are matched once (the first occurrence); as many exact matches as possible
+    are taken first, then index+attribute, then index only; each ground-truth transformation is used
+    at most once. No other one-to-one assignment has more exact matches, nor (with as many) more
+    index+attribute ones, nor more index-only ones after them (tests/test_matchers_brute_force_on_cpu.py)."""
 
     n_exact: int
     n_attr: int
@@ -313,10 +315,12 @@ def match_triplets(pred: Sequence[Triplet], gt: Sequence[TVRTransformation], tie
     1
     """
     unique = list(dict.fromkeys(pred))
-    free = list(range(len(gt)))
-    left = list(range(len(unique)))
+    exact = _exact_matching(unique, gt)
+    free = [gi for gi in range(len(gt)) if gi not in exact]
+    matched = set(exact.values())
+    left = [pi for pi in range(len(unique)) if pi not in matched]
 
-    def take(same) -> tuple[int, set[int]]:
+    def take(same) -> int:
         used = set()
         for pi in list(left):
             for gi in free:
@@ -325,12 +329,46 @@ def match_triplets(pred: Sequence[Triplet], gt: Sequence[TVRTransformation], tie
                     left.remove(pi)
                     used.add(gi)
                     break
-        return len(used), used
+        return len(used)
 
-    n_exact, exact_gt = take(lambda p, g: g.accepts(p))
-    n_attr = take(lambda p, g: p.obj_idx == g.obj_idx and p.attr == g.attr)[0] if tiers[0] else 0
-    n_index = take(lambda p, g: p.obj_idx == g.obj_idx)[0] if tiers[1] else 0
-    return Match(n_exact, n_attr, n_index, frozenset(exact_gt), len(unique))
+    # within one object (and attribute) any transformation serves any prediction, so first come, first served is best
+    n_attr = take(lambda p, g: p.obj_idx == g.obj_idx and p.attr == g.attr) if tiers[0] else 0
+    n_index = take(lambda p, g: p.obj_idx == g.obj_idx) if tiers[1] else 0
+    return Match(len(exact), n_attr, n_index, frozenset(exact), len(unique))
+
+
+def _exact_matching(unique: Sequence[Triplet], gt: Sequence[TVRTransformation]) -> dict[int, int]:
+    """A maximum one-to-one matching of predictions with the transformations that accept them, as
+    {ground-truth position: prediction position}: first come, first served, then an augmenting path
+    (Kuhn) for each prediction left out while a transformation accepting it was taken. That happens
+    where two transformations of one object and attribute accept a common value (never in converted
+    data: the converters merge them), or where one transformation accepts several predictions."""
+    owner: dict[int, int] = {}
+    blocked = []
+    for pi, p in enumerate(unique):
+        accepted = False
+        for gi, g in enumerate(gt):
+            if g.accepts(p):
+                if gi not in owner:
+                    owner[gi] = pi
+                    break
+                accepted = True
+        else:
+            if accepted:
+                blocked.append(pi)
+
+    def place(pi: int, seen: set[int]) -> bool:
+        for gi, g in enumerate(gt):
+            if gi not in seen and g.accepts(unique[pi]):
+                seen.add(gi)
+                if gi not in owner or place(owner[gi], seen):
+                    owner[gi] = pi
+                    return True
+        return False
+
+    for pi in blocked:
+        place(pi, set())
+    return owner
 
 
 # ---------------------------------------------------------------- official metrics
