@@ -72,7 +72,7 @@ def test_recipe_defaults_are_the_composed_recipe():
     assert mv["temperature"] == 0.0 and mv["n"] == 1  # veRL's val_kwargs: greedy, one sample
 
 
-def test_generate_then_score(tiny_qwen25vl, parquet, tmp_path, capsys):
+def test_generate_writes_lines_eval_score_reads_and_refuses_to_overwrite(tiny_qwen25vl, parquet, tmp_path, capsys):
     out = tmp_path / "gen.jsonl"
     argv = ["generate", "--model", tiny_qwen25vl, "--data", str(parquet), "--out", str(out), "--max-new-tokens", "6", "--backend", "transformers"]
     assert cli.main(argv) == 0

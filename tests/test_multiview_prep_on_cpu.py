@@ -471,7 +471,7 @@ def test_bad_mindcube_input_names_file_and_line_or_is_counted(tmp_path, mutate, 
     assert "bad input skipped: 1" in format_summary(summary)
 
 
-def test_bad_spar_input(tmp_path):
+def test_bad_spar_input_stops_naming_it_or_is_counted(tmp_path):
     root = write_spar_fixture(tmp_path / "sp", 2, tasks=(("obj_spatial_relation_oc_mv", "select", 3),))
     (root / "scannet" / "qa_jsonl" / "train" / "teleport_mv" / "select").mkdir(parents=True)
     with pytest.raises(BadInput, match="unknown task type 'teleport_mv'"):

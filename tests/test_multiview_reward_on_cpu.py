@@ -42,7 +42,7 @@ KEY = (("sofa", "ball", "behind"), ("lamp", "table", "left"))
 # ---------------------------------------------------------------- worked examples
 
 
-def test_right_answer_with_the_key_references():
+def test_right_answer_with_the_key_references_scores_2_5():
     out = compute_score("mindcube", response(KEY), json.dumps(choice(KEY)))
     assert list(out) == list(REWARD_KEYS)
     assert out["format"] == 1.0 and out["r_ans"] == 1.0 and out["acc"] == 1.0
@@ -64,7 +64,7 @@ def test_dense_reference_credit_and_penalties():
     assert score(response(), choice(KEY))["r_ref"] == pytest.approx(-0.25)
 
 
-def test_bare_key_objects():
+def test_bare_key_objects_are_anchored_once_by_any_triplet_naming_them():
     gt = {"type": "numeric", "answer": 2.6, "task": "depth_prediction_oc_mv", "references": [["books", None, None], ["bookshelf", None, None]]}
     # one triplet relating both key objects: both anchored, full credit
     out = compute_score("spar", response([("books", "bookshelf", "front")], "2.6"), gt)
@@ -88,7 +88,7 @@ def test_ref_weight_zero_turns_the_term_off_but_still_logs_counts():
     assert compute_score("mindcube", response(), choice(KEY), ref_weight=0.0)["score"] == 2.0
 
 
-def test_format_and_answer_terms():
+def test_format_and_answer_terms_of_each_answer_type():
     malformed = score(response(KEY, well_formed=False), choice(KEY))
     assert malformed["format"] == 0.0 and malformed["r_ans"] == 1.0  # the answer is still read (tags.py)
     assert score(response(KEY, answer="A"), choice(KEY))["r_ans"] == 0.0
@@ -119,7 +119,7 @@ def test_settings_reach_the_reward_through_compute_score():
         ({"mv_format_weight": True}, "finite number"),
     ],
 )
-def test_invalid_settings(kwargs, message):
+def test_invalid_settings_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MultiViewRewardSettings(**kwargs)
 

@@ -76,7 +76,7 @@ def test_rl_dataset_eval_generate_and_teacher_build_the_same_prompt(tiny_qwen25v
     assert [base64.b64decode(url.split(",", 1)[1]) for url in urls] == blobs  # the original bytes, in order
 
 
-def test_text_form_parts_and_placeholder_checks():
+def test_prompt_is_split_at_the_placeholders_and_their_count_checked():
     template = get_template("plain")
     text = prompt_messages(template, "<image> and <image>?")
     assert text == template.messages("<image> and <image>?")  # None: string contents, placeholders kept
@@ -93,7 +93,7 @@ def test_text_form_parts_and_placeholder_checks():
         prompt_messages(template, "<image>", [a], response="see <image>")
 
 
-def test_image_entries(tmp_path):
+def test_every_image_entry_form_gives_the_same_image(tmp_path):
     data = noise((30, 20), seed=3)
     (tmp_path / "view.png").write_bytes(data)
     entries = [

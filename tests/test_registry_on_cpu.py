@@ -134,7 +134,7 @@ def test_the_scan_finds_a_copy(tmp_path):
     ]
 
 
-def test_origins_and_benchmarks():
+def test_each_origin_has_its_family_and_where_eval_reports_it():
     assert set(MULTIVIEW_SOURCES) == set(DATA_SOURCES) - {"tvr"}
     assert all(o.data_source in DATA_SOURCES for o in ORIGINS.values())
     assert origins_of("tvr") == ("trance", "synthetic") and origins_of("spar") == ("spar7m", "sparbench")
@@ -150,7 +150,7 @@ def test_origins_and_benchmarks():
     assert extra.scored_as == "synthetic_mv" and extra.benchmark is None
 
 
-def test_spar_task_groups():
+def test_spar_task_groups_nest_and_give_the_answer_types():
     assert len(SPARBENCH_TASKS) == len(set(SPARBENCH_TASKS)) == 20 and set(SPARBENCH_TASKS) <= set(SPAR7M_TASKS)
     assert len(SPAR7M_TASKS) == len(set(SPAR7M_TASKS))
     assert set(SPAR7M_MULTIVIEW_TASKS) == set(MULTIVIEW_MARKER_TASKS)  # each multi-view task has its marker rule
@@ -169,7 +169,7 @@ def test_spar_task_groups():
     ]
 
 
-def test_mindcube_settings():
+def test_mindcube_setting_is_the_first_one_the_id_contains():
     assert set(MINDCUBE_TRAINING_SETTINGS) == set(MINDCUBE_SETTINGS) - {"translation"}
     assert [mindcube_setting(i) for i in ("among_group693_q1_5_2", "aroundnew_x", "Rotation_group000", "translation_1", "xyz", "")] == [
         "among", "around", "rotation", "translation", None, None,
@@ -189,7 +189,7 @@ def test_mmsi_category_is_the_release_spelling(written, category):
     assert mmsi_category(written) == category and category in MMSI_CATEGORIES
 
 
-def test_ground_truth_family():
+def test_ground_truth_family_follows_its_keys_or_task():
     assert ground_truth_family({"transformations": [], "objects": [], "view": "center"}) == "tvr"
     assert ground_truth_family({"type": "choice", "task": "rotation"}) == "mindcube"
     assert ground_truth_family({"type": "numeric", "task": "obj_count"}) == "spar"  # a SPAR-7M task outside SPAR-Bench

@@ -74,7 +74,7 @@ def test_request_is_the_three_step_template_with_images_in_order(tmp_path):
     assert all(p["image_url"]["url"].startswith("data:image/png;base64,") for p in parts if p["type"] == "image_url")
 
 
-def test_filtering_retries_and_outputs(tmp_path):
+def test_each_answer_is_kept_rejected_or_failed_after_its_retries(tmp_path):
     truth = write_pool(tmp_path / "pool.parquet", 11)
     script = {
         "q0": ["right"], "q1": ["wrong"], "q2": ["malformed"], "q3": ["nosteps"], "q4": ["500", "500", "right"],

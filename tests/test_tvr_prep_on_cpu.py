@@ -40,7 +40,7 @@ def trance7(tmp_path):
 # ------------------------------------------------------------------ converter: rows, splits, views
 
 
-def test_rows_splits_and_views(trance7, tmp_path):
+def test_splits_follow_file_order_and_eval_rows_have_every_view(trance7, tmp_path):
     out = tmp_path / "out"
     report = convert_trance(trance7, out, config())
     train, val, test = rows(out / "train.parquet"), rows(out / "val.parquet"), rows(out / "test.parquet")
@@ -72,7 +72,7 @@ def test_images_are_the_files_bytes_initial_always_center(trance7, tmp_path):
         assert r["images"][1]["bytes"] == (trance7 / "image" / finals[cam]).read_bytes()
 
 
-def test_ground_truth_per_design(trance7, tmp_path):
+def test_ground_truth_is_the_designed_json_of_the_typed_object(trance7, tmp_path):
     out = tmp_path / "out"
     convert_trance(trance7, out, config())
     r = rows(out / "test.parquet")[4]  # sample 6, left view
@@ -94,7 +94,7 @@ def test_train_views_and_views_options(trance7, tmp_path):
     assert [r["extra_info"]["view"] for r in rows(out / "val.parquet")] == ["left", "left"]
 
 
-def test_lines_after_the_splits_and_limit(trance7, tmp_path):
+def test_lines_after_the_splits_or_the_limit_are_counted_not_converted(trance7, tmp_path):
     report = convert_trance(trance7, tmp_path / "a", config(split_sizes=(2, 1, 1)))
     assert report.samples == {"train": 2, "val": 1, "test": 1} and report.beyond_splits == 3
     report = convert_trance(trance7, tmp_path / "b", config(limit=1))
@@ -245,7 +245,7 @@ def test_never_overwrites_without_overwrite(trance7, tmp_path):
     assert len(rows(out / "train.parquet")) == 1
 
 
-def test_missing_source_and_bad_options(tmp_path):
+def test_missing_source_and_bad_options_raise(tmp_path):
     with pytest.raises(FileNotFoundError, match="no TRANCE data"):
         convert_trance(tmp_path, tmp_path / "out", config())
     with pytest.raises(ValueError, match="views"):
@@ -254,7 +254,7 @@ def test_missing_source_and_bad_options(tmp_path):
         TranceConvertConfig(attributes=("weight",))
 
 
-def test_h5_input(tmp_path):
+def test_h5_release_converts_like_the_jsonl_one(tmp_path):
     h5py = pytest.importorskip("h5py")
     recs = [color_change(i) for i in range(3)]
     with h5py.File(tmp_path / "data.h5", "w") as f:
@@ -271,7 +271,7 @@ def test_h5_input(tmp_path):
     assert decode(im["bytes"]).size == (160, 120)
 
 
-def test_cli(trance7, tmp_path, capsys):
+def test_command_prints_the_report_refuses_to_overwrite_and_rejects_bad_options(trance7, tmp_path, capsys):
     out = tmp_path / "out"
     assert build_main(["--trance", str(trance7), "--out", str(out), "--split-sizes", "3,2,2", "--no-progress"]) == 0
     printed = capsys.readouterr().out
@@ -285,7 +285,7 @@ def test_cli(trance7, tmp_path, capsys):
     assert "no position moves" in capsys.readouterr().err
 
 
-def test_synthetic_attributes_option(tmp_path):
+def test_synthetic_attributes_option_limits_the_changed_attributes(tmp_path):
     rec, _ = syn.generate_sample(0, seed=5, config=syn.SyntheticConfig(attributes=("size",), min_transformations=2))
     assert {t["attr"] for t in rec["transformations"]} == {"size"} and len(rec["transformations"]) >= 2
 
