@@ -52,7 +52,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         images = [noise((args.image_size, args.image_size), seed=k) for k in range(8)]
-        teacher_fixtures.solid = lambda color, size: images[(color[0] + color[1]) % len(images)]  # noise instead of flat colours
+        teacher_fixtures.solid = lambda color, size: images[(color[0] + color[1]) % len(images)]  # noise instead of flat colors
         truth = write_pool(root / "pool.parquet", args.questions)
         size_mb = (root / "pool.parquet").stat().st_size / 1e6
         print(

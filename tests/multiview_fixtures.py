@@ -278,7 +278,7 @@ def _sparbench_row(i: int, rng: random.Random, size: tuple[int, int]) -> dict[st
     question, answer = record["conversations"][0]["value"], record["conversations"][1]["value"]
     question = question.replace(_INSTR, "\nPick the right response from the available choices." + _INSTR)  # the benchmark's own wording
     if task == "obj_spatial_relation_oc_mv":
-        question = question.replace("(red bbox)", "(bbox)")  # SPAR-Bench names the single box without a colour
+        question = question.replace("(red bbox)", "(bbox)")  # SPAR-Bench names the single box without a color
     images = [{"bytes": gradient(f"sparbench/{i}/{k}", size), "path": f"{6400 + i}_scene{i:04d}_00_{k}.jpg"} for k in range(n_images)]
     return {
         "id": i,

@@ -132,7 +132,7 @@ def pair_assignments(pred: list[Reference], key: list[Reference]):
 
 
 def r_ref_credit(n_exact: int, n_pair: int, n_spurious: int, k: int, s: MultiViewRewardSettings) -> float:
-    """The reward's raw R_ref times K (star_verl.rewards.multiview): the quantity the best reading maximises."""
+    """The reward's raw R_ref times K (star_verl.rewards.multiview): the quantity the best reading maximizes."""
     unnamed = max(0, k - n_exact - n_pair - n_spurious)
     return n_exact + s.ref_pair_credit * n_pair - s.ref_spurious_penalty * n_spurious - s.ref_under_penalty * unnamed
 

@@ -168,7 +168,7 @@ def test_mindcube_options_are_read_inline():
 def test_mindcube_references_follow_the_grounded_cognitive_map():
     names = ["bag", "toy", "sofa", "window", "shelf"]
     front_first = {"id": "among_group1_q0", "meta_info": [names, [None] * 5], "images": ["a/front_1.jpg", "a/left_2.jpg"]}
-    # image 1 is the front view (at [5,6], facing up): obj1 [5,8] is nearer than the centre, obj2 [2,5] left, obj3 [5,2] behind, obj4 [8,5] right
+    # image 1 is the front view (at [5,6], facing up): obj1 [5,8] is nearer than the center, obj2 [2,5] left, obj3 [5,2] behind, obj4 [8,5] right
     assert mindcube.references(front_first, "among") == [
         ["toy", "bag", "front"],
         ["sofa", "bag", "left"],
@@ -184,7 +184,7 @@ def test_mindcube_references_follow_the_grounded_cognitive_map():
         ["shelf", "bag", "behind"],
     ]
     rotation = {"id": "rotation_group1_q1", "type": "three_view", "meta_info": ["board", "door", "chairs"], "images": ["1", "2", "3"]}
-    # view 1 faces left (-x) from the centre: [3,5] ahead, [5,3] (up) on its right, [7,5] behind
+    # view 1 faces left (-x) from the center: [3,5] ahead, [5,3] (up) on its right, [7,5] behind
     assert mindcube.references(rotation, "rotation") == [["board", OBSERVER, "front"], ["door", OBSERVER, "right"], ["chairs", OBSERVER, "behind"]]
     around = {
         "id": "around_abc_q1_2",
@@ -248,9 +248,9 @@ def test_marker_plan_puts_each_marker_on_its_image():
     box = lambda v: [[v, v, v + 100, v + 100]]  # noqa: E731
     rec = {"red_bbox": box(1), "green_bbox": box(2), "blue_bbox": box(3), "yellow_bbox": box(4), "bbox_img_idx": [[3, 1, 0, 2]]}
     plan = mk.marker_plan("spatial_imagination_oo_mv", rec, 4)
-    colours = [[m[1] for m in image] for image in plan]
+    colors = [[m[1] for m in image] for image in plan]
     # red -> idx[2] = 0, green -> idx[0] = 3, blue -> idx[1] = 1, yellow -> idx[3] = 2
-    assert colours == [["red"], ["blue"], ["yellow"], ["green"]]
+    assert colors == [["red"], ["blue"], ["yellow"], ["green"]]
     plan = mk.marker_plan(
         "spatial_imagination_oc_mv", {k: rec[k] for k in ("red_bbox", "green_bbox", "blue_bbox")} | {"bbox_img_idx": [[2, 0, 1]]}, 3
     )
@@ -300,7 +300,7 @@ def test_converted_spar_images_carry_the_markers(built, sources):
             image = decode(entry["bytes"])
             src = decode((sources["spar"] / "scannet" / "images" / entry["path"]).read_bytes())
             sx, sy = image.width / src.width, image.height / src.height
-            for kind, colour, coords in image_markers:
+            for kind, color, coords in image_markers:
                 if kind == "point":
                     x0, y0, x1, y1 = mk.point_box(coords, src.width, src.height)
                     px, py = (x0 + x1) / 2, (y0 + y1) / 2
@@ -310,7 +310,7 @@ def test_converted_spar_images_carry_the_markers(built, sources):
                     if px < 0:
                         continue  # this edge falls outside the image
                 value = np.asarray(image)[int(py * sy), int(px * sx)].astype(int)
-                assert np.abs(value - PIL_RGB[colour]).max() < 60, (row["extra_info"]["question_id"], colour, value)
+                assert np.abs(value - PIL_RGB[color]).max() < 60, (row["extra_info"]["question_id"], color, value)
                 checked[kind] += 1
     assert checked["point"] > 5 and checked["bbox"] > 5
 

@@ -234,7 +234,7 @@ def test_ground_truth_without_references_is_valid():
     assert parse_multiview_ground_truth({"type": "numeric", "answer": 2, "task": "t", "references": None}).answer == 2.0
 
 
-def test_ground_truth_references_are_normalised():
+def test_ground_truth_references_are_normalized():
     gt = choice_gt(references=[["Sofa", "the Balls", "in front of"], ["door", None, None], ["lamp", "couch", None]])
     assert gt.references == (Reference("sofa", "ball", "front"), Reference("door"), Reference("lamp", "sofa"))
 
@@ -316,7 +316,7 @@ def test_triplets_come_from_step_1_only():
         "Step 2: merged: [door, sofa, right]\nStep 3: ..."
     )
     refs = parse_reference_triplets(think)
-    # duplicates after normalisation and the inverse [ball, sofa, front] are one reference; step 2's is not read
+    # duplicates after normalization and the inverse [ball, sofa, front] are one reference; step 2's is not read
     assert [(r.obj1, r.obj2, r.relation) for r in refs] == [("sofa", "ball", "behind"), ("lamp", "table", "left")]
     # without step headings the whole text is read
     assert len(parse_reference_triplets("[door, sofa, right] and [sofa, ball, behind]")) == 2
@@ -374,7 +374,7 @@ def test_hedged_relations_are_spurious():
 
 
 def test_bare_key_objects_are_anchored_by_name():
-    key = [Reference("book"), Reference("bookshelf")]  # References hold normalised names
+    key = [Reference("book"), Reference("bookshelf")]  # References hold normalized names
     # one triplet relating the two key objects anchors both
     assert counts(match_references([Reference("book", "bookshelf", "front")], key)) == (2, 0, 0)
     # repeating an anchored key object is neither credited nor spurious; a triplet naming no key object is spurious

@@ -101,7 +101,7 @@ def copies(root: Path, home: Path) -> list[str]:
                 if strings is None or strings not in by_set:
                     continue
                 if isinstance(node, ast.Dict) and by_set[strings] != "ORIGINS":
-                    continue  # a mapping keyed by data source or level (a template, a colour per level) is not a copy
+                    continue  # a mapping keyed by data source or level (a template, a color per level) is not a copy
                 found.append(f"{_place(where, example_line, node)}: writes {by_set[strings]} again")
     return found
 

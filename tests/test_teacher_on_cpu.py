@@ -89,7 +89,7 @@ def test_each_answer_is_kept_rejected_or_failed_after_its_retries(tmp_path):
     asked = server.requests_per_question()
     # retries: two 500s then an answer; one 429; one timeout; one unreadable body; q8 gives up after 1 + 2 attempts
     assert asked == {"q0": 1, "q1": 1, "q2": 1, "q3": 1, "q4": 3, "q5": 2, "q6": 2, "q7": 2, "q8": 3, "q9": 1, "q10": 1}
-    # Retry-After: 1 honoured (the backoff alone would be <= 0.2 s)
+    # Retry-After: 1 honored (the backoff alone would be <= 0.2 s)
     assert [m.split(": ", 1)[1] for m in messages if "q5" in m] == ["HTTP 429; retry 1/2 in 1.0 s"]
     assert result.counts.retries == 2 + 1 + 1 + 1 + 2
 

@@ -307,7 +307,7 @@ def _classify(pixel) -> str:
 
 
 def test_each_color_reads_back_from_every_camera():
-    """Every color (each with a material and a shape, all three of each covered) is recognisable
+    """Every color (each with a material and a shape, all three of each covered) is recognizable
     from every camera, and the object is where the camera projects it."""
     cams = syn.scene_cameras()
     for i, color in enumerate(COLORS):

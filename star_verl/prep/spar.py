@@ -165,7 +165,7 @@ def _object_name(phrase: str) -> str | None:
 
 
 def marked_objects(question: str) -> list[tuple[str | None, str]]:
-    """(colour or None, name) of each marker mention in the question, in order (a name may come
+    """(color or None, name) of each marker mention in the question, in order (a name may come
     twice: "whiteboard (yellow bbox)" and "facing whiteboard (blue bbox)")."""
     found: list[tuple[int, str | None, str]] = []
     for m in _MARKED.finditer(question):
@@ -176,7 +176,7 @@ def marked_objects(question: str) -> list[tuple[str | None, str]]:
         name = _object_name(m.group(2))
         if name:
             found.append((m.start(), m.group(1), name))
-    return [(colour, name) for _, colour, name in sorted(found)]
+    return [(color, name) for _, color, name in sorted(found)]
 
 
 def _slots(text: str) -> list[str] | None:
@@ -190,20 +190,20 @@ def references(task: str, question: str, answer_text: str | None) -> list[list[A
     """Marked objects and the relations the answer states (see the module docstring)."""
     mentions = marked_objects(question)
     names = list(dict.fromkeys(n for _, n in mentions))
-    by_colour = {c: n for c, n in reversed(mentions) if c}  # a colour's first mention
+    by_color = {c: n for c, n in reversed(mentions) if c}  # a color's first mention
     slots = _slots(answer_text) if answer_text else None
     refs: list[list[Any]] = []
     if slots is not None and "_oo" in task:
         # object-object tasks: the imagination ones relate red and yellow (green and blue place the
         # observer), the others their two marked objects
-        pair = [by_colour.get("red"), by_colour.get("yellow")] if task.startswith("spatial_imagination") else names[:2]
+        pair = [by_color.get("red"), by_color.get("yellow")] if task.startswith("spatial_imagination") else names[:2]
         if len(pair) == 2 and all(pair) and pair[0] != pair[1]:
             a, b = pair
             refs = [[a, b, w] for w in slots[:3] if w]
             if len(slots) == 5:  # then each object in front of / behind the observer
                 refs += [[n, OBSERVER, w] for n, w in zip((a, b), slots[3:], strict=True) if w]
     elif slots is not None and len(slots) == 3:
-        target = by_colour.get("red") or (names[0] if names else None)
+        target = by_color.get("red") or (names[0] if names else None)
         if target:
             refs = [[target, OBSERVER, w] for w in slots if w]
     named = {r[0] for r in refs} | {r[1] for r in refs}

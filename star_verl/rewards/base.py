@@ -1,4 +1,4 @@
-"""What every reward family shares: the logged keys, their finalisation, and the record of a family
+"""What every reward family shares: the logged keys, their finalization, and the record of a family
 that `compute_score` dispatches on.
 
 A module of its own so that the families (`tvr`, `multiview`) import it and the package's

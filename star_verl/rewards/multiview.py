@@ -45,7 +45,7 @@ class MultiViewRewardSettings:
 
     Names are prefixed (`mv_`, `ref_`) like TVR's (`tvr_`), so one `reward_kwargs` block can hold both
     families without a name meaning two things. Credits and penalties of R_ref are in units of one key
-    reference (a sample's R_ref is normalised by its number of key references)."""
+    reference (a sample's R_ref is normalized by its number of key references)."""
 
     mv_format_weight: float = 1.0  # R_format for a well-formed <think><answer> response
     mv_answer_weight: float = 1.0  # R_ans = mv_answer_weight * (1 right option | MRA | view-change MRA)

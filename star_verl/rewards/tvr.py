@@ -1,4 +1,4 @@
-"""STAR-R1's dense, penalised TVR reward.
+"""STAR-R1's dense, penalized TVR reward.
 
     score = w_format * format + r_pos + r_incorrect + r_under
     r_pos       = 5.0 * n_exact + 1.5 * n_attr + 0.5 * n_index      (one-to-one tiered matching)

@@ -4,7 +4,7 @@ reading it.
 - `parse_ground_truth(data_source, value)`: the typed ground truth of the data source's family
   (`TVRGroundTruth` or `MultiViewGroundTruth`, both immutable), from the JSON string, its decoded
   object or an already typed value; a bad one raises `GroundTruthError`.
-- `ground_truth_json(value)`: the string a row stores. A typed ground truth is serialised from its
+- `ground_truth_json(value)`: the string a row stores. A typed ground truth is serialized from its
   fields (`to_dict`), so what a converter writes is exactly what the reward parses back.
 - `GroundTruthError` carries the `problem` and the `sample` (its origin, split, index and question
   id) as fields: a caller that names the sample its own way (a file and row) uses the problem alone.
@@ -121,7 +121,7 @@ def validate_ground_truth(data_source: str, ground_truth: Any, extra_info: Mappi
 
 
 def ground_truth_json(ground_truth: GroundTruth | Mapping[str, Any]) -> str:
-    """The JSON string a row stores: a typed ground truth serialised from its fields; a mapping (a
+    """The JSON string a row stores: a typed ground truth serialized from its fields; a mapping (a
     ground truth copied from another row) as it is.
 
     >>> ground_truth_json(MultiViewGroundTruth("numeric", 2, "toy"))

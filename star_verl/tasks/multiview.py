@@ -37,7 +37,7 @@ class MultiViewGroundTruth:
     task: str
     options: tuple[str, ...] | None = None  # choice only (None elsewhere); a tuple once made
     written_references: tuple[WrittenReference, ...] | None = ()  # as the converter wrote them; None = none
-    references: tuple[Reference, ...] = field(init=False)  # normalised: what the reward matches
+    references: tuple[Reference, ...] = field(init=False)  # normalized: what the reward matches
     components: tuple[float, ...] | None = field(init=False)  # view_change: the five signed components
 
     def __post_init__(self) -> None:
@@ -69,7 +69,7 @@ class MultiViewGroundTruth:
             raise TypeError(f"references must be a list, got {type(raw_refs).__name__}")
         references = tuple(reference_from_ground_truth(item) for item in raw_refs)
         if len({r.key() for r in references}) != len(references):
-            raise ValueError(f"references repeat a reference after normalisation: {raw_refs!r}")
+            raise ValueError(f"references repeat a reference after normalization: {raw_refs!r}")
         object.__setattr__(self, "answer", answer)
         object.__setattr__(self, "options", tuple(options) if kind == "choice" else None)
         object.__setattr__(self, "written_references", tuple(tuple(item) for item in raw_refs))

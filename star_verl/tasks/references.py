@@ -1,4 +1,4 @@
-"""Step-1 reference triplets of the three-step template, their normalisation and their matching.
+"""Step-1 reference triplets of the three-step template, their normalization and their matching.
 
 A reference is `(object 1, object 2, relation)`, read "object 1 is <relation> object 2"
 (`[sofa, ball, behind]`: the sofa is behind the ball). `object 2` and `relation` may be None in ground
@@ -12,8 +12,8 @@ Parsing (never guessing):
   that starts with "Step 2"); otherwise the whole `<think>` text;
 - at most `max_triplets` distinct triplets are kept (the reward's bound on work and on credit).
 
-Normalisation: object names are lower-cased, parenthesised notes ("sink (red bbox)") and articles
-dropped, each word singularised (simple English rules plus a few irregular plurals) and a few synonyms
+Normalization: object names are lower-cased, parenthesized notes ("sink (red bbox)") and articles
+dropped, each word singularized (simple English rules plus a few irregular plurals) and a few synonyms
 mapped (`OBJECT_SYNONYMS`); two names match when equal or when one adds modifiers to the other with the
 same head noun ("sofa" ~ "black sofa", not "chair" ~ "chair and white board"). Relations map onto
 `RELATIONS` (`RELATION_SYNONYMS`, filler words such as "is", "to the", "of", "side" ignored); an
@@ -175,7 +175,7 @@ def _normalize_relation(relation: str) -> str | None:
 
 @dataclass(frozen=True)
 class Reference:
-    """A normalised reference: obj2 None = a bare object; relation None = relation unknown."""
+    """A normalized reference: obj2 None = a bare object; relation None = relation unknown."""
 
     obj1: str
     obj2: str | None = None
@@ -349,7 +349,7 @@ def _best(weights: list[list[float]]) -> list[tuple[int, int]]:
 def match_references(
     predicted: Sequence[Reference], key: Sequence[Reference], *, exact_value: float = 1.0, pair_value: float = 0.5
 ) -> ReferenceMatch:
-    """Match predicted triplets with key references; the model gets the most favourable reading.
+    """Match predicted triplets with key references; the model gets the most favorable reading.
 
     - Key pairs (object 2 given) are matched one-to-one with triplets (Hungarian algorithm on
       `exact_value` / `pair_value`: what a match is worth to the caller, credit plus the spurious
@@ -358,7 +358,7 @@ def match_references(
       and (triplet, slot) places, so `[books, bookshelf, front]` anchors both bare key objects "books" and
       "bookshelf", and a generic "sofa" anchors only one of "black sofa" / "white sofa".
     - A triplet is spurious when it is matched to no key pair and names no bare key object. A triplet
-      that only repeats an anchored key object is neither credited nor penalised.
+      that only repeats an anchored key object is neither credited nor penalized.
 
     >>> key = [Reference("sofa", "ball", "behind"), Reference("lamp")]
     >>> match_references(parse_reference_triplets("[sofa, ball, behind] [sofa, ball, left] [lamp, desk, near] [cat, dog, far]"), key)

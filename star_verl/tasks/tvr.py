@@ -6,7 +6,7 @@ answers with `parse_tvr_answer` / `response_triplets`: one parser for training a
 Answer format: `index.attribute.value` items (0-based object index) separated by commas or new
 lines inside the last `<answer>...</answer>` block, e.g. `2.color.cyan, 4.size.small`. The parser
 is tolerant of case and of spaces around the dots, keeps the order, and keeps duplicates (each is
-a prediction the reward can penalise). Position moves, which STAR-R1 leaves out but TRANCE has,
+a prediction the reward can penalize). Position moves, which STAR-R1 leaves out but TRANCE has,
 read `index.position.direction.step` (`3.position.behind-left.2`), so a converter run with position
 moves still scores. Any `N.word.word` item is a prediction, also with an index outside the scene or
 a value outside the vocabulary: such an item can never be an exact match but it still counts.
