@@ -29,9 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 def write_parquet(path: Path, rows: int, views: int, size: tuple[int, int]) -> None:
     sys.path.insert(0, str(ROOT))
     from star_verl.prep.schema import image_entry
-    from tests.dataset_fixtures import mv_rl_row, png, write_rows
+    from tests.dataset_fixtures import mv_rl_row, write_rows
+    from tests.images import noise
 
-    pool = [image_entry(png(size, seed=k)) for k in range(64)]
+    pool = [image_entry(noise(size, seed=k)) for k in range(64)]
     write_rows(path, [mv_rl_row(i, [size] * views, images=[pool[(i * views + v) % len(pool)] for v in range(views)]) for i in range(rows)])
 
 

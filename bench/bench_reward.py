@@ -4,7 +4,9 @@ Run by hand from the repository root (not in CI):
     python bench/bench_reward.py [--n 512] [--repeat 5] [--tokenizer PATH]
 
 1. `compute_score` on TVR responses (perfect, partial, enumerating, empty, long reasoning):
-   rewards per second, single process.
+   rewards per second, single process; then milliseconds per reward of the worst responses the
+   tests feed the scorers (megabytes, binary junk, thousands of items or triplets), whose bounded
+   work the tests check by what is read, not by the clock.
 2. The same rollout batch through veRL 0.9.1's `NaiveRewardManager` and through
    `StarRewardManager`, both with a trivial score function (so only the managers differ), as
    veRL's RewardLoopWorker runs them (`asyncio.gather` of `run_single` per sample); then
@@ -57,6 +59,25 @@ def bench_scorer(n: int, repeat: int) -> float:
     return n / best
 
 
+def bench_worst_cases(repeat: int) -> dict[str, float]:
+    """Best-of-`repeat` milliseconds of `compute_score` per worst-case response of the reward tests."""
+    from star_verl.rewards import compute_score
+    from tests.test_multiview_reward_on_cpu import KEY, choice, huge_response
+    from tests.test_tvr_reward_on_cpu import _junk_responses
+    from tests.tvr_fixtures import WORKED_GT
+
+    cases = [("tvr", response, WORKED_GT) for response in _junk_responses()] + [("mindcube", huge_response(), choice(KEY))]
+    out = {}
+    for source, response, gt in cases:
+        best = float("inf")
+        for _ in range(repeat):
+            start = time.perf_counter()
+            compute_score(source, response, gt)
+            best = min(best, time.perf_counter() - start)
+        out[f"{source} {repr(response)[:40]}"] = best * 1e3
+    return out
+
+
 def trivial_score(data_source, solution_str, ground_truth, extra_info=None, **kwargs):
     return 0.0
 
@@ -101,6 +122,8 @@ def main() -> int:
 
     rate = bench_scorer(args.n, args.repeat)
     print(f"TVR compute_score: {rate:,.0f} rewards/s (best of {args.repeat}, {args.n} mixed responses)")
+    for case, ms in bench_worst_cases(args.repeat).items():
+        print(f"worst case {case:<52} {ms:8.2f} ms per reward")
 
     tok_path = args.tokenizer
     if tok_path is None:

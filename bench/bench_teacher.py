@@ -14,23 +14,12 @@ Images are random noise PNGs (incompressible, so the base64 payload is realistic
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `tests.*` helpers of this checkout
-
-
-def noise_png(seed: int, size: int) -> bytes:
-    import numpy as np
-    from PIL import Image
-
-    pixels = np.random.default_rng(seed).integers(0, 256, (size, size, 3), dtype=np.uint8)
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def _serve(truth, latency, conn) -> None:
@@ -57,12 +46,13 @@ def main() -> int:
     from star_verl.prep.teacher.run import generate
     from star_verl.prep.teacher.settings import TeacherSettings
     from tests import teacher_fixtures
+    from tests.images import noise
     from tests.teacher_fixtures import write_pool
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        images = [noise_png(k, args.image_size) for k in range(8)]
-        teacher_fixtures.png = lambda color, size=32: images[(color[0] + color[1]) % len(images)]  # noise instead of flat colours
+        images = [noise((args.image_size, args.image_size), seed=k) for k in range(8)]
+        teacher_fixtures.solid = lambda color, size: images[(color[0] + color[1]) % len(images)]  # noise instead of flat colors
         truth = write_pool(root / "pool.parquet", args.questions)
         size_mb = (root / "pool.parquet").stat().st_size / 1e6
         print(

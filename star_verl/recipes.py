@@ -71,7 +71,7 @@ def validate_recipe_config(cfg, config_name: str) -> None:
     """The checks veRL runs on a composed config before it starts any worker.
 
     main_ppo: `verl.utils.config.validate_config`, as `main_ppo.main` calls it. sft_trainer has no
-    such function: its trainer builds the engine, optimiser and checkpoint dataclasses (which check
+    such function: its trainer builds the engine, optimizer and checkpoint dataclasses (which check
     their fields) and splits the global batch over the ranks, which needs an even division.
     """
     if config_name == PPO_CONFIG:

@@ -1,32 +1,20 @@
 """Small RL/SFT parquet files for the dataset-class tests, written with the project's own row
-builders (`star_verl.prep.schema`) and generated PIL images."""
+builders (`star_verl.prep.schema`) and noise images (tests/images.py)."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
 from star_verl.prep.schema import RL_SCHEMA, SFT_SCHEMA, ParquetRowWriter, image_entry, make_extra_info, make_rl_row, make_sft_row
+from tests.images import noise
 from tests.tvr_fixtures import scene, tvr_gt
 
 MV_GT = {"type": "choice", "answer": "C", "options": ["A", "B", "C", "D"], "task": "rotation", "references": [["sofa", "ball", "behind"]]}
 MV_RESPONSE = (
     "<think>Step 1: Image 1: [sofa, ball, behind]\nStep 2: the sofa is the same object.\nStep 3: so the answer is C.</think><answer>C</answer>"
 )
-
-
-def png(size: tuple[int, int], seed: int = 0, fmt: str = "PNG") -> bytes:
-    """A noisy RGB image (noise, so the encoded size is realistic and decoding does real work)."""
-    rng = np.random.default_rng(seed)
-    array = rng.integers(0, 256, size=(size[1], size[0], 3), dtype=np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(array).save(buf, format=fmt)
-    return buf.getvalue()
 
 
 def mv_question(n_views: int) -> str:
@@ -43,7 +31,7 @@ def mv_rl_row(
     ground_truth: dict[str, Any] | None = None,
     data_source: str = "mindcube",
 ) -> dict[str, Any]:
-    images = images if images is not None else [image_entry(png(s, seed=index * 10 + k)) for k, s in enumerate(sizes)]
+    images = images if images is not None else [image_entry(noise(s, seed=index * 10 + k)) for k, s in enumerate(sizes)]
     question = question if question is not None else mv_question(len(images))
     extra = make_extra_info(index=index, split="train", origin="mindcube", task="rotation", question_id=f"q{index}", n_images=len(images))
     return make_rl_row(data_source=data_source, question=question, images=images, ground_truth=ground_truth or MV_GT, extra_info=extra)
@@ -52,14 +40,14 @@ def mv_rl_row(
 def tvr_rl_row(index: int, size: tuple[int, int] = (320, 240)) -> dict[str, Any]:
     objects = scene(4)
     question = "Initial image: <image> Final image: <image>\nObjects: " + "; ".join(f"{i}: {o['color']} {o['shape']}" for i, o in enumerate(objects))
-    images = [image_entry(png(size, seed=1000 + index)), image_entry(png(size, seed=2000 + index))]
+    images = [image_entry(noise(size, seed=1000 + index)), image_entry(noise(size, seed=2000 + index))]
     extra = make_extra_info(index=index, split="train", origin="synthetic", task="tvr", view="left", question_id=f"t{index}", n_images=2)
     gt = tvr_gt([(1, "color", "cyan")], objects=objects, view="left")
     return make_rl_row(data_source="tvr", question=question, images=images, ground_truth=gt, extra_info=extra)
 
 
 def mv_sft_row(index: int, sizes: Sequence[tuple[int, int]], response: str = MV_RESPONSE) -> dict[str, Any]:
-    images = [image_entry(png(s, seed=index * 10 + k)) for k, s in enumerate(sizes)]
+    images = [image_entry(noise(s, seed=index * 10 + k)) for k, s in enumerate(sizes)]
     extra = make_extra_info(index=index, split="train", origin="mindcube", task="rotation", question_id=f"q{index}", n_images=len(images))
     return make_sft_row(
         data_source="mindcube", question=mv_question(len(images)), response=response, images=images, ground_truth=MV_GT, extra_info=extra

@@ -6,21 +6,19 @@ prepare_*_layout.py scripts do),
 SPAR-Bench (4 parquet shards) and MMSI-Bench (MMSI_Bench.parquet). Used by the converter's tests,
 its benchmark and the RL pipeline's tests.
 
-Every generated image has unique content (a seeded gradient with random boxes), so the leakage
+Every generated image has unique content (`tests.images.gradient`), so the leakage
 check's content hashes only collide where a fixture shares an image on purpose.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import random
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from PIL import Image, ImageDraw
+from tests.images import gradient
 
 NOUNS = (
     "sofa", "lamp", "table", "chair", "plant", "door", "window", "shelf", "bin", "clock", "cabinet", "desk", "tv", "bed", "mirror",
@@ -28,30 +26,11 @@ NOUNS = (
 )  # fmt: skip
 
 
-def make_image(seed_text: str, size: tuple[int, int] = (96, 72), fmt: str = "JPEG") -> bytes:
-    """A unique, well-compressing image: a seeded colour gradient with a few random boxes."""
-    seed = int.from_bytes(hashlib.sha256(seed_text.encode()).digest()[:8], "little")
-    rng = np.random.default_rng(seed)
-    w, h = size
-    c0, c1 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
-    t = np.linspace(0.0, 1.0, w)[None, :, None]
-    row = (c0[None, None, :] * (1 - t) + c1[None, None, :] * t).astype(np.uint8)
-    image = Image.fromarray(np.repeat(row, h, axis=0), "RGB")
-    draw = ImageDraw.Draw(image)
-    for _ in range(4):
-        x0, y0 = int(rng.integers(0, w - 2)), int(rng.integers(0, h - 2))
-        x1, y1 = int(rng.integers(x0 + 1, w)), int(rng.integers(y0 + 1, h))
-        draw.rectangle((x0, y0, x1, y1), fill=tuple(int(v) for v in rng.integers(0, 256, 3)))
-    buf = io.BytesIO()
-    image.save(buf, format=fmt, **({"quality": 90} if fmt == "JPEG" else {}))
-    return buf.getvalue()
-
-
 def _save(path: Path, size: tuple[int, int], seed_text: str | None = None) -> None:
     """An image at `path`, its content seeded by `seed_text` (default: the path itself)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     seed_text = seed_text if seed_text is not None else str(path.name) + str(path.parent)
-    path.write_bytes(make_image(seed_text, size, "PNG" if path.suffix == ".png" else "JPEG"))
+    path.write_bytes(gradient(seed_text, size, "PNG" if path.suffix == ".png" else "JPEG"))
 
 
 def _write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
@@ -383,8 +362,8 @@ def _sparbench_row(i: int, rng: random.Random, size: tuple[int, int]) -> dict[st
     question, answer = record["conversations"][0]["value"], record["conversations"][1]["value"]
     question = question.replace(_INSTR, "\nPick the right response from the available choices." + _INSTR)  # the benchmark's own wording
     if task == "obj_spatial_relation_oc_mv":
-        question = question.replace("(red bbox)", "(bbox)")  # SPAR-Bench names the single box without a colour
-    images = [{"bytes": make_image(f"sparbench/{i}/{k}", size), "path": f"{6400 + i}_scene{i:04d}_00_{k}.jpg"} for k in range(n_images)]
+        question = question.replace("(red bbox)", "(bbox)")  # SPAR-Bench names the single box without a color
+    images = [{"bytes": gradient(f"sparbench/{i}/{k}", size), "path": f"{6400 + i}_scene{i:04d}_00_{k}.jpg"} for k in range(n_images)]
     return {
         "id": i,
         "image": images,
@@ -435,7 +414,7 @@ def write_mmsi_fixture(path: str | Path, n: int = 6, *, image_size: tuple[int, i
     for i in range(n):
         a, b, c, d = rng.sample(NOUNS, 4)
         rows.append({
-            "id": i, "images": [make_image(f"mmsi/{i}/{k}", image_size) for k in range(2 + i % 3)],
+            "id": i, "images": [gradient(f"mmsi/{i}/{k}", image_size) for k in range(2 + i % 3)],
             "question_type": MMSI_TYPES[i % len(MMSI_TYPES)],
             "question": f"Where is the {a} relative to the {b} when seen from the second camera?\nOptions: A: left of it, B: right of it, C: in front of it, D: behind it",
             "answer": rng.choice("ABCD"), "thought": f"The {a} appears next to the {c} and the {d}.",

@@ -3,28 +3,20 @@ on loopback (http.server in a thread) whose answers are scripted per question an
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import threading
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from star_verl.prep.schema import RL_SCHEMA, ParquetRowWriter, image_entry, make_extra_info, make_rl_row
+from tests.images import solid
 
 OPTIONS = ["A", "B", "C", "D"]
 _QID = re.compile(r"Question (\w+):")
-
-
-def png(color: tuple[int, int, int], size: int = 32) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("RGB", (size, size), color).save(buffer, "PNG")
-    return buffer.getvalue()
 
 
 def pool_question(qid: str) -> str:
@@ -45,7 +37,7 @@ def write_pool(path: Path, n: int, *, tasks=("among", "around"), image_size: int
             source = "spar" if i % 3 == 2 else "mindcube"
             task = "obj_spatial_relation_oo" if source == "spar" else tasks[i % len(tasks)]
             origin = "spar7m" if source == "spar" else "mindcube"
-            images = [png((20 * i % 256, 40, 90), image_size), png((90, 20 * i % 256, 40), image_size)]
+            images = [solid((20 * i % 256, 40, 90), (image_size, image_size)), solid((90, 20 * i % 256, 40), (image_size, image_size))]
             gt = {"type": "choice", "answer": answer_of(i), "options": OPTIONS, "task": task, "references": [["sofa", "ball", "behind"]]}
             writer.write(
                 make_rl_row(
@@ -79,7 +71,7 @@ class ScriptedChatServer:
     "malformed" (no tags), "nosteps" (right answer, no three steps), "truncated" (right chain,
     finish_reason=length), "500", "429" (Retry-After: `retry_after`), "slow" (sleeps `slow_s` then
     answers right), "badjson" (HTTP 200, not JSON), "401". Unscripted questions get "right".
-    Every request is logged with its arrival time."""
+    Every request is logged (question, seed, step, key, model, images, messages)."""
 
     def __init__(
         self,
@@ -166,7 +158,6 @@ class ScriptedChatServer:
                     pass
 
             def do_POST(self) -> None:
-                arrived = time.monotonic()
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if self.path != "/v1/chat/completions":
                     return self._send(404, b'{"error": "not found"}')
@@ -183,7 +174,6 @@ class ScriptedChatServer:
                             "qid": qid,
                             "seed": seed,
                             "step": step,
-                            "t": arrived,
                             "auth": auth,
                             "model": body["model"],
                             "n_images": len(images),
@@ -214,10 +204,3 @@ class ScriptedChatServer:
                 self._send(200, json.dumps(payload).encode())
 
         return Handler
-
-
-def requests_by_qid(log: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for entry in log:
-        out[entry["qid"]].append(entry)
-    return out

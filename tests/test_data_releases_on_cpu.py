@@ -17,8 +17,8 @@ from star_verl.prep import mindcube, spar
 from star_verl.prep.build_multiview import BuildOptions, build, format_summary, main
 from star_verl.prep.multiview import BadInput, BadInputLog
 from star_verl.tasks.references import names_match, normalize_object
+from tests.images import gradient
 from tests.multiview_fixtures import (
-    make_image,
     write_mindcube_fixture,
     write_mmsi_fixture,
     write_spar_fixture,
@@ -216,7 +216,7 @@ TWO_BOOKS = (
             [("red", "chair"), ("blue", "table"), ("red", "chair")],
         ),
     ],
-    ids=["using-bucket", "marking-the-center-of", "same-name-two-markers", "bbox-of", "point", "colourless-bbox", "same-marker-twice"],
+    ids=["using-bucket", "marking-the-center-of", "same-name-two-markers", "bbox-of", "point", "colorless-bbox", "same-marker-twice"],
 )
 def test_names_of_marked_objects(question, expected):
     assert spar.marked_objects(question) == expected
@@ -226,7 +226,7 @@ def test_names_of_marked_objects(question, expected):
 def _sparbench_row(i: int, task: str, question: str, answer: str, n_images: int = 2) -> dict[str, Any]:
     return {
         "id": 6400 + i, "task": task, "question": question, "answer": answer,
-        "image": [{"bytes": make_image(f"names/{i}/{k}"), "path": f"{6400 + i}_scene0001_00_{k}.jpg"} for k in range(n_images)],
+        "image": [{"bytes": gradient(f"names/{i}/{k}"), "path": f"{6400 + i}_scene0001_00_{k}.jpg"} for k in range(n_images)],
     }  # fmt: skip
 
 
@@ -247,7 +247,7 @@ def test_sparbench_rows_get_the_marked_objects_as_references(task, question, ans
     assert len({normalize_object(n) for n in written}) == len(names)
 
 
-def test_the_reward_reads_a_marker_colour_as_part_of_the_name():
+def test_the_reward_reads_a_marker_color_as_part_of_the_name():
     assert normalize_object("books (red)") == "red book" and normalize_object("Books (Blue)") == "blue book"
     assert normalize_object("books (red bbox)") == "book"  # a model's note is still dropped
     assert names_match("book", "red book") and not names_match("blue book", "red book")

@@ -3,26 +3,19 @@ rows written here with the row schema, then `eval score` on its output."""
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
-from PIL import Image
 
 from star_verl.eval import cli
 from star_verl.eval.generate import GenerationSettings, prepare_row, recipe_defaults
 from star_verl.prep.schema import ParquetRowWriter, image_entry, make_extra_info, make_rl_row
 from star_verl.templates import get_template
-
-
-def _png(color: tuple[int, int, int], size: tuple[int, int]) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="PNG")
-    return buf.getvalue()
+from tests.images import solid
 
 
 def _rows() -> list[dict]:
-    imgs = [image_entry(_png((40 * i, 90, 200 - 40 * i), (120, 90)), f"view{i}.png") for i in range(4)]
+    imgs = [image_entry(solid((40 * i, 90, 200 - 40 * i), (120, 90)), f"view{i}.png") for i in range(4)]
     mc = make_rl_row(
         data_source="mindcube",
         question="<image><image>From view 2, what is right of the chair? A. sofa B. lamp C. door",
@@ -79,7 +72,7 @@ def test_recipe_defaults_are_the_composed_recipe():
     assert mv["temperature"] == 0.0 and mv["n"] == 1  # veRL's val_kwargs: greedy, one sample
 
 
-def test_generate_then_score(tiny_qwen25vl, parquet, tmp_path, capsys):
+def test_generate_writes_lines_eval_score_reads_and_refuses_to_overwrite(tiny_qwen25vl, parquet, tmp_path, capsys):
     out = tmp_path / "gen.jsonl"
     argv = ["generate", "--model", tiny_qwen25vl, "--data", str(parquet), "--out", str(out), "--max-new-tokens", "6", "--backend", "transformers"]
     assert cli.main(argv) == 0

@@ -35,7 +35,7 @@ VCI_GT = "move_right:1.6,move_down:0,move_backward:0,rotate_up:15,rotate_left:75
         ("F. is not an option letter", None),
     ],
 )
-def test_mindcube_extractor(text, expected):
+def test_mindcube_extractor_takes_the_last_letter_and_dot_then_its_fallbacks(text, expected):
     assert official.mindcube_extract_answer(text) == expected
 
 
@@ -77,7 +77,7 @@ def test_spar_mra_thresholds_are_numpys_linspace():
         ("<answer>A</answer>", "A", 0.0),  # raw tags are not stripped by the scorer itself
     ],
 )
-def test_spar_exact_match(pred, gt, expected):
+def test_spar_exact_match_compares_the_first_character_and_passes_an_empty_output(pred, gt, expected):
     assert official.spar_exact_match(pred, gt) == expected
 
 
@@ -151,11 +151,11 @@ def test_spar_tasks_are_the_20_of_the_benchmark():
         ("", None),
     ],
 )
-def test_mmsi_extract(pred, letter):
+def test_mmsi_extractor_takes_the_first_standalone_letter(pred, letter):
     assert official.mmsi_extract(pred) == letter
 
 
-def test_mmsi_correct_and_categories():
+def test_mmsi_correct_needs_the_capital_letter_and_categories_use_the_en_dash():
     assert official.mmsi_correct("`c`", "C") is False  # the letter must be a capital A-D
     assert official.mmsi_correct("`C`", "C") is True
     assert official.mmsi_correct("nothing", "C") is False  # no LLM judge: a failed extraction is wrong
@@ -163,7 +163,7 @@ def test_mmsi_correct_and_categories():
     assert registry.mmsi_category("Motion (Cam.)") == "Motion (Cam.)"
 
 
-def test_harness_text():
+def test_each_benchmark_scores_the_text_its_harness_passes():
     response = "<think>A chair</think><answer>`C`</answer>"
     assert official.harness_text("mindcube", response) == response
     assert official.harness_text("mmsi", response) == "`C`"
@@ -197,7 +197,7 @@ def _mv(source: str, task: str, response: str, answer, kind: str = "choice") -> 
         (_mv("mmsi", "Motion (Cam.)", "<think>Image A</think><answer>`C`</answer>", "C"), 1.0, 1.0),
     ],
 )
-def test_official_versus_strict(sample, official_score, strict_score):
+def test_official_and_strict_protocols_score_a_sample_differently(sample, official_score, strict_score):
     # strict view change: |2.5 - 1.6| / 1.6 = 0.5625 > 0.5 -> 0 for that component, (0 + 4) / 5 = 0.8
     assert score_sample(sample, "official").score == pytest.approx(official_score)
     assert score_sample(sample, "strict").score == pytest.approx(strict_score)

@@ -82,7 +82,7 @@ def scored(tmp_path_factory):
     return {p: (score_file(gen, root / p, protocol=p), root / p) for p in ("official", "strict")}
 
 
-def test_tvr_per_view_and_total(scored):
+def test_tvr_accuracy_per_view_and_tacc_the_mean_of_the_views(scored):
     for protocol in ("official", "strict"):  # TVR has one protocol
         m = scored[protocol][0]["benchmarks"]["tvr"]
         views, total, head = m["views"], m["total"], m["headline"]
@@ -102,7 +102,7 @@ def test_tvr_per_view_and_total(scored):
         assert head["ID"] == pytest.approx(200 / 3) and head["OOD"] == pytest.approx(50.0) and head["TAcc"] == pytest.approx(500 / 9)
 
 
-def test_mindcube(scored):
+def test_mindcube_tiny_per_setting_and_overall_without_translation(scored):
     off = scored["official"][0]["benchmarks"]["mindcube_tiny"]
     assert {s: v["accuracy"] for s, v in off["settings"].items()} == {"rotation": 50.0, "around": 100.0, "among": 100.0, "translation": 100.0}
     assert off["overall"] == 75.0 and off["n_overall"] == 4  # translation excluded
@@ -111,7 +111,7 @@ def test_mindcube(scored):
     assert strict["overall"] == 75.0
 
 
-def test_sparbench(scored):
+def test_sparbench_per_task_overall_and_levels_per_protocol(scored):
     off = scored["official"][0]["benchmarks"]["sparbench"]
     values = {t: v["value"] for t, v in off["tasks"].items()}
     assert values == pytest.approx({"obj_spatial_relation_oc_mv": 50.0, "position_matching": 100.0, "depth_prediction_oc": 100.0,
@@ -126,7 +126,7 @@ def test_sparbench(scored):
     assert strict["levels"] == pytest.approx({"low": 0.0, "middle": 60.0, "high": 50.0})  # middle with view_change_infer
 
 
-def test_mmsi(scored):
+def test_mmsi_per_category_and_overall_per_protocol(scored):
     off = scored["official"][0]["benchmarks"]["mmsi"]
     pos = "Positional Relationship (Cam.\u2013Obj.)"
     assert {c: v["accuracy"] for c, v in off["categories"].items()} == {"Motion (Cam.)": 100.0, pos: 50.0}
@@ -136,7 +136,7 @@ def test_mmsi(scored):
     assert strict["overall"] == 25.0
 
 
-def test_per_sample_and_metrics_file(scored):
+def test_per_sample_file_has_one_record_per_scored_line(scored):
     metrics, out = scored["official"]
     assert metrics["protocol"] == "official" and json.loads((out / "metrics.json").read_text())["protocol"] == "official"
     records = [json.loads(line) for line in (out / "per_sample.jsonl").read_text().splitlines()]
@@ -184,7 +184,7 @@ def test_figures_have_the_right_bars(scored, tmp_path):
     assert set(benchmark_figures(metrics["benchmarks"], tmp_path)) == set(metrics["benchmarks"])
 
 
-def test_report_table_and_figure(scored, tmp_path, capsys):
+def test_report_puts_the_runs_beside_every_paper_number(scored, tmp_path, capsys):
     off_dir, strict_dir = scored["official"][1], scored["strict"][1]
     assert cli.main(["report", str(off_dir), str(strict_dir), "--out", str(tmp_path / "rep"), "--names", "sft", "rl"]) == 0
     md = (tmp_path / "rep" / "report.md").read_text()
@@ -204,7 +204,7 @@ def test_report_table_and_figure(scored, tmp_path, capsys):
         report([off_dir, off_dir], tmp_path / "rep2")
 
 
-def test_paper_numbers_file():
+def test_paper_numbers_are_the_papers_and_tacc_follows_from_the_views():
     paper = paper_values()
     assert paper[("tvr", "TAcc")] == 61.4 and paper[("tvr", "ID")] == 76.3 and paper[("tvr", "OOD")] == 53.9 and paper[("tvr", "NDiff")] == 0.31
     assert paper[("mindcube_tiny", "rotation")] == 98.5 and paper[("mindcube_tiny", "around")] == 82.8
@@ -217,7 +217,7 @@ def test_paper_numbers_file():
 # ------------------------------------------------------------------------------------- veRL dumps
 
 
-def test_verl_validation_dump(tmp_path):
+def test_verls_validation_dump_is_scored_per_view(tmp_path):
     """A dump written by veRL's own writer (`RayPPOTrainer._write_generations`, which `_validate` calls for
     `trainer.validation_data_dir`): input, output, gts (the ground-truth JSON string), score, step, extras."""
     from verl.trainer.ppo.ray_trainer import RayPPOTrainer
@@ -297,7 +297,7 @@ def test_cli_score_prints_headline(tmp_path, capsys):
     assert not list((tmp_path / "o2").glob("*.png"))
 
 
-def test_per_split_headlines(tmp_path):
+def test_headlines_are_reported_per_split(tmp_path):
     lines = generations()[:5]  # the TVR lines: split "test"
     lines[3] = {**lines[3], "extra_info": {**lines[3]["extra_info"], "split": "val"}}  # the left-view sample (right)
     lines[2] = {**lines[2], "extra_info": {**lines[2]["extra_info"], "split": "val"}}  # a center sample (wrong)

@@ -1,4 +1,4 @@
-"""The one ground-truth schema (`star_verl.tasks.ground_truth`): what a converter builds is serialised
+"""The one ground-truth schema (`star_verl.tasks.ground_truth`): what a converter builds is serialized
 from the typed object and parses back to an equal object, for every family and every optional part;
 `GroundTruthError` carries the problem and the sample as fields."""
 

@@ -3,7 +3,6 @@ markers,multiview}`) on fixtures written in each source's exact format (tests/mu
 
 from __future__ import annotations
 
-import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -21,6 +20,7 @@ from star_verl.prep.schema import EXTRA_INFO_KEYS, RL_SCHEMA
 from star_verl.rewards import compute_score
 from star_verl.tasks import registry
 from star_verl.tasks.ground_truth import ground_truth_json, parse_ground_truth
+from tests.images import decode, solid
 from tests.multiview_fixtures import (
     response_for,
     write_mindcube_fixture,
@@ -38,10 +38,6 @@ def _rows(path: Path) -> list[dict]:
 
 def _gt(row: dict) -> dict:
     return json.loads(row["reward_model"]["ground_truth"])
-
-
-def _image(entry: dict) -> Image.Image:
-    return Image.open(io.BytesIO(entry["bytes"])).convert("RGB")
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +154,8 @@ def test_mindcube_rows_keep_the_question_options_and_image_order(built, sources)
     assert [im["path"] for im in row["images"]] == record["images"]
     gt = _gt(row)
     assert gt["type"] == "choice" and gt["answer"] == record["gt_answer"] and gt["options"] == ["A", "B", "C", "D"]
-    src = Image.open(sources["mindcube"] / record["images"][0])
-    assert _image(row["images"][0]).size == src.size or _image(row["images"][0]).size[0] % 28 == 0
+    src = decode((sources["mindcube"] / record["images"][0]).read_bytes())
+    assert decode(row["images"][0]["bytes"]).size == src.size or decode(row["images"][0]["bytes"]).size[0] % 28 == 0
 
 
 def test_mindcube_options_are_read_inline():
@@ -172,7 +168,7 @@ def test_mindcube_options_are_read_inline():
 def test_mindcube_references_follow_the_grounded_cognitive_map():
     names = ["bag", "toy", "sofa", "window", "shelf"]
     front_first = {"id": "among_group1_q0", "meta_info": [names, [None] * 5], "images": ["a/front_1.jpg", "a/left_2.jpg"]}
-    # image 1 is the front view (at [5,6], facing up): obj1 [5,8] is nearer than the centre, obj2 [2,5] left, obj3 [5,2] behind, obj4 [8,5] right
+    # image 1 is the front view (at [5,6], facing up): obj1 [5,8] is nearer than the center, obj2 [2,5] left, obj3 [5,2] behind, obj4 [8,5] right
     assert mindcube.references(front_first, "among") == [
         ["toy", "bag", "front"],
         ["sofa", "bag", "left"],
@@ -188,7 +184,7 @@ def test_mindcube_references_follow_the_grounded_cognitive_map():
         ["shelf", "bag", "behind"],
     ]
     rotation = {"id": "rotation_group1_q1", "type": "three_view", "meta_info": ["board", "door", "chairs"], "images": ["1", "2", "3"]}
-    # view 1 faces left (-x) from the centre: [3,5] ahead, [5,3] (up) on its right, [7,5] behind
+    # view 1 faces left (-x) from the center: [3,5] ahead, [5,3] (up) on its right, [7,5] behind
     assert mindcube.references(rotation, "rotation") == [["board", OBSERVER, "front"], ["door", OBSERVER, "right"], ["chairs", OBSERVER, "behind"]]
     around = {
         "id": "around_abc_q1_2",
@@ -240,7 +236,7 @@ def test_images_are_resized_to_the_pixel_budget(tmp_path):
     build(BuildOptions(out=out, mindcube=data, rl_samples=12, val_samples=0, sft_pool=0, max_pixels=100_000, progress=False))
     for row in _rows(out / "rl_train.parquet"):
         for im in row["images"]:
-            w, h = _image(im).size
+            w, h = decode(im["bytes"]).size
             assert w * h <= 100_000 and w % 28 == 0 and h % 28 == 0
 
 
@@ -252,9 +248,9 @@ def test_marker_plan_puts_each_marker_on_its_image():
     box = lambda v: [[v, v, v + 100, v + 100]]  # noqa: E731
     rec = {"red_bbox": box(1), "green_bbox": box(2), "blue_bbox": box(3), "yellow_bbox": box(4), "bbox_img_idx": [[3, 1, 0, 2]]}
     plan = mk.marker_plan("spatial_imagination_oo_mv", rec, 4)
-    colours = [[m[1] for m in image] for image in plan]
+    colors = [[m[1] for m in image] for image in plan]
     # red -> idx[2] = 0, green -> idx[0] = 3, blue -> idx[1] = 1, yellow -> idx[3] = 2
-    assert colours == [["red"], ["blue"], ["yellow"], ["green"]]
+    assert colors == [["red"], ["blue"], ["yellow"], ["green"]]
     plan = mk.marker_plan(
         "spatial_imagination_oc_mv", {k: rec[k] for k in ("red_bbox", "green_bbox", "blue_bbox")} | {"bbox_img_idx": [[2, 0, 1]]}, 3
     )
@@ -301,10 +297,10 @@ def test_converted_spar_images_carry_the_markers(built, sources):
         rec = records[row["extra_info"]["question_id"]]
         plan = mk.marker_plan(rec["type"], rec, len(rec["image"]))
         for entry, image_markers in zip(row["images"], plan, strict=True):
-            image = _image(entry)
-            src = Image.open(sources["spar"] / "scannet" / "images" / entry["path"])
+            image = decode(entry["bytes"])
+            src = decode((sources["spar"] / "scannet" / "images" / entry["path"]).read_bytes())
             sx, sy = image.width / src.width, image.height / src.height
-            for kind, colour, coords in image_markers:
+            for kind, color, coords in image_markers:
                 if kind == "point":
                     x0, y0, x1, y1 = mk.point_box(coords, src.width, src.height)
                     px, py = (x0 + x1) / 2, (y0 + y1) / 2
@@ -314,7 +310,7 @@ def test_converted_spar_images_carry_the_markers(built, sources):
                     if px < 0:
                         continue  # this edge falls outside the image
                 value = np.asarray(image)[int(py * sy), int(px * sx)].astype(int)
-                assert np.abs(value - PIL_RGB[colour]).max() < 60, (row["extra_info"]["question_id"], colour, value)
+                assert np.abs(value - PIL_RGB[color]).max() < 60, (row["extra_info"]["question_id"], color, value)
                 checked[kind] += 1
     assert checked["point"] > 5 and checked["bbox"] > 5
 
@@ -348,7 +344,7 @@ def test_spar_references_from_marked_objects_and_stated_relations():
         "How does the relative positioning of chair (red bbox) and whiteboard (yellow bbox) evolve after observer moving to table "
         "(green bbox) and facing whiteboard (blue bbox)?"
     )  # SPAR's project page, spatial_imagination_oo_mv
-    # two markers (yellow and blue) share the name "whiteboard": two marked objects, each keeps its colour
+    # two markers (yellow and blue) share the name "whiteboard": two marked objects, each keeps its color
     assert spar.references("spatial_imagination_oo_mv", q, "left, below, closer, , front") == [
         ["chair", "whiteboard (yellow)", "left"],
         ["chair", "whiteboard (yellow)", "below"],
@@ -478,7 +474,7 @@ def test_bad_mindcube_input_names_file_and_line_or_is_counted(tmp_path, mutate, 
     assert "bad input skipped: 1" in format_summary(summary)
 
 
-def test_bad_spar_input(tmp_path):
+def test_bad_spar_input_stops_naming_it_or_is_counted(tmp_path):
     root = write_spar_fixture(tmp_path / "sp", 2, tasks=(("obj_spatial_relation_oc_mv", "select", 3),))
     (root / "scannet" / "qa_jsonl" / "train" / "teleport_mv" / "select").mkdir(parents=True)
     with pytest.raises(BadInput, match="unknown task type 'teleport_mv'"):
@@ -603,7 +599,7 @@ def test_command_prints_the_summary_and_refuses_to_overwrite(sources, tmp_path, 
 
 def test_image_cache_encodes_once_per_image_and_marker_set(tmp_path):
     path = tmp_path / "a.jpg"
-    Image.new("RGB", (200, 100), (10, 20, 30)).save(path)
+    path.write_bytes(solid((10, 20, 30), (200, 100), "JPEG"))
     from star_verl.prep.multiview import ImageRef
 
     cache = ImageCache(max_pixels=200 * 100)

@@ -42,7 +42,7 @@ KEY = (("sofa", "ball", "behind"), ("lamp", "table", "left"))
 # ---------------------------------------------------------------- worked examples
 
 
-def test_right_answer_with_the_key_references():
+def test_right_answer_with_the_key_references_scores_2_5():
     out = compute_score("mindcube", response(KEY), json.dumps(choice(KEY)))
     assert list(out) == list(REWARD_KEYS)
     assert out["format"] == 1.0 and out["r_ans"] == 1.0 and out["acc"] == 1.0
@@ -64,7 +64,7 @@ def test_dense_reference_credit_and_penalties():
     assert score(response(), choice(KEY))["r_ref"] == pytest.approx(-0.25)
 
 
-def test_bare_key_objects():
+def test_bare_key_objects_are_anchored_once_by_any_triplet_naming_them():
     gt = {"type": "numeric", "answer": 2.6, "task": "depth_prediction_oc_mv", "references": [["books", None, None], ["bookshelf", None, None]]}
     # one triplet relating both key objects: both anchored, full credit
     out = compute_score("spar", response([("books", "bookshelf", "front")], "2.6"), gt)
@@ -88,7 +88,7 @@ def test_ref_weight_zero_turns_the_term_off_but_still_logs_counts():
     assert compute_score("mindcube", response(), choice(KEY), ref_weight=0.0)["score"] == 2.0
 
 
-def test_format_and_answer_terms():
+def test_format_and_answer_terms_of_each_answer_type():
     malformed = score(response(KEY, well_formed=False), choice(KEY))
     assert malformed["format"] == 0.0 and malformed["r_ans"] == 1.0  # the answer is still read (tags.py)
     assert score(response(KEY, answer="A"), choice(KEY))["r_ans"] == 0.0
@@ -119,7 +119,7 @@ def test_settings_reach_the_reward_through_compute_score():
         ({"mv_format_weight": True}, "finite number"),
     ],
 )
-def test_invalid_settings(kwargs, message):
+def test_invalid_settings_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MultiViewRewardSettings(**kwargs)
 
@@ -240,13 +240,15 @@ def test_bounded_finite_and_never_raises(resp, key, s, kind):
     assert out["n_pred"] <= s.ref_max_triplets and out["n_exact"] <= min(out["n_pred"], out["n_gt"])
 
 
-def test_huge_responses_are_fast():
-    import time
+def huge_response() -> str:
+    """1000 step-1 triplets, then a key reference, 200k characters of junk and a 35k-character answer."""
+    think = "Step 1: " + " ".join(f"[object {i}, thing {i}, left]" for i in range(1000)) + " [sofa, ball, behind]" + "x" * 200_000
+    return f"<think>{think}</think><answer>{'A or B ' * 5000}</answer>"
 
-    think = "Step 1: " + " ".join(f"[object {i}, thing {i}, left]" for i in range(1000)) + "x" * 200_000
-    resp = f"<think>{think}</think><answer>{'A or B ' * 5000}</answer>"
-    start = time.perf_counter()
-    out = compute_score("mindcube", resp, choice(KEY))
-    assert time.perf_counter() - start < 1.0
-    assert out["n_pred"] == DEFAULT.ref_max_triplets and out["r_ans"] == 0.0
+
+def test_huge_responses_are_read_within_the_bounds():
+    # the bounded work behind a huge response's quick reward (timed by bench/bench_reward.py): only the
+    # first ref_max_triplets triplets are read, so the key reference after them anchors nothing
+    out = compute_score("mindcube", huge_response(), choice(KEY))
+    assert out["n_pred"] == DEFAULT.ref_max_triplets and out["n_exact"] == 0.0 and out["r_ans"] == 0.0
     assert out["r_ref"] == pytest.approx(-DEFAULT.ref_weight * DEFAULT.ref_penalty_cap)

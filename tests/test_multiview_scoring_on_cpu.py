@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import math
-import time
 
 import numpy as np
 import pytest
@@ -62,7 +61,7 @@ def choice_gt(answer="C", options=ABCD, **extra):
         ("so it must be B.", "B"),  # one option letter standing alone ("I" is not an option)
     ],
 )
-def test_option_letter_forms(text, expected):
+def test_option_letter_is_read_from_every_stated_form(text, expected):
     assert extract_option_letter(text, ABCD) == expected
 
 
@@ -82,7 +81,7 @@ def test_option_letter_forms(text, expected):
         "Directly left",  # option text without its letter is not matched to the option
     ],
 )
-def test_option_letter_absent(text):
+def test_option_letter_is_absent_when_missing_ambiguous_or_not_an_option(text):
     assert extract_option_letter(text, ABCD) is None
 
 
@@ -129,7 +128,7 @@ def test_mra_thresholds_are_sparbench_ten_values():
         (-2.6, 2.6, 0.0),
     ],
 )
-def test_mra_worked_examples(pred, gt, expected):
+def test_mra_of_hand_computed_cases_equals_sparbench(pred, gt, expected):
     assert mean_relative_accuracy(pred, gt) == pytest.approx(expected)
     assert mean_relative_accuracy(pred, gt) == sparbench_mra(pred, gt)
 
@@ -156,16 +155,16 @@ def test_mra_agrees_with_sparbench_bit_for_bit(pred, gt):
         ("2.6e0 m", 2.6),
     ],
 )
-def test_number_extraction(text, expected):
+def test_the_single_value_stated_is_read_in_meters(text, expected):
     assert extract_number(text) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("text", ["", None, "two meters", "between 2 and 3 meters", "2.6 or 2.7", "1,000", "x2 m", "1.2.3"])
-def test_number_absent(text):
+def test_number_is_absent_when_missing_in_words_or_several(text):
     assert extract_number(text) is None
 
 
-def test_numeric_answer_score():
+def test_numeric_answer_scores_its_mra():
     gt = parse_multiview_ground_truth({"type": "numeric", "answer": 2.6, "task": "depth_prediction_oc_mv"})
     assert score_answer(gt, "2.6 meters").correct
     assert score_answer(gt, "2.0").value == pytest.approx(0.6)
@@ -175,7 +174,7 @@ def test_numeric_answer_score():
 # ---------------------------------------------------------------- view change
 
 
-def test_view_change_ground_truth_components():
+def test_view_change_ground_truth_is_five_signed_components():
     # right-left, up-down, forward-backward, rotate right-left, rotate up-down (SPAR-Bench's order)
     assert parse_view_change(VC_GT) == (1.6, 0.0, 0.0, -75.0, 15.0)
 
@@ -235,7 +234,7 @@ def test_ground_truth_without_references_is_valid():
     assert parse_multiview_ground_truth({"type": "numeric", "answer": 2, "task": "t", "references": None}).answer == 2.0
 
 
-def test_ground_truth_references_are_normalised():
+def test_ground_truth_references_are_normalized():
     gt = choice_gt(references=[["Sofa", "the Balls", "in front of"], ["door", None, None], ["lamp", "couch", None]])
     assert gt.references == (Reference("sofa", "ball", "front"), Reference("door"), Reference("lamp", "sofa"))
 
@@ -261,7 +260,7 @@ def test_ground_truth_references_are_normalised():
         ({"type": "numeric", "answer": 1.0, "task": "t", "references": [["lamp", "desk", "left"], ["desks", "lamp", "right"]]}, ValueError, "repeat"),
     ],
 )
-def test_ground_truth_errors(gt, error, message):
+def test_bad_ground_truth_raises_naming_the_problem(gt, error, message):
     with pytest.raises(error, match=message):
         parse_multiview_ground_truth(gt)
 
@@ -285,7 +284,7 @@ def test_ground_truth_errors(gt, error, message):
         ("me", "observer"),
     ],
 )
-def test_normalize_object(raw, expected):
+def test_object_names_are_normalized(raw, expected):
     assert normalize_object(raw) == expected
 
 
@@ -307,7 +306,7 @@ def test_normalize_object(raw, expected):
         (None, None),
     ],
 )
-def test_normalize_relation(raw, expected):
+def test_relation_phrases_map_onto_the_relations(raw, expected):
     assert normalize_relation(raw) == expected
 
 
@@ -317,7 +316,7 @@ def test_triplets_come_from_step_1_only():
         "Step 2: merged: [door, sofa, right]\nStep 3: ..."
     )
     refs = parse_reference_triplets(think)
-    # duplicates after normalisation and the inverse [ball, sofa, front] are one reference; step 2's is not read
+    # duplicates after normalization and the inverse [ball, sofa, front] are one reference; step 2's is not read
     assert [(r.obj1, r.obj2, r.relation) for r in refs] == [("sofa", "ball", "behind"), ("lamp", "table", "left")]
     # without step headings the whole text is read
     assert len(parse_reference_triplets("[door, sofa, right] and [sofa, ball, behind]")) == 2
@@ -327,7 +326,7 @@ def test_triplets_come_from_step_1_only():
     "text",
     ["[Image 1]", "[0, 0, 556, 720]", "[1.5, 2, left]", "[left, sofa, behind]", "[a, b, c, d]", "[sofa]", "[ , ball, left]", "[sofa,\nball, left]"],
 )
-def test_not_triplets(text):
+def test_brackets_that_are_not_triplets_are_not_read(text):
     assert parse_reference_triplets(text) == []
 
 
@@ -336,16 +335,14 @@ def test_pair_and_unknown_relation_forms():
     assert [(r.obj1, r.obj2, r.relation) for r in refs] == [("sofa", "ball", None), ("lamp", "desk", None)]
 
 
-def test_triplet_count_is_bounded_and_fast():
+def test_triplet_count_is_bounded_to_the_first_ones():
     think = "Step 1: " + " ".join(f"[object {i}, thing {i}, left]" for i in range(1000))
-    start = time.perf_counter()
-    refs = parse_reference_triplets(think, max_triplets=64)
-    assert len(refs) == 64
-    assert len(parse_reference_triplets(think, max_triplets=5000)) == 1000
-    assert time.perf_counter() - start < 1.0
+    every = parse_reference_triplets(think, max_triplets=5000)
+    assert len(every) == 1000
+    assert parse_reference_triplets(think, max_triplets=64) == every[:64]
 
 
-def test_match_tiers():
+def test_match_tier_needs_the_pair_and_its_relation_for_exact():
     gt = Reference("sofa", "ball", "behind")
     assert match_tier(Reference("ball", "sofa", "front"), gt) == EXACT  # the inverse statement
     assert match_tier(Reference("black sofa", "ball", "behind"), gt) == EXACT  # modifiers on the same head noun
@@ -377,7 +374,7 @@ def test_hedged_relations_are_spurious():
 
 
 def test_bare_key_objects_are_anchored_by_name():
-    key = [Reference("book"), Reference("bookshelf")]  # References hold normalised names
+    key = [Reference("book"), Reference("bookshelf")]  # References hold normalized names
     # one triplet relating the two key objects anchors both
     assert counts(match_references([Reference("book", "bookshelf", "front")], key)) == (2, 0, 0)
     # repeating an anchored key object is neither credited nor spurious; a triplet naming no key object is spurious
@@ -400,7 +397,7 @@ GOOD = (
 )
 
 
-def test_three_step_structure_ok():
+def test_a_three_step_response_passes_the_structure_check():
     result = three_step_structure(GOOD, n_images=2)
     assert result.ok and result.reasons == () and result.n_triplets == 2 and result.views_with_triplets == (1, 2)
 
@@ -416,13 +413,13 @@ def test_three_step_structure_ok():
         (GOOD.replace(" the ball appears in both views.", ""), None, "'Step 2' is empty"),
     ],
 )
-def test_three_step_structure_reasons(response, n_images, reason):
+def test_the_structure_check_names_what_is_missing(response, n_images, reason):
     result = three_step_structure(response, n_images=n_images)
     assert not result.ok
     assert any(reason in r for r in result.reasons), result.reasons
 
 
-def test_three_step_steps_out_of_order():
+def test_steps_out_of_order_fail_the_structure_check():
     swapped = "<think>Step 2: map\nStep 1: Image 1: [a, b, left]\nStep 3: so C</think><answer>C</answer>"
     assert "the steps are not in the order 1, 2, 3" in three_step_structure(swapped).reasons
 

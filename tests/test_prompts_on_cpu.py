@@ -6,10 +6,8 @@ rules for image entries, placeholders and content parts."""
 from __future__ import annotations
 
 import base64
-import io
 
 import pytest
-from PIL import Image
 
 from star_verl import prompts
 from star_verl.data import rl_dataset, rows, sft_dataset
@@ -21,7 +19,8 @@ from star_verl.prep.teacher import client as teacher_client
 from star_verl.prompts import IMAGE_PART, PromptError, image_bytes, open_image, prompt_messages
 from star_verl.recipes import compose_recipe
 from star_verl.templates import get_template
-from tests.dataset_fixtures import agent_loop_prompts, mv_rl_row, png, write_rows
+from tests.dataset_fixtures import agent_loop_prompts, mv_rl_row, write_rows
+from tests.images import decode, noise
 
 # Two views over star_r1_mv's 90000-pixel cap and one inside it, so the budget resizes.
 SIZES = [(448, 336), (640, 480), (112, 112)]
@@ -77,7 +76,7 @@ def test_rl_dataset_eval_generate_and_teacher_build_the_same_prompt(tiny_qwen25v
     assert [base64.b64decode(url.split(",", 1)[1]) for url in urls] == blobs  # the original bytes, in order
 
 
-def test_text_form_parts_and_placeholder_checks():
+def test_prompt_is_split_at_the_placeholders_and_their_count_checked():
     template = get_template("plain")
     text = prompt_messages(template, "<image> and <image>?")
     assert text == template.messages("<image> and <image>?")  # None: string contents, placeholders kept
@@ -94,8 +93,8 @@ def test_text_form_parts_and_placeholder_checks():
         prompt_messages(template, "<image>", [a], response="see <image>")
 
 
-def test_image_entries(tmp_path):
-    data = png((30, 20), seed=3)
+def test_every_image_entry_form_gives_the_same_image(tmp_path):
+    data = noise((30, 20), seed=3)
     (tmp_path / "view.png").write_bytes(data)
     entries = [
         image_entry(data, "ignored.png"),  # the schema's {"bytes", "path"}: the bytes win
@@ -107,7 +106,7 @@ def test_image_entries(tmp_path):
         assert image_bytes(entry) == data
         assert open_image(entry).size == (30, 20)
     assert image_bytes({"image": "view.png"}, base_dir=tmp_path) == data  # relative to the data file's folder
-    pil = Image.open(io.BytesIO(data))
+    pil = decode(data)
     assert open_image({"image": pil}) is pil and open_image(pil) is pil
     with pytest.raises(PromptError, match="no encoded bytes"):
         image_bytes(pil)

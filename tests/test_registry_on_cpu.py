@@ -1,10 +1,13 @@
 """The benchmark vocabulary has one home, `star_verl.tasks.registry`: each list is imported from there,
 and a scan of the package's source (ast) finds no other module that assigns one of its names or
-writes one of its lists again as a literal (in any order)."""
+writes one of its lists again as a literal (in any order), and no docstring example (`>>>`, run by
+tests/test_docstring_examples_on_cpu.py) that writes one, in the registry itself included."""
 
 from __future__ import annotations
 
 import ast
+import doctest
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -57,8 +60,27 @@ def _literal_strings(node: ast.AST) -> frozenset[str] | None:
     return frozenset(e.value for e in elements)  # type: ignore[union-attr]
 
 
+def _examples(tree: ast.Module) -> Iterator[tuple[int, ast.Module]]:
+    """The docstring examples of a module (each one's source and expected output, where they parse as
+    Python), with the line of the example."""
+    parser = doctest.DocTestParser()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and ">>>" in node.value:
+            for example in parser.get_examples(node.value):
+                for text in (example.source, example.want):
+                    try:
+                        yield node.lineno + example.lineno, ast.parse(text)
+                    except SyntaxError:  # an output such as a traceback
+                        continue
+
+
+def _place(where: Path, example_line: int | None, node: ast.AST) -> str:
+    return f"{where}:{node.lineno}" if example_line is None else f"{where}:{example_line} (docstring example)"  # type: ignore[attr-defined]
+
+
 def copies(root: Path, home: Path) -> list[str]:
-    """Where a module other than `home` assigns a registry name or writes a registry list literally."""
+    """Where a module other than `home` assigns a registry name or writes a registry list literally,
+    and where a docstring example (in any module) writes a registry list."""
     names = {n for n in vars(registry) if not n.startswith("_") and n.isupper()}
     lists = registry_lists()
     by_set: dict[frozenset[str], str] = {}
@@ -66,20 +88,21 @@ def copies(root: Path, home: Path) -> list[str]:
         by_set.setdefault(strings, name)  # a list that is also a level is named as the list
     found = []
     for path in sorted(root.rglob("*.py")):
-        if path == home:
-            continue
         where = path.relative_to(root.parent)
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
-            for target in targets:
-                if isinstance(target, ast.Name) and target.id in names:
-                    found.append(f"{where}:{node.lineno}: assigns {target.id}")
-            strings = _literal_strings(node)
-            if strings is None or strings not in by_set:
-                continue
-            if isinstance(node, ast.Dict) and by_set[strings] != "ORIGINS":
-                continue  # a mapping keyed by data source or level (a template, a colour per level) is not a copy
-            found.append(f"{where}:{node.lineno}: writes {by_set[strings]} again")
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        code = [] if path == home else [(None, tree)]  # (the example's line or None, the tree scanned)
+        for example_line, scanned in code + list(_examples(tree)):
+            for node in ast.walk(scanned):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+                for target in targets:
+                    if isinstance(target, ast.Name) and target.id in names:
+                        found.append(f"{_place(where, example_line, node)}: assigns {target.id}")
+                strings = _literal_strings(node)
+                if strings is None or strings not in by_set:
+                    continue
+                if isinstance(node, ast.Dict) and by_set[strings] != "ORIGINS":
+                    continue  # a mapping keyed by data source or level (a template, a color per level) is not a copy
+                found.append(f"{_place(where, example_line, node)}: writes {by_set[strings]} again")
     return found
 
 
@@ -91,21 +114,27 @@ def test_no_module_but_the_registry_holds_the_vocabulary():
 def test_the_scan_finds_a_copy(tmp_path):
     package = tmp_path / "pkg"
     package.mkdir()
-    (package / "home.py").write_text("")
+    (package / "home.py").write_text(
+        'DATA_SOURCES = ("tvr", "mindcube", "spar", "mmsi")\n"""\n>>> DATA_SOURCES\n(\'tvr\', \'mindcube\', \'spar\', \'mmsi\')\n"""\n'
+    )
     (package / "a.py").write_text(
         'SOURCES = ("mmsi", "spar", "tvr", "mindcube")\n'  # another order, same list
         "def f():\n    DATA_SOURCES = []\n"
         'BY_ORIGIN = {"trance": 1, "synthetic": 1, "mindcube": 1, "spar7m": 1, "mindcube_tiny": 1, "sparbench": 1, "mmsi": 1}\n'
         'TEMPLATE = {"tvr": "a", "mindcube": "b", "spar": "b", "mmsi": "b"}\n'  # keyed by data source: not a copy
+        'def g():\n    """Scores a family.\n\n    >>> [score(s) for s in ["mmsi", "spar", "tvr", "mindcube"]]\n    [1, 1, 1, 1]\n    """\n'
+        'def h():\n    """\n    >>> score("spar"), score("tvr")\n    (1, 1)\n    """\n'  # single names: not a copy
     )
     assert copies(package, package / "home.py") == [
         "pkg/a.py:1: writes DATA_SOURCES again",
         "pkg/a.py:3: assigns DATA_SOURCES",
         "pkg/a.py:4: writes ORIGINS again",
+        "pkg/a.py:9 (docstring example): writes DATA_SOURCES again",
+        "pkg/home.py:3 (docstring example): writes DATA_SOURCES again",
     ]
 
 
-def test_origins_and_benchmarks():
+def test_each_origin_has_its_family_and_where_eval_reports_it():
     assert set(MULTIVIEW_SOURCES) == set(DATA_SOURCES) - {"tvr"}
     assert all(o.data_source in DATA_SOURCES for o in ORIGINS.values())
     assert origins_of("tvr") == ("trance", "synthetic") and origins_of("spar") == ("spar7m", "sparbench")
@@ -121,7 +150,7 @@ def test_origins_and_benchmarks():
     assert extra.scored_as == "synthetic_mv" and extra.benchmark is None
 
 
-def test_spar_task_groups():
+def test_spar_task_groups_nest_and_give_the_answer_types():
     assert len(SPARBENCH_TASKS) == len(set(SPARBENCH_TASKS)) == 20 and set(SPARBENCH_TASKS) <= set(SPAR7M_TASKS)
     assert len(SPAR7M_TASKS) == len(set(SPAR7M_TASKS))
     assert set(SPAR7M_MULTIVIEW_TASKS) == set(MULTIVIEW_MARKER_TASKS)  # each multi-view task has its marker rule
@@ -140,7 +169,7 @@ def test_spar_task_groups():
     ]
 
 
-def test_mindcube_settings():
+def test_mindcube_setting_is_the_first_one_the_id_contains():
     assert set(MINDCUBE_TRAINING_SETTINGS) == set(MINDCUBE_SETTINGS) - {"translation"}
     assert [mindcube_setting(i) for i in ("among_group693_q1_5_2", "aroundnew_x", "Rotation_group000", "translation_1", "xyz", "")] == [
         "among", "around", "rotation", "translation", None, None,
@@ -160,7 +189,7 @@ def test_mmsi_category_is_the_release_spelling(written, category):
     assert mmsi_category(written) == category and category in MMSI_CATEGORIES
 
 
-def test_ground_truth_family():
+def test_ground_truth_family_follows_its_keys_or_task():
     assert ground_truth_family({"transformations": [], "objects": [], "view": "center"}) == "tvr"
     assert ground_truth_family({"type": "choice", "task": "rotation"}) == "mindcube"
     assert ground_truth_family({"type": "numeric", "task": "obj_count"}) == "spar"  # a SPAR-7M task outside SPAR-Bench

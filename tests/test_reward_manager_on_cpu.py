@@ -95,7 +95,7 @@ def test_tags_that_are_special_tokens_survive_decoding(tiny_qwen25vl):
     assert out["reward_score"] == expected()[0]["score"]
 
 
-async def test_through_verls_load_reward_manager(tiny_qwen25vl, tokenizer):
+async def test_verls_load_reward_manager_builds_ours_with_the_recipes_kwargs(tiny_qwen25vl, tokenizer):
     from verl.trainer.ppo.reward import load_reward_manager
 
     from star_verl.rewards.managers import StarRewardManager
@@ -134,7 +134,7 @@ async def test_bad_ground_truth_raises_naming_the_sample(tiny_qwen25vl, tokenize
         await manager.run_single(make_batch(tokenizer, [("tvr", tagged("1.color.red"), bad)]))
 
 
-def test_through_rays_reward_loop_manager(ray_local, tiny_qwen25vl, tokenizer):
+def test_rays_reward_loop_manager_puts_each_score_on_the_last_response_token(ray_local, tiny_qwen25vl, tokenizer):
     import ray
     from verl.experimental.reward_loop.reward_loop import RewardLoopManager
 

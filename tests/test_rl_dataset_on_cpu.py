@@ -21,7 +21,8 @@ from star_verl.prep.schema import image_entry
 from star_verl.recipes import compose_recipe
 from star_verl.rewards import compute_score, split_reward_kwargs
 from star_verl.templates import TEMPLATES
-from tests.dataset_fixtures import MV_GT, agent_loop_prompts, mv_question, mv_rl_row, png, tvr_rl_row, write_rows
+from tests.dataset_fixtures import MV_GT, agent_loop_prompts, mv_question, mv_rl_row, tvr_rl_row, write_rows
+from tests.images import noise
 
 # Four views whose fitted sizes under the budget below are worked out by hand (Qwen's smart_resize,
 # factor 28): per-image cap = min(max_pixels 23520, total 50176 // 4 = 12544) = 12544, min 3136.
@@ -71,7 +72,7 @@ def four_view(tmp_path):
 
 
 @pytest.mark.parametrize("template", ["three_step", "tvr", "plain", "auto"])
-def test_four_view_sample_through_agent_loop(template, base_cfg, four_view, tok_proc):
+def test_four_view_sample_reaches_the_agent_loop_templated_and_in_budget(template, base_cfg, four_view, tok_proc):
     tok, proc = tok_proc
     cfg = data_cfg(base_cfg, star__template=template, train_files=str(four_view))
     ds = build(cfg, [four_view], tok_proc)
@@ -146,7 +147,7 @@ def bad_row(tmp_path, name, row, good=2):
     return write_rows(tmp_path / f"{name}.parquet", rows)
 
 
-def test_placeholder_count_mismatch(base_cfg, tmp_path, tok_proc):
+def test_placeholder_count_mismatch_names_file_and_row(base_cfg, tmp_path, tok_proc):
     row = mv_rl_row(5, VIEW_SIZES)
     row["prompt"] = [{"role": "user", "content": mv_question(3)}]
     path = bad_row(tmp_path, "placeholders", row)
@@ -154,15 +155,15 @@ def test_placeholder_count_mismatch(base_cfg, tmp_path, tok_proc):
         build(base_cfg, [path], tok_proc)
 
 
-def test_image_that_does_not_decode(base_cfg, tmp_path, tok_proc):
+def test_image_that_does_not_decode_names_file_and_row(base_cfg, tmp_path, tok_proc):
     row = mv_rl_row(6, VIEW_SIZES[:2])
-    row["images"][1] = image_entry(png((64, 64))[:-200])  # a truncated PNG
+    row["images"][1] = image_entry(noise((64, 64))[:-200])  # a truncated PNG
     path = bad_row(tmp_path, "truncated", row)
     with pytest.raises(DatasetError, match=rf"{path} row 2 \(question_id 'q6'\): image 1 does not decode"):
         build(base_cfg, [path], tok_proc)
 
 
-def test_ground_truth_that_does_not_parse(base_cfg, tmp_path, tok_proc):
+def test_ground_truth_that_does_not_parse_names_file_and_row(base_cfg, tmp_path, tok_proc):
     row = mv_rl_row(7, VIEW_SIZES[:2])
     row["reward_model"] = {"style": "rule", "ground_truth": json.dumps({**MV_GT, "answer": "E"})}
     path = bad_row(tmp_path, "gt", row)
@@ -190,7 +191,7 @@ def test_every_bad_row_is_listed(base_cfg, tmp_path, tok_proc):
     assert "ground truth is not JSON" in message
 
 
-def test_settings_errors(base_cfg, four_view, tok_proc):
+def test_settings_the_dataset_refuses_are_named(base_cfg, four_view, tok_proc):
     with pytest.raises(DatasetError, match=r"unknown data.star key\(s\) \['max_pixel'\]"):
         build(data_cfg(base_cfg, star__max_pixel=1), [four_view], tok_proc)
     with pytest.raises(DatasetError, match=r"data.star.template='cot'"):
@@ -241,7 +242,7 @@ def test_drop_overlong_counts_and_prints(base_cfg, tmp_path, tok_proc, capsys):
         build(data_cfg(base_cfg, max_prompt_length=10, star__drop_overlong=True), [path], tok_proc)
 
 
-def test_max_samples_then_filter(base_cfg, tmp_path, tok_proc):
+def test_max_samples_selects_the_rows_verl_selects(base_cfg, tmp_path, tok_proc):
     from verl.trainer.ppo.utils import create_rl_dataset
 
     path = write_rows(tmp_path / "five.parquet", [mv_rl_row(i, VIEW_SIZES[:1]) for i in range(5)])
@@ -285,7 +286,7 @@ def test_cache_hit_miss_and_invalidation(base_cfg, tmp_path, tok_proc, capsys, m
     assert len(calls) == 4
 
 
-def test_cache_dir_setting_and_corrupt_cache(base_cfg, tmp_path, tok_proc, capsys):
+def test_cache_dir_is_used_and_a_corrupt_cache_is_measured_again(base_cfg, tmp_path, tok_proc, capsys):
     path = write_rows(tmp_path / "d.parquet", [mv_rl_row(0, VIEW_SIZES)])
     cache_dir = tmp_path / "lengths"
     cfg = data_cfg(base_cfg, star__cache_dir=str(cache_dir))

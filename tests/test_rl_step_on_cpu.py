@@ -322,7 +322,7 @@ def test_exact_answer_leads_each_group_and_enumeration_and_inaction_lose(steps, 
         assert group["exact"] == max(group.values()), where
         assert group["enumerating"] < 0 and group["empty"] < 0, where
         assert group["malformed"] < group["exact"], where  # the format reward counts
-        assert abs(sum(group.values())) < 1e-4, where  # GRPO: advantages centred per group
+        assert abs(sum(group.values())) < 1e-4, where  # GRPO: advantages centered per group
 
 
 def test_without_the_incorrect_penalty_enumeration_pays_like_the_exact_answer(steps):

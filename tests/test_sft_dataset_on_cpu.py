@@ -50,7 +50,7 @@ def cot(tmp_path):
     return write_rows(tmp_path / "sft.parquet", [mv_sft_row(i, SIZES) for i in range(2)], sft=True)
 
 
-def test_two_image_cot_sample(sft_cfg, cot, tok_proc):
+def test_two_image_sample_has_loss_on_the_answer_images_in_budget_and_mrope(sft_cfg, cot, tok_proc):
     tok, proc = tok_proc
     ds = build(sft_cfg, [cot], tok_proc)
     assert type(ds).__name__ == "StarSFTDataset" and len(ds) == 2
@@ -138,7 +138,7 @@ def write_with_bad(tmp_path, name, row):
         ("response_image", r"row 1 .*the template or response adds <image> placeholders"),
     ],
 )
-def test_bad_rows(case, pattern, sft_cfg, tmp_path, tok_proc):
+def test_bad_rows_are_named(case, pattern, sft_cfg, tmp_path, tok_proc):
     row = mv_sft_row(1, SIZES)
     if case == "placeholders":
         row["messages"][0]["content"] = mv_question(1)
@@ -157,7 +157,7 @@ def test_bad_rows(case, pattern, sft_cfg, tmp_path, tok_proc):
         build(sft_cfg, [path], tok_proc)
 
 
-def test_overlong_error_drop_and_empty(sft_cfg, tmp_path, tok_proc, capsys):
+def test_overlong_samples_fail_or_are_dropped_and_none_left_fails(sft_cfg, tmp_path, tok_proc, capsys):
     rows = [mv_sft_row(0, SIZES[1:]), mv_sft_row(1, SIZES), mv_sft_row(2, SIZES[1:])]
     path = write_rows(tmp_path / "long.parquet", rows, sft=True)
     lengths = build(sft_cfg, [path], tok_proc).sample_lengths
@@ -173,7 +173,7 @@ def test_overlong_error_drop_and_empty(sft_cfg, tmp_path, tok_proc, capsys):
         build(with_data(sft_cfg, max_length=8, star__drop_overlong=True), [path], tok_proc)
 
 
-def test_cache_and_max_samples(sft_cfg, cot, tok_proc, capsys):
+def test_max_samples_reads_the_cached_lengths(sft_cfg, cot, tok_proc, capsys):
     build(sft_cfg, [cot], tok_proc)
     assert "validated and measured 2 rows" in capsys.readouterr().out
     ds = build(with_data(sft_cfg, shuffle=False), [cot], tok_proc, max_samples=1)

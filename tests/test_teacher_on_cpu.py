@@ -4,7 +4,9 @@ a resume after the CLI process is killed mid-run."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import datetime
 import itertools
 import json
 import os
@@ -17,6 +19,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from star_verl.prep.teacher import client
 from star_verl.prep.teacher.cache import CACHE_FILE, ResponseCache
 from star_verl.prep.teacher.client import retry_after_seconds
 from star_verl.prep.teacher.outputs import judge
@@ -24,7 +27,7 @@ from star_verl.prep.teacher.pool import load_pool
 from star_verl.prep.teacher.run import generate, main
 from star_verl.prep.teacher.settings import TeacherError, TeacherSettings
 from star_verl.templates import get_template
-from tests.teacher_fixtures import ScriptedChatServer, chain, pool_question, requests_by_qid, write_pool, wrong_letter
+from tests.teacher_fixtures import ScriptedChatServer, chain, pool_question, write_pool, wrong_letter
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = ("train.parquet", "val.parquet", "rejected.jsonl", "failed.jsonl", "report.json", "report.md")
@@ -71,20 +74,23 @@ def test_request_is_the_three_step_template_with_images_in_order(tmp_path):
     assert all(p["image_url"]["url"].startswith("data:image/png;base64,") for p in parts if p["type"] == "image_url")
 
 
-def test_filtering_retries_and_outputs(tmp_path):
+def test_each_answer_is_kept_rejected_or_failed_after_its_retries(tmp_path):
     truth = write_pool(tmp_path / "pool.parquet", 11)
     script = {
         "q0": ["right"], "q1": ["wrong"], "q2": ["malformed"], "q3": ["nosteps"], "q4": ["500", "500", "right"],
         "q5": ["429", "right"], "q6": ["slow", "right"], "q7": ["badjson", "right"], "q8": ["500"], "q9": ["truncated"], "q10": ["right"],
     }  # fmt: skip
+    messages = []
     with ScriptedChatServer(truth, script, retry_after=1.0, slow_s=3.0) as server:
-        result = generate(settings(server, timeout=1.0, max_retries=2), tmp_path / "pool.parquet", tmp_path / "out", progress=False)
+        result = generate(
+            settings(server, timeout=1.0, max_retries=2), tmp_path / "pool.parquet", tmp_path / "out", progress=False, log=messages.append
+        )
     out = tmp_path / "out"
     asked = server.requests_per_question()
     # retries: two 500s then an answer; one 429; one timeout; one unreadable body; q8 gives up after 1 + 2 attempts
     assert asked == {"q0": 1, "q1": 1, "q2": 1, "q3": 1, "q4": 3, "q5": 2, "q6": 2, "q7": 2, "q8": 3, "q9": 1, "q10": 1}
-    q5 = requests_by_qid(server.log)["q5"]
-    assert q5[1]["t"] - q5[0]["t"] >= 1.0  # Retry-After: 1 honoured (the backoff alone would be <= 0.2 s)
+    # Retry-After: 1 honored (the backoff alone would be <= 0.2 s)
+    assert [m.split(": ", 1)[1] for m in messages if "q5" in m] == ["HTTP 429; retry 1/2 in 1.0 s"]
     assert result.counts.retries == 2 + 1 + 1 + 1 + 2
 
     rows = sft_rows(out)
@@ -186,16 +192,36 @@ def test_samples_per_question_duplicates_and_held_out_slice(tmp_path):
     assert all(r["extra_info"]["split"] == "sft_val" for r in val)
 
 
-def test_rate_limit_spaces_request_starts(tmp_path):
+def test_rate_limit_spaces_request_starts(tmp_path, monkeypatch):
+    limiters = []
+
+    class RecordingLimiter(client.RateLimiter):
+        """The client's limiter, noting the start it grants each request and when it lets the request go."""
+
+        def __init__(self, rate):
+            super().__init__(rate)
+            self.starts, self.released = [], []
+            limiters.append(self)
+
+        async def wait(self):
+            start = await super().wait()
+            self.starts.append(start)
+            self.released.append(asyncio.get_running_loop().time())
+            return start
+
+    monkeypatch.setattr(client, "RateLimiter", RecordingLimiter)
     truth = write_pool(tmp_path / "pool.parquet", 8)
-    with ScriptedChatServer(truth) as server:
+    with ScriptedChatServer(truth, {"q3": ["500", "right"]}) as server:
         generate(settings(server, concurrency=8, requests_per_second=5.0), tmp_path / "pool.parquet", tmp_path / "out", progress=False)
-    times = sorted(entry["t"] for entry in server.log)
-    gaps = sorted(b - a for a, b in itertools.pairwise(times))
-    # Starts are 1/5 s apart; arrivals at the server jitter on a loaded machine, so the median gap and
-    # the span are checked (without the limit, 8 workers' requests all arrive within a few ms).
-    assert len(times) == 8 and gaps[len(gaps) // 2] >= 0.15
-    assert times[-1] - times[0] >= 7 * 0.2 - 0.25
+    # one limiter for all 8 workers; every request, the retry included, waited for a start of its own
+    (limiter,) = limiters
+    assert len(limiter.starts) == len(server.log) == 9
+    # the starts are 1/5 s apart (8 workers asking at once are queued, not let go together) ...
+    starts = sorted(limiter.starts)
+    assert all(later - earlier >= 0.2 - 1e-9 for earlier, later in itertools.pairwise(starts))
+    # ... and no request left before its start (asyncio may wake a timer up to its clock resolution early)
+    early = time.get_clock_info("monotonic").resolution
+    assert all(released >= start - early for start, released in zip(limiter.starts, limiter.released, strict=True))
 
 
 def test_api_key_is_sent_and_never_written(tmp_path, monkeypatch, capfd):
@@ -249,7 +275,7 @@ def test_cache_drops_a_partial_last_line_and_rejects_corruption(tmp_path):
 
 def test_bad_pool_rows_are_named(tmp_path):
     from star_verl.prep.schema import RL_SCHEMA, ParquetRowWriter, image_entry, make_extra_info, make_rl_row
-    from tests.teacher_fixtures import png
+    from tests.images import solid
 
     def write(path, rows):
         with ParquetRowWriter(path, RL_SCHEMA) as writer:
@@ -257,7 +283,7 @@ def test_bad_pool_rows_are_named(tmp_path):
 
     def row(i, qid, source="mindcube", answer="C"):
         return make_rl_row(
-            data_source=source, question=pool_question(qid), images=[image_entry(png((i, 0, 0))), image_entry(png((0, i, 0)))],
+            data_source=source, question=pool_question(qid), images=[image_entry(solid((i, 0, 0), (32, 32))), image_entry(solid((0, i, 0), (32, 32)))],
             ground_truth={"type": "choice", "answer": answer, "options": ["A", "B", "C"], "task": "among"},
             extra_info=make_extra_info(index=i, split="sft_pool", origin="mindcube", task="among", question_id=qid, n_images=2),
         )  # fmt: skip
@@ -288,10 +314,19 @@ def test_judge_uses_the_project_scorer():
     assert judge(chain("B"), q, finish_reason="length").reasons[0].startswith("truncated")
 
 
-def test_retry_after_forms():
+def test_retry_after_forms(monkeypatch):
     assert retry_after_seconds("2") == 2.0 and retry_after_seconds("0.5") == 0.5 and retry_after_seconds(None) is None
     assert retry_after_seconds("soon") is None and retry_after_seconds("-3") == 0.0
-    assert 0.0 <= retry_after_seconds(time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))) <= 31
+
+    class Noon(datetime.datetime):  # the client's clock, stopped: an HTTP date is read relative to it
+        @classmethod
+        def now(cls, tz=None):
+            return datetime.datetime(2030, 1, 1, 12, 0, 0, tzinfo=tz)
+
+    monkeypatch.setattr(client, "datetime", Noon)
+    assert retry_after_seconds("Tue, 01 Jan 2030 12:00:30 GMT") == 30.0
+    assert retry_after_seconds("Tue, 01 Jan 2030 11:59:00 GMT") == 0.0  # a date past: at once
+    assert retry_after_seconds("Wed, 02 Jan 2030 12:00:00 GMT") == client.MAX_RETRY_AFTER_S  # capped
 
 
 def _cli(pool: Path, out: Path, server: ScriptedChatServer, *extra: str) -> list[str]:

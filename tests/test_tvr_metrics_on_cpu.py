@@ -8,13 +8,13 @@ from star_verl.tasks.tvr import Triplet, aggregate_tvr_metrics, parse_tvr_ground
 from tests.tvr_fixtures import WORKED_GT, scene, tagged, tvr_gt
 
 
-def test_exact_prediction():
+def test_exact_prediction_is_perfect_on_every_metric():
     m = tvr_sample_metrics(tagged("4.color.brown, 2.color.cyan"), WORKED_GT)
     assert m == {"strict": 1.0, "loose": 1.0, "diff": 0.0, "ndiff": 0.0, "obj_acc": 1.0, "attr_acc": 1.0, "val_acc": 1.0,
                  "step_diff": 0.0, "err_overlap": 0.0, "err_invalid": 0.0}  # fmt: skip
 
 
-def test_worked_example():
+def test_a_wrong_value_and_an_extra_item_count_in_diff_and_the_accuracies():
     m = tvr_sample_metrics(tagged("2.color.cyan, 4.color.red, 5.size.large"), WORKED_GT)
     # object 4 red (not brown), object 5 large (not small): 2 attributes differ, over 2 transformations
     assert (m["diff"], m["ndiff"], m["loose"], m["strict"]) == (2.0, 1.0, 0.0, 0.0)
@@ -22,7 +22,7 @@ def test_worked_example():
     assert (m["obj_acc"], m["attr_acc"], m["val_acc"], m["step_diff"]) == (2 / 3, 2 / 3, 1 / 3, 1.0)
 
 
-def test_no_prediction_and_triplet_input():
+def test_no_answer_block_predicts_nothing_and_triplets_score_as_given():
     m = tvr_sample_metrics("I do not know", WORKED_GT)  # no <answer> block: nothing predicted
     assert (m["diff"], m["ndiff"], m["obj_acc"], m["step_diff"]) == (2.0, 1.0, 0.0, -2.0)
     assert tvr_sample_metrics([Triplet(2, "color", "cyan"), (4, "color", "brown")], WORKED_GT)["strict"] == 1.0

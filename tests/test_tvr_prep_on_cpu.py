@@ -3,14 +3,12 @@ renderer, and the round trip generator -> converter -> reward."""
 
 from __future__ import annotations
 
-import io
 import json
 import math
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from PIL import Image
 
 from star_verl.prep import synthetic_tvr as syn
 from star_verl.prep.build_tvr import main as build_main
@@ -20,6 +18,7 @@ from star_verl.prep.trance import BadSampleError, TranceConvertConfig, build_que
 from star_verl.prep.trance_format import COLOR_RGB, COLORS, OCCLUSION_PIXELS, SIZE_SCALE, is_visible, overlaps
 from star_verl.rewards import compute_score
 from star_verl.tasks.ground_truth import ground_truth_json, parse_ground_truth
+from tests.images import decode, solid
 from tests.tvr_prep_fixtures import OBJECTS, VISIBLE, color_change, image_names, record, synthetic_tvr_set, write_trance
 
 
@@ -41,7 +40,7 @@ def trance7(tmp_path):
 # ------------------------------------------------------------------ converter: rows, splits, views
 
 
-def test_rows_splits_and_views(trance7, tmp_path):
+def test_splits_follow_file_order_and_eval_rows_have_every_view(trance7, tmp_path):
     out = tmp_path / "out"
     report = convert_trance(trance7, out, config())
     train, val, test = rows(out / "train.parquet"), rows(out / "val.parquet"), rows(out / "test.parquet")
@@ -73,7 +72,7 @@ def test_images_are_the_files_bytes_initial_always_center(trance7, tmp_path):
         assert r["images"][1]["bytes"] == (trance7 / "image" / finals[cam]).read_bytes()
 
 
-def test_ground_truth_per_design(trance7, tmp_path):
+def test_ground_truth_is_the_designed_json_of_the_typed_object(trance7, tmp_path):
     out = tmp_path / "out"
     convert_trance(trance7, out, config())
     r = rows(out / "test.parquet")[4]  # sample 6, left view
@@ -95,7 +94,7 @@ def test_train_views_and_views_options(trance7, tmp_path):
     assert [r["extra_info"]["view"] for r in rows(out / "val.parquet")] == ["left", "left"]
 
 
-def test_lines_after_the_splits_and_limit(trance7, tmp_path):
+def test_lines_after_the_splits_or_the_limit_are_counted_not_converted(trance7, tmp_path):
     report = convert_trance(trance7, tmp_path / "a", config(split_sizes=(2, 1, 1)))
     assert report.samples == {"train": 2, "val": 1, "test": 1} and report.beyond_splits == 3
     report = convert_trance(trance7, tmp_path / "b", config(limit=1))
@@ -160,10 +159,10 @@ def test_max_pixels_resizes_images(tmp_path):
     big = record(0, [{"obj_idx": 2, "attr": "color", "val": "cyan"}])
     src = write_trance(tmp_path / "t", [big])
     for name in (src / "image").iterdir():
-        Image.new("RGB", (320, 240), (10, 20, 30)).save(name)
+        name.write_bytes(solid((10, 20, 30), (320, 240)))
     convert_trance(src, tmp_path / "out", config(split_sizes=(1, 0, 0), max_pixels=160 * 120))
     for im in rows(tmp_path / "out" / "train.parquet")[0]["images"]:
-        w, h = Image.open(io.BytesIO(im["bytes"])).size
+        w, h = decode(im["bytes"]).size
         # smart_resize: 320x240 is over budget; beta = sqrt(76800 / 19200) = 2; floor(160 / 28) * 28 = 140, floor(120 / 28) * 28 = 112
         assert (w, h) == (140, 112)
 
@@ -246,7 +245,7 @@ def test_never_overwrites_without_overwrite(trance7, tmp_path):
     assert len(rows(out / "train.parquet")) == 1
 
 
-def test_missing_source_and_bad_options(tmp_path):
+def test_missing_source_and_bad_options_raise(tmp_path):
     with pytest.raises(FileNotFoundError, match="no TRANCE data"):
         convert_trance(tmp_path, tmp_path / "out", config())
     with pytest.raises(ValueError, match="views"):
@@ -255,7 +254,7 @@ def test_missing_source_and_bad_options(tmp_path):
         TranceConvertConfig(attributes=("weight",))
 
 
-def test_h5_input(tmp_path):
+def test_h5_release_converts_like_the_jsonl_one(tmp_path):
     h5py = pytest.importorskip("h5py")
     recs = [color_change(i) for i in range(3)]
     with h5py.File(tmp_path / "data.h5", "w") as f:
@@ -269,10 +268,10 @@ def test_h5_input(tmp_path):
     report = convert_trance(tmp_path / "data.h5", tmp_path / "out", config())
     assert report.samples == {"train": 2, "val": 0, "test": 1}
     im = rows(tmp_path / "out" / "test.parquet")[0]["images"][0]
-    assert Image.open(io.BytesIO(im["bytes"])).size == (160, 120)
+    assert decode(im["bytes"]).size == (160, 120)
 
 
-def test_cli(trance7, tmp_path, capsys):
+def test_command_prints_the_report_refuses_to_overwrite_and_rejects_bad_options(trance7, tmp_path, capsys):
     out = tmp_path / "out"
     assert build_main(["--trance", str(trance7), "--out", str(out), "--split-sizes", "3,2,2", "--no-progress"]) == 0
     printed = capsys.readouterr().out
@@ -286,7 +285,7 @@ def test_cli(trance7, tmp_path, capsys):
     assert "no position moves" in capsys.readouterr().err
 
 
-def test_synthetic_attributes_option(tmp_path):
+def test_synthetic_attributes_option_limits_the_changed_attributes(tmp_path):
     rec, _ = syn.generate_sample(0, seed=5, config=syn.SyntheticConfig(attributes=("size",), min_transformations=2))
     assert {t["attr"] for t in rec["transformations"]} == {"size"} and len(rec["transformations"]) >= 2
 
@@ -308,7 +307,7 @@ def _classify(pixel) -> str:
 
 
 def test_each_color_reads_back_from_every_camera():
-    """Every color (each with a material and a shape, all three of each covered) is recognisable
+    """Every color (each with a material and a shape, all three of each covered) is recognizable
     from every camera, and the object is where the camera projects it."""
     cams = syn.scene_cameras()
     for i, color in enumerate(COLORS):
@@ -409,7 +408,7 @@ def test_generated_samples_follow_trance_rules(samples):
         for cam in ("Camera_Center", "Camera_Left", "Camera_Right"):
             img, ids = syn.render_state(rec, 1, cam)
             assert all(syn.pixel_counts(ids).get(i, 0) >= OCCLUSION_PIXELS for i in changed)
-            stored = np.asarray(Image.open(io.BytesIO(images[rec["states"][1]["images"][cam]])))
+            stored = np.asarray(decode(images[rec["states"][1]["images"][cam]]))
             assert np.array_equal(stored, img)  # the stored image is the record's state
 
 

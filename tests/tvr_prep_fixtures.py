@@ -4,12 +4,11 @@
 from __future__ import annotations
 
 import copy
-import io
 import json
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
+from tests.images import solid
 
 CAMERAS = ("Camera_Left", "Camera_Center", "Camera_Right")
 
@@ -27,12 +26,6 @@ OBJECTS = [
     {"color": "yellow", "material": "rubber", "shape": "cube", "size": "medium", "position": [-15, -1]},
 ]
 VISIBLE = [0, 1, 2, 4, 5, 6, 8, 9]
-
-
-def png(color: tuple[int, int, int], size: tuple[int, int] = (8, 6)) -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", size, color).save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def image_names(idx: int) -> tuple[str, dict[str, str]]:
@@ -87,7 +80,7 @@ def write_trance(root: Path, records: list[Any], *, skip_images: tuple[str, ...]
         names = [rec["states"][0]["images"]["Camera_Center"], *rec["states"][-1]["images"].values()]
         for k, name in enumerate(names):
             if name not in skip_images:
-                (root / "image" / name).write_bytes(png(((37 * i) % 256, 60 * k, 200)))
+                (root / "image" / name).write_bytes(solid(((37 * i) % 256, 60 * k, 200)))
     (root / "data.jsonl").write_text("\n".join(lines) + "\n")
     return root
 

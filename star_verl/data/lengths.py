@@ -1,8 +1,8 @@
 """Prompt lengths, measured without the image processor, and their cache.
 
 A length is what the AgentLoop (RL: prompt + generation prompt) or the SFT dataset (the whole
-conversation) will tokenise: the chat template rendered with one image token per image, the text
-tokenised in batches, and each image token then counted as the tokens of the image's fitted size
+conversation) will tokenize: the chat template rendered with one image token per image, the text
+tokenized in batches, and each image token then counted as the tokens of the image's fitted size
 (`PixelBudget.fitted_sizes`, the arithmetic of the resize the images get at run time). Lengths are
 cached per file, keyed by the file's fingerprint and every setting a length depends on.
 """
@@ -75,7 +75,7 @@ class MeasureContext:
 
 
 def tokenizer_fingerprint(tokenizer: Any) -> dict[str, Any]:
-    """The tokenizer's identity by content (its serialised model and chat template), so a checkpoint
+    """The tokenizer's identity by content (its serialized model and chat template), so a checkpoint
     copied elsewhere (an SFT output) still hits the cache."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     body = backend.to_str() if backend is not None else json.dumps(sorted(tokenizer.get_vocab().items()))
@@ -86,7 +86,7 @@ def _render_lengths(
     ctx: MeasureContext, conversations: list[list[dict[str, Any]]], image_sizes: list[list[tuple[int, int]]], wheres: list[str]
 ) -> list[int]:
     """Token lengths as the AgentLoop / SFT dataset will see them, without the image processor: the
-    chat template is rendered with one image token per image, the text tokenised in one batch, and
+    chat template is rendered with one image token per image, the text tokenized in one batch, and
     each image token then counts as the `image_tokens` of its fitted size (the processor's expansion)."""
     from verl.utils.tokenizer.chat_template import apply_chat_template
 

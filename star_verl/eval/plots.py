@@ -151,7 +151,7 @@ def comparison_figure(
     path: Path,
     lower_is_better: Sequence[str] = ("NDiff", "Diff"),
 ):
-    """Grouped bars: one group per (benchmark, metric), one bar per run, the paper's number in grey.
+    """Grouped bars: one group per (benchmark, metric), one bar per run, the paper's number in gray.
     Metrics where lower is better (NDiff) go to a second, narrow panel with their own scale."""
     pct = [e for e in entries if e[1] not in lower_is_better]
     low = [e for e in entries if e[1] in lower_is_better]

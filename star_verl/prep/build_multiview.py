@@ -34,11 +34,11 @@ from star_verl.prep.multiview import (
 )
 from star_verl.tasks.registry import MULTIVIEW_SOURCES, ORIGINS
 
-LICENCES = {
-    "mindcube": "MindCube (MLL-Lab/MindCube): code MIT; data licence not stated; images from ArkitScenes, DL3DV-10K, WildRGB-D and self-collected photos under their own terms",
+LICENSES = {
+    "mindcube": "MindCube (MLL-Lab/MindCube): code MIT; data license not stated; images from ArkitScenes, DL3DV-10K, WildRGB-D and self-collected photos under their own terms",
     "spar7m": "SPAR-7M (jasonzhango/SPAR-7M): annotations MIT; images from ScanNet, ScanNet++, Structured3D, Matterport3D under their non-commercial terms",
-    "mindcube_tiny": "MindCube-Tiny (MLL-Lab/MindCube): as MindCube (code MIT, data licence not stated, images under their sources' terms)",
-    "sparbench": "SPAR-Bench (jasonzhango/SPAR-Bench): licence not stated; images derive from ScanNet-family data (non-commercial terms)",
+    "mindcube_tiny": "MindCube-Tiny (MLL-Lab/MindCube): as MindCube (code MIT, data license not stated, images under their sources' terms)",
+    "sparbench": "SPAR-Bench (jasonzhango/SPAR-Bench): license not stated; images derive from ScanNet-family data (non-commercial terms)",
     "mmsi": "MMSI-Bench (RunsenXu/MMSI-Bench): CC BY-NC 4.0; images from ScanNet, nuScenes, Matterport3D, Ego4D, AgiBot-World, DTU, DAVIS-2017, Waymo",
 }
 BENCHMARKS = tuple(name for name, origin in ORIGINS.items() if origin.benchmark and origin.data_source in MULTIVIEW_SOURCES)
@@ -81,7 +81,7 @@ def build(opts: BuildOptions) -> dict[str, Any]:
     bad = BadInputLog(skip_bad=opts.skip_bad)
     cache = ImageCache(min_pixels=opts.min_pixels, max_pixels=opts.max_pixels)
     leaks = LeakIndex()
-    summary: dict[str, Any] = {"splits": {}, "licences": [], "pixels": [opts.min_pixels, opts.max_pixels], "seed": opts.seed}
+    summary: dict[str, Any] = {"splits": {}, "licenses": [], "pixels": [opts.min_pixels, opts.max_pixels], "seed": opts.seed}
     used_origins: list[str] = []
 
     def index_bench(sample: Sample, source_shas: list[str], out_shas: list[str]) -> None:
@@ -173,7 +173,7 @@ def build(opts: BuildOptions) -> dict[str, Any]:
         "cache_hits": cache.hits,
         "encode_seconds": round(cache.seconds, 2),
     }
-    summary["licences"] = [LICENCES[o] for o in used_origins]
+    summary["licenses"] = [LICENSES[o] for o in used_origins]
     summary["seconds"] = round(time.perf_counter() - start, 2)
     (out / "summary.json").write_text(json.dumps(_jsonable(summary), indent=2, ensure_ascii=False) + "\n")
     return summary
@@ -239,8 +239,8 @@ def format_summary(summary: Mapping[str, Any]) -> str:
     lines.append(
         f"images: {im['unique']} unique encoded ({im['encoded']} encodes, {im['cache_hits']} cache hits, {im['encode_seconds']} s); pixels {summary['pixels']}"
     )
-    lines.append("licences (non-commercial research use overall):")
-    lines.extend(f"  {line}" for line in summary["licences"])
+    lines.append("licenses (non-commercial research use overall):")
+    lines.extend(f"  {line}" for line in summary["licenses"])
     lines.append(f"done in {summary['seconds']} s")
     return "\n".join(lines)
 

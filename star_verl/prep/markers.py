@@ -2,15 +2,15 @@
 of fudan-zvg/spar), so a model trained here sees what SPAR-Bench shows (its images come with the
 markers already drawn).
 
-SPAR-7M images are clean: a record carries the marker geometry in 0-1000 normalised coordinates
+SPAR-7M images are clean: a record carries the marker geometry in 0-1000 normalized coordinates
 (`red_point: [[x, y]]`, `blue_bbox: [[x1, y1, x2, y2]]`, ...) and, for multi-view tasks, which image
 each marker goes on (`point_img_idx` / `bbox_img_idx`, `[[i, j, ...]]`). The rules, per task:
 
-- a point is a filled circle of radius 20 px around the scaled point (PIL's named colour);
+- a point is a filled circle of radius 20 px around the scaled point (PIL's named color);
 - a box is a rectangle outline of width 20 drawn inside the scaled box grown by 20 * 7/8 px on
   every side (so the stroke straddles the object's box);
 - coordinates are scaled to the *original* image size and truncated to int, before any resizing;
-- colours are PIL's names: red (255,0,0), blue (0,0,255), green (0,128,0), yellow (255,255,0).
+- colors are PIL's names: red (255,0,0), blue (0,0,255), green (0,128,0), yellow (255,255,0).
 
 Which marker goes on which image is task specific (`MULTIVIEW_MARKERS` below). The plan is a plain
 tuple (hashable), so the image cache can key an encoded image on (file, markers drawn on it).
@@ -26,11 +26,11 @@ from PIL import Image, ImageDraw
 POINT_RADIUS = 20
 BOX_STROKE = 20
 BOX_EXTEND = BOX_STROKE * 7 / 8
-COLOURS = ("red", "blue", "green", "yellow")
+COLORS = ("red", "blue", "green", "yellow")
 # the fields of a SPAR-7M record (jsonl) or release row (parquet column) that carry marker geometry
-MARKER_FIELDS = (*(f"{c}_{k}" for k in ("point", "bbox") for c in COLOURS), "point_img_idx", "bbox_img_idx")
+MARKER_FIELDS = (*(f"{c}_{k}" for k in ("point", "bbox") for c in COLORS), "point_img_idx", "bbox_img_idx")
 
-# A marker drawn on one image: (kind, colour, normalised coordinates).
+# A marker drawn on one image: (kind, color, normalized coordinates).
 Marker = tuple[str, str, tuple[float, ...]]
 # One entry per image of the question: the markers drawn on it, in drawing order.
 MarkerPlan = tuple[tuple[Marker, ...], ...]
@@ -63,7 +63,7 @@ def _idx(record: Mapping[str, Any], key: str, n_needed: int) -> list[int]:
     return [int(i) for i in value[0]]
 
 
-# task -> (index key or None, [(colour, kind, position in the index list)]); kind "point" or "bbox".
+# task -> (index key or None, [(color, kind, position in the index list)]); kind "point" or "bbox".
 # Position None: the marker goes on the first image (position_matching draws on images[0]).
 _FIXED: dict[str, tuple[str | None, list[tuple[str, str, int | None]]]] = {
     "position_matching": (None, [("red", "bbox", None)]),
@@ -85,26 +85,26 @@ def marker_plan(task: str, record: Mapping[str, Any], n_images: int) -> MarkerPl
     """The markers to draw on each of the `n_images` images of a SPAR-7M multi-view record."""
     per_image: list[list[Marker]] = [[] for _ in range(n_images)]
 
-    def put(image_index: int, colour: str, kind: str) -> None:
+    def put(image_index: int, color: str, kind: str) -> None:
         if not 0 <= image_index < n_images:
-            raise MarkerError(f"{colour}_{kind} goes on image {image_index}, but the question has {n_images} images")
-        per_image[image_index].append((kind, colour, _first(record, f"{colour}_{kind}", 2 if kind == "point" else 4)))
+            raise MarkerError(f"{color}_{kind} goes on image {image_index}, but the question has {n_images} images")
+        per_image[image_index].append((kind, color, _first(record, f"{color}_{kind}", 2 if kind == "point" else 4)))
 
     if task in _FIXED:
         key, markers = _FIXED[task]
         indices = _idx(record, key, 1 + max(pos for _, _, pos in markers)) if key else []
-        for colour, kind, pos in markers:
-            put(0 if pos is None else indices[pos], colour, kind)
+        for color, kind, pos in markers:
+            put(0 if pos is None else indices[pos], color, kind)
     elif task == "obj_spatial_relation_oc_mv":
         # every box present goes on the first listed image
         target = _idx(record, "bbox_img_idx", 1)[0]
         present = [c for c in ("red", "blue", "green") if _present(record, f"{c}_bbox")]
         if not present:
             raise MarkerError("obj_spatial_relation_oc_mv needs at least one of red/blue/green_bbox")
-        for colour in present:
-            put(target, colour, "bbox")
+        for color in present:
+            put(target, color, "bbox")
     elif task == "obj_spatial_relation_oo_mv":
-        # exactly two of red/blue/green boxes: the first present colour on idx[0], the second on idx[1]
+        # exactly two of red/blue/green boxes: the first present color on idx[0], the second on idx[1]
         present = [c for c in ("red", "blue", "green") if _present(record, f"{c}_bbox")]
         if len(present) != 2:
             raise MarkerError(f"obj_spatial_relation_oo_mv needs exactly two of red/blue/green_bbox, got {present}")
@@ -134,11 +134,11 @@ def draw_markers(image: Image.Image, markers: Sequence[Marker]) -> Image.Image:
     if not markers:
         return image
     draw = ImageDraw.Draw(image)
-    for kind, colour, coords in markers:
+    for kind, color, coords in markers:
         if kind == "point":
-            draw.ellipse(point_box(coords, image.width, image.height), fill=colour)
+            draw.ellipse(point_box(coords, image.width, image.height), fill=color)
         elif kind == "bbox":
-            draw.rectangle(bbox_outline(coords, image.width, image.height), outline=colour, width=BOX_STROKE)
+            draw.rectangle(bbox_outline(coords, image.width, image.height), outline=color, width=BOX_STROKE)
         else:
             raise MarkerError(f"unknown marker kind {kind!r}")
     return image

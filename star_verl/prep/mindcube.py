@@ -8,13 +8,13 @@ A record: `id` (the setting is a substring of it: around / among / rotation / tr
 References (`ground_truth.references`) come from MindCube's grounded cognitive map, which MindCube
 derives from `meta_info` with fixed layouts on a 10x10 grid (x right, y down; `generators.py`):
 
-- among: 5 objects, obj0 at the centre [5,5], obj1 [5,8], obj2 [2,5], obj3 [5,2], obj4 [8,5]; each
+- among: 5 objects, obj0 at the center [5,5], obj1 [5,8], obj2 [2,5], obj3 [5,2], obj4 [8,5]; each
   view is placed by its file-name prefix: front [5,6] facing up, left [4,5] facing right, right
-  [6,5] facing left, back [5,4] facing down (4 unrecognised names: front, left, back, right).
+  [6,5] facing left, back [5,4] facing down (4 unrecognized names: front, left, back, right).
 - around: 2-4 objects in a row (2: x=4,5; 3: x=4,5,6; 4: x=3,4,5,6; y=5); a view's global
   direction comes from the image's `<k>_frame` index through the group's view table (which depends on
   the group size and on the source: ids `aroundnew_*` are self-collected, others DL3DV-10K).
-- rotation: one object per view direction, all views at the centre; 2 views (clockwise: [5,3],
+- rotation: one object per view direction, all views at the center; 2 views (clockwise: [5,3],
   [7,5]; counterclockwise: [5,3], [3,5]; opposite: [5,3], [5,7]; view 1 faces up), 3 views
   ([3,5], [5,3], [7,5]) or 4 views (+[5,7]), view 1 facing left.
 
@@ -102,7 +102,7 @@ def _pair(a: list[int], b: list[int], facing: str) -> str:
 
 
 def _to_observer(p: list[int], facing: str) -> str:
-    """Relation of an object at `p` to the observer at the centre: ahead of the viewer is front."""
+    """Relation of an object at `p` to the observer at the center: ahead of the viewer is front."""
     word = _relation((p[0] - 5, p[1] - 5), facing)
     return {"behind": "front", "front": "behind"}.get(word, word)
 
@@ -145,10 +145,10 @@ def references(record: dict[str, Any], setting: str) -> list[list[Any]]:
         else:
             raise ValueError(f"among image names {prefixes} are not front/left/right/back")
         facing = _VIEW_FACING[first]
-        centre = _name(objects[0])
+        center = _name(objects[0])
         for k in range(1, 5):
-            if centre and _name(objects[k]):
-                refs.append([_name(objects[k]), centre, _pair(_AMONG_POS[k], _AMONG_POS[0], facing)])
+            if center and _name(objects[k]):
+                refs.append([_name(objects[k]), center, _pair(_AMONG_POS[k], _AMONG_POS[0], facing)])
     elif setting == "around":
         n_group, (n_obj, objects) = meta[0][0], meta[1][:2]
         if n_obj != len(objects) or n_obj not in _AROUND_POS:

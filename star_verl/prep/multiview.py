@@ -175,7 +175,7 @@ def with_placeholders(question: str, n_images: int, where: str) -> str:
 def clean_references(refs: Iterable[Sequence[Any]]) -> tuple[tuple[Any, ...], ...]:
     """References the reward accepts, without repeats: each goes through the reward's own reference
     parser (`star_verl.tasks.references`), and one that repeats an earlier one after its
-    normalisation ("chairs" = "chair"; [a, b, left] = [b, a, right]) is dropped."""
+    normalization ("chairs" = "chair"; [a, b, left] = [b, a, right]) is dropped."""
     out, seen = [], set()
     for ref in refs:
         try:

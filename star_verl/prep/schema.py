@@ -3,7 +3,7 @@ the schemas must match exactly), and a streaming writer.
 
 RL rows: data_source, prompt, images, ability, reward_model, extra_info.
 SFT rows: messages instead of prompt, the rest the same.
-The ground truth is serialised by `star_verl.tasks.ground_truth` (converters pass the typed object).
+The ground truth is serialized by `star_verl.tasks.ground_truth` (converters pass the typed object).
 """
 
 from __future__ import annotations

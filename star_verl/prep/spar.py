@@ -32,7 +32,7 @@ SPAR-Bench (`--sparbench` = the folder with `test-0000{0..3}-of-00004.parquet`):
 Names (`marked_objects`): the objects SPAR marks, named in the question before their marker
 ("sink (red bbox)", "Using bucket (red point) ..." -> "bucket") or after it ("the red bbox of mat",
 "the red point marking the center of toilet paper"). Two marked objects with the same name keep
-their marker's colour ("books (red)", "books (blue)"). A marker whose object no name is read for is a
+their marker's color ("books (red)", "books (blue)"). A marker whose object no name is read for is a
 reference loss (`reference_loss`), counted per task in the summary.
 
 References: the marked objects, and the relations the answer states. A relation answer is comma-separated
@@ -87,20 +87,20 @@ from star_verl.tasks.registry import (
 )
 
 _LINE_OPTION = re.compile(r"^\s*([A-Z])\s*[.)]\s?(.*)$", re.MULTILINE)
-_COLOURS = "red|blue|green|yellow"
+_COLORS = "red|blue|green|yellow"
 _NAME = r"[A-Za-z][A-Za-z0-9\-' ]*?"
 # "sink (red bbox)", "books (red point)", "sink (bbox)": the name is the words before the marker
-_MARKED = re.compile(rf"({_NAME})\s*\((?:({_COLOURS})\s+)?(point|bbox)\)")
+_MARKED = re.compile(rf"({_NAME})\s*\((?:({_COLORS})\s+)?(point|bbox)\)")
 # "the red bbox of mat", "the red point marking the center of toilet paper": the name follows the marker
 _MARKER_OF = re.compile(
-    rf"\b({_COLOURS}) (?:bbox|point|box)\s+(?:(?:that|which)\s+)?"
+    rf"\b({_COLORS}) (?:bbox|point|box)\s+(?:(?:that|which)\s+)?"
     r"(?:of|on|at|for|marks|marking|marked on|indicates|indicating|highlights|highlighting|denotes|denoting)\s+"
     rf"(?:the\s+)?(?:(?:3D\s+)?(?:center|centre)\s+(?:point\s+)?of\s+(?:the\s+)?)?({_NAME})"
     r"(?=\s+(?:in|on|is|are|was|has|and|with|to|from|relative|as|at|located|positioned|situated|when|while|if|than|which|that)\b"
     r"|\s*[,.?;:!()\n]|\s*$)"
 )
 # every marker a question mentions, named or not: "(red point)", "(bbox)", "the blue bbox"
-_MENTION = re.compile(rf"\(\s*(?:({_COLOURS})\s+)?(point|bbox)\s*\)|\b({_COLOURS})\s+(point|bbox|box)\b")
+_MENTION = re.compile(rf"\(\s*(?:({_COLORS})\s+)?(point|bbox)\s*\)|\b({_COLORS})\s+(point|bbox|box)\b")
 # words that end an object name when read backwards from its marker ("Using bucket (red point)" -> "bucket")
 _STOP = {
     "the", "a", "an", "of", "is", "are", "was", "were", "be", "been", "object", "objects", "with", "to", "and", "if", "how",
@@ -152,9 +152,9 @@ def _object_name(phrase: str) -> str | None:
 
 
 def marked_objects(question: str) -> list[tuple[str | None, str]]:
-    """(colour or None, name) of each marked object the question names, in order. A name may come
+    """(color or None, name) of each marked object the question names, in order. A name may come
     twice for one marker ("chair (red bbox)" ... "the chair (red bbox)"); a name that two marker
-    colours share is two objects and keeps each marker's colour ("books (red bbox)" and "books (blue
+    colors share is two objects and keeps each marker's color ("books (red bbox)" and "books (blue
     bbox)" give "books (red)" and "books (blue)"; `star_verl.tasks.references` reads "(red)" as part
     of the name), so each marked object stays a distinct reference."""
     found: list[tuple[int, str | None, str]] = []
@@ -167,22 +167,22 @@ def marked_objects(question: str) -> list[tuple[str | None, str]]:
         if name:
             found.append((m.start(), m.group(1), name))
     found.sort()
-    colours: dict[str, set[str]] = {}
-    for _, colour, name in found:
-        if colour:
-            colours.setdefault(name, set()).add(colour)
-    return [(colour, f"{name} ({colour})" if colour and len(colours[name]) > 1 else name) for _, colour, name in found]
+    colors: dict[str, set[str]] = {}
+    for _, color, name in found:
+        if color:
+            colors.setdefault(name, set()).add(color)
+    return [(color, f"{name} ({color})" if color and len(colors[name]) > 1 else name) for _, color, name in found]
 
 
 def unnamed_markers(question: str) -> list[str]:
     """The markers the question mentions ("red point", "bbox") for which no object name is read:
     their objects are missing from the references."""
-    named = {colour for colour, _ in marked_objects(question)}
+    named = {color for color, _ in marked_objects(question)}
     unnamed: list[str] = []
     for m in _MENTION.finditer(question):
-        colour, kind = m.group(1) or m.group(3), m.group(2) or m.group(4)
-        label = f"{colour} {kind}" if colour else kind
-        if colour not in named and label not in unnamed:
+        color, kind = m.group(1) or m.group(3), m.group(2) or m.group(4)
+        label = f"{color} {kind}" if color else kind
+        if color not in named and label not in unnamed:
             unnamed.append(label)
     return unnamed
 
@@ -204,20 +204,20 @@ def references(task: str, question: str, answer_text: str | None) -> list[list[A
     """Marked objects and the relations the answer states (see the module docstring)."""
     mentions = marked_objects(question)
     names = list(dict.fromkeys(n for _, n in mentions))
-    by_colour = {c: n for c, n in reversed(mentions) if c}  # a colour's first mention
+    by_color = {c: n for c, n in reversed(mentions) if c}  # a color's first mention
     slots = _slots(answer_text) if answer_text else None
     refs: list[list[Any]] = []
     if slots is not None and "_oo" in task:
         # object-object tasks: the imagination ones relate red and yellow (green and blue place the
         # observer), the others their two marked objects
-        pair = [by_colour.get("red"), by_colour.get("yellow")] if task.startswith("spatial_imagination") else names[:2]
+        pair = [by_color.get("red"), by_color.get("yellow")] if task.startswith("spatial_imagination") else names[:2]
         if len(pair) == 2 and all(pair) and pair[0] != pair[1]:
             a, b = pair
             refs = [[a, b, w] for w in slots[:3] if w]
             if len(slots) == 5:  # then each object in front of / behind the observer
                 refs += [[n, OBSERVER, w] for n, w in zip((a, b), slots[3:], strict=True) if w]
     elif slots is not None and len(slots) == 3:
-        target = by_colour.get("red") or (names[0] if names else None)
+        target = by_color.get("red") or (names[0] if names else None)
         if target:
             refs = [[target, OBSERVER, w] for w in slots if w]
     named = {r[0] for r in refs} | {r[1] for r in refs}

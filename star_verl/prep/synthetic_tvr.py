@@ -13,7 +13,7 @@ The renderer casts one ray per pixel (plus 4 per pixel on object edges, for anti
 spheres, rotated cubes and upright cylinders on a ground plane: Lambert + Blinn-Phong shading from a
 key light with hard shadows and two fill lights; rubber is matte, metal mirrors the scene (one
 reflection bounce) with sharp highlights, glass refracts what is behind it, tinted, with a Fresnel
-rim. Everything is vectorised per image.
+rim. Everything is vectorized per image.
 """
 
 from __future__ import annotations
@@ -256,8 +256,8 @@ def _hit_exact(scene: SceneArrays, k: int, O: np.ndarray, d: np.ndarray) -> tupl
             tmin, tmax = np.maximum(tmin, lo), np.minimum(tmax, hi)
         ok = (tmax >= tmin) & (tmin > _EPS)
         axis, t = axis[ok], tmin[ok]
-        # Bevelled edges (TRANCE's SmoothCube): near an edge the normal tilts towards the
-        # neighbouring face, which gives the edge highlights that make metal read as metal.
+        # Beveled edges (TRANCE's SmoothCube): near an edge the normal tilts towards the
+        # neighboring face, which gives the edge highlights that make metal read as metal.
         ln = np.zeros((3, t.size), _F)
         bevel = _BEVEL * h
         for a in range(3):
@@ -506,7 +506,7 @@ def _screen_boxes(scene: SceneArrays, camera: Camera, shadow_dir: np.ndarray | N
 
 
 def _grid_candidates(scene: SceneArrays, camera: Camera, shadow_dir: np.ndarray | None = None) -> Callable[[int], np.ndarray]:
-    """Candidate rays of the full pixel grid (pixel centres, row-major): the pixels in the object's
+    """Candidate rays of the full pixel grid (pixel centers, row-major): the pixels in the object's
     screen box (or its shadow volume's), found without touching the other pixels."""
     boxes = _screen_boxes(scene, camera, shadow_dir)
     w, h = camera.width, camera.height
@@ -534,7 +534,7 @@ def _point_candidates(scene: SceneArrays, camera: Camera, px: np.ndarray, py: np
 
 
 def object_ids(objects: Sequence[dict[str, Any]], camera: Camera) -> np.ndarray:
-    """(H, W) TRANCE index of the object seen at each pixel centre, -1 for the ground / sky."""
+    """(H, W) TRANCE index of the object seen at each pixel center, -1 for the ground / sky."""
     scene = SceneArrays.from_objects(objects)
     px, py = _pixel_grid(camera)
     _, slot, _ = _nearest(scene, _Batch(camera.position, camera.rays(px + 0.5, py + 0.5)), candidates=_grid_candidates(scene, camera))
@@ -563,7 +563,7 @@ def render(objects: Sequence[dict[str, Any]], camera: Camera, *, key_light: Sequ
     color, slot = _trace(
         scene, camera.position, camera.rays(px + 0.5, py + 0.5), key_dir, _grid_candidates(scene, camera), _grid_candidates(scene, camera, key_dir)
     )
-    # Anti-alias silhouettes and shadow edges: 4 subsamples where the hit changes between neighbours.
+    # Anti-alias silhouettes and shadow edges: 4 subsamples where the hit changes between neighbors.
     s = slot.reshape(h, w)
     edge = np.zeros((h, w), bool)
     dx, dy = s[:, 1:] != s[:, :-1], s[1:, :] != s[:-1, :]

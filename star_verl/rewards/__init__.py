@@ -44,7 +44,14 @@ def split_reward_kwargs(kwargs: Mapping[str, Any]) -> RewardSettings:
     """`reward_kwargs` hold the settings of every family (a run may mix them): give each family its
     own and reject names that belong to none, so a typo in a recipe fails instead of being ignored.
 
-    veRL passes the same kwargs for every sample, so the (frozen) settings are built once per distinct kwargs."""
+    veRL passes the same kwargs for every sample, so the (frozen) settings are built once per distinct kwargs.
+
+    >>> split_reward_kwargs({"tvr_exact_weight": 4.0, "ref_weight": 0.0}).tvr.tvr_exact_weight
+    4.0
+    >>> split_reward_kwargs({"tvr_exact_wieght": 4.0})  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    TypeError: unknown reward setting(s) ['tvr_exact_wieght']; valid: [...]
+    """
     key = tuple(sorted(kwargs.items()))
     try:
         hash(key)
@@ -71,7 +78,13 @@ def compute_score(
     data_source: str, solution_str: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None, **kwargs: Any
 ) -> dict[str, float]:
     """veRL's custom reward function. `kwargs` are `reward.custom_reward_function.reward_kwargs`
-    (veRL's managers may also pass `reward_router_address` / `reward_model_tokenizer`: ignored)."""
+    (veRL's managers may also pass `reward_router_address` / `reward_model_tokenizer`: ignored).
+
+    >>> gt = '{"type": "numeric", "answer": 2.0, "task": "toy"}'
+    >>> r = compute_score("spar", "<think>two steps</think><answer>about 2.2 m</answer>", gt, {"index": 0}, mv_answer_weight=2.0)
+    >>> r["score"], r["acc"], r["r_ans"], list(r) == list(REWARD_KEYS)
+    (2.8, 0.0, 1.8, True)
+    """
     kwargs.pop("reward_router_address", None)
     kwargs.pop("reward_model_tokenizer", None)
     gt = parse_ground_truth(data_source, ground_truth, extra_info)  # parsed once (the data source checked), scored by its family

@@ -1,4 +1,4 @@
-"""What every reward family shares: the logged keys, their finalisation, and the record of a family
+"""What every reward family shares: the logged keys, their finalization, and the record of a family
 that `compute_score` dispatches on.
 
 A module of its own so that the families (`tvr`, `multiview`) import it and the package's
@@ -31,7 +31,11 @@ REWARD_KEYS = (
 
 def finalize(components: Mapping[str, float]) -> dict[str, float]:
     """All of REWARD_KEYS, in order, as finite floats (0.0 for a term the family does not have);
-    a key outside REWARD_KEYS or a non-finite value is a bug in a scorer."""
+    a key outside REWARD_KEYS or a non-finite value is a bug in a scorer.
+
+    >>> list(finalize({"score": 2, "acc": 1}).items())[:3]
+    [('score', 2.0), ('acc', 1.0), ('format', 0.0)]
+    """
     extra = set(components) - set(REWARD_KEYS)
     if extra:
         raise KeyError(f"scorer returned keys outside REWARD_KEYS: {sorted(extra)}")

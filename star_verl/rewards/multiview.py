@@ -45,7 +45,7 @@ class MultiViewRewardSettings:
 
     Names are prefixed (`mv_`, `ref_`) like TVR's (`tvr_`), so one `reward_kwargs` block can hold both
     families without a name meaning two things. Credits and penalties of R_ref are in units of one key
-    reference (a sample's R_ref is normalised by its number of key references)."""
+    reference (a sample's R_ref is normalized by its number of key references)."""
 
     mv_format_weight: float = 1.0  # R_format for a well-formed <think><answer> response
     mv_answer_weight: float = 1.0  # R_ans = mv_answer_weight * (1 right option | MRA | view-change MRA)
@@ -88,7 +88,16 @@ def multiview_reward(
     solution_str: Any, gt: Mapping[str, Any] | MultiViewGroundTruth, settings: MultiViewRewardSettings | None = None
 ) -> dict[str, float]:
     """All of REWARD_KEYS, in order, for one response (the ground truth's type decides the answer
-    format). Never raises on the response; a malformed ground truth raises (ValueError/KeyError/TypeError)."""
+    format). Never raises on the response; a malformed ground truth raises (ValueError/KeyError/TypeError).
+
+    >>> gt = {"type": "choice", "answer": "B", "options": ["A", "B", "C"], "task": "toy", "references": [["sofa", "ball", "behind"]]}
+    >>> r = multiview_reward("<think>Step 1: Image 1: [sofa, ball, behind]</think><answer>B</answer>", gt)
+    >>> r["score"], r["format"], r["r_ans"], r["r_ref"]
+    (2.5, 1.0, 1.0, 0.5)
+    >>> r = multiview_reward("<answer>B</answer>", gt)  # no triplet: the key reference is unnamed
+    >>> r["score"], r["format"], r["r_ans"], r["r_ref"]
+    (0.75, 0.0, 1.0, -0.25)
+    """
     s = settings or MultiViewRewardSettings()
     g = gt if isinstance(gt, MultiViewGroundTruth) else parse_multiview_ground_truth(gt)
     tagged = parse_tags(solution_str)

@@ -1,4 +1,4 @@
-"""STAR-R1's dense, penalised TVR reward.
+"""STAR-R1's dense, penalized TVR reward.
 
     score = w_format * format + r_pos + r_incorrect + r_under
     r_pos       = 5.0 * n_exact + 1.5 * n_attr + 0.5 * n_index      (one-to-one tiered matching)
@@ -74,7 +74,17 @@ class TVRRewardSettings:
 
 def tvr_reward(solution_str: object, gt: Mapping[str, Any] | TVRGroundTruth, settings: TVRRewardSettings | None = None) -> dict[str, float]:
     """All of REWARD_KEYS, in order, for one response. Never raises on the response; a malformed
-    ground truth raises (ValueError/KeyError/TypeError)."""
+    ground truth raises (ValueError/KeyError/TypeError).
+
+    >>> cube = {"color": "gray", "material": "metal", "shape": "cube", "size": "small", "position": [0, 0]}
+    >>> gt = {"transformations": [{"obj_idx": 0, "attr": "color", "val": "red"}], "objects": [cube], "view": "center"}
+    >>> r = tvr_reward("<think>gray to red</think><answer>0.color.red</answer>", gt)
+    >>> r["score"], r["acc"], r["r_pos"], r["r_incorrect"]
+    (6.0, 1.0, 5.0, 0.0)
+    >>> r = tvr_reward("<answer>0.color.blue, 0.size.large</answer>", gt)  # index+attribute credit, two incorrect, no format
+    >>> r["score"], r["r_pos"], r["r_incorrect"], r["format"]
+    (-0.5, 1.5, -2.0, 0.0)
+    """
     s = settings or TVRRewardSettings()
     g = gt if isinstance(gt, TVRGroundTruth) else parse_tvr_ground_truth(gt)
     tags = parse_tags(solution_str)

@@ -26,13 +26,19 @@ _PREFIX = re.compile(r"(?:the\s+)?(?:final\s+)?answer\s*(?:is\s*)?[:=]?\s*", re.
 _BARE = re.compile(r"[(\[{]?\s*([A-Za-z])\s*[)\]}]?\s*[.:)]?")
 _LEADING = re.compile(r"[(\[]?([A-Z])(?:[.:)\]]|\s*[)\]])\s*\S")
 _MARKED = re.compile(r"(?i:\banswer|\boption|\bchoice)(?:\s+(?i:is|would\s+be|will\s+be))?\s*[:=]?\s*[(\[]?([A-Z])(?![A-Za-z0-9'’])")
-_PARENTHESISED = re.compile(r"\(([A-Z])\)")
+_PARENTHESIZED = re.compile(r"\(([A-Z])\)")
 _STANDALONE = re.compile(r"(?<![A-Za-z0-9'’_-])([A-Z])(?![A-Za-z0-9'’_-])")
 _MAX_CHARS = 20000  # an answer block longer than this is not an option letter; bounds the work
 
 
 def extract_option_letter(text: str | None, options: Collection[str]) -> str | None:
-    """The option letter the text states, or None (absent, ambiguous, or not one of `options`)."""
+    """The option letter the text states, or None (absent, ambiguous, or not one of `options`).
+
+    >>> extract_option_letter("(b)", "ABCD"), extract_option_letter("The answer is C.", "ABCD")
+    ('B', 'C')
+    >>> extract_option_letter("A or C", "ABCD") is None, extract_option_letter("E", "ABCD") is None
+    (True, True)
+    """
     if not text:
         return None
     clean = _MARKDOWN.sub("", text[:_MAX_CHARS]).strip()
@@ -40,7 +46,7 @@ def extract_option_letter(text: str | None, options: Collection[str]) -> str | N
     if bare:
         letter = bare.group(1).upper()
         return letter if letter in options else None
-    explicit = set(_MARKED.findall(clean)) | set(_PARENTHESISED.findall(clean))
+    explicit = set(_MARKED.findall(clean)) | set(_PARENTHESIZED.findall(clean))
     leading = _LEADING.match(clean)
     if leading:
         explicit.add(leading.group(1))

@@ -4,7 +4,7 @@ reading it.
 - `parse_ground_truth(data_source, value)`: the typed ground truth of the data source's family
   (`TVRGroundTruth` or `MultiViewGroundTruth`, both immutable), from the JSON string, its decoded
   object or an already typed value; a bad one raises `GroundTruthError`.
-- `ground_truth_json(value)`: the string a row stores. A typed ground truth is serialised from its
+- `ground_truth_json(value)`: the string a row stores. A typed ground truth is serialized from its
   fields (`to_dict`), so what a converter writes is exactly what the reward parses back.
 - `GroundTruthError` carries the `problem` and the `sample` (its origin, split, index and question
   id) as fields: a caller that names the sample its own way (a file and row) uses the problem alone.
@@ -40,6 +40,11 @@ class GroundTruthError(ValueError):
 
 
 def sample_name(extra_info: Mapping[str, Any] | None) -> str:
+    """How errors name a row: its origin, split, index and question id, where given.
+
+    >>> sample_name({"origin": "toy", "split": "train", "index": 3, "question_id": ""}), sample_name(None)
+    ("sample(origin='toy', split='train', index=3)", 'sample(without extra_info)')
+    """
     info = dict(extra_info or {})
     parts = [f"{key}={info[key]!r}" for key in ("origin", "split", "index", "question_id") if info.get(key) not in (None, "")]
     return "sample(" + ", ".join(parts) + ")" if parts else "sample(without extra_info)"
@@ -93,7 +98,16 @@ def parse_ground_truth(data_source: str, ground_truth: Any, extra_info: Mapping[
     """The typed ground truth of a data source; raise GroundTruthError naming the sample.
 
     The JSON strings of the parquet are parsed once per distinct string: a GRPO group's responses
-    (and every epoch) share their ground truth."""
+    (and every epoch) share their ground truth.
+
+    >>> parse_ground_truth("mmsi", '{"type": "numeric", "answer": 2, "task": "toy"}').answer
+    2.0
+    >>> try:
+    ...     parse_ground_truth("mmsi", '{"type": "numeric", "answer": "2", "task": "toy"}', {"index": 3})
+    ... except GroundTruthError as exc:
+    ...     print(exc.sample, "|", exc.problem)
+    sample(index=3) | bad mmsi ground truth: numeric answer must be a finite number, got '2'
+    """
     try:
         return _parse_text(data_source, ground_truth) if isinstance(ground_truth, str) else _parse(data_source, ground_truth)
     except GroundTruthError as exc:
@@ -107,7 +121,11 @@ def validate_ground_truth(data_source: str, ground_truth: Any, extra_info: Mappi
 
 
 def ground_truth_json(ground_truth: GroundTruth | Mapping[str, Any]) -> str:
-    """The JSON string a row stores: a typed ground truth serialised from its fields; a mapping (a
-    ground truth copied from another row) as it is."""
+    """The JSON string a row stores: a typed ground truth serialized from its fields; a mapping (a
+    ground truth copied from another row) as it is.
+
+    >>> ground_truth_json(MultiViewGroundTruth("numeric", 2, "toy"))
+    '{"type": "numeric", "answer": 2.0, "references": [], "task": "toy"}'
+    """
     value = ground_truth.to_dict() if isinstance(ground_truth, (TVRGroundTruth, MultiViewGroundTruth)) else ground_truth
     return json.dumps(value, ensure_ascii=False)

@@ -37,7 +37,7 @@ class MultiViewGroundTruth:
     task: str
     options: tuple[str, ...] | None = None  # choice only (None elsewhere); a tuple once made
     written_references: tuple[WrittenReference, ...] | None = ()  # as the converter wrote them; None = none
-    references: tuple[Reference, ...] = field(init=False)  # normalised: what the reward matches
+    references: tuple[Reference, ...] = field(init=False)  # normalized: what the reward matches
     components: tuple[float, ...] | None = field(init=False)  # view_change: the five signed components
 
     def __post_init__(self) -> None:
@@ -69,7 +69,7 @@ class MultiViewGroundTruth:
             raise TypeError(f"references must be a list, got {type(raw_refs).__name__}")
         references = tuple(reference_from_ground_truth(item) for item in raw_refs)
         if len({r.key() for r in references}) != len(references):
-            raise ValueError(f"references repeat a reference after normalisation: {raw_refs!r}")
+            raise ValueError(f"references repeat a reference after normalization: {raw_refs!r}")
         object.__setattr__(self, "answer", answer)
         object.__setattr__(self, "options", tuple(options) if kind == "choice" else None)
         object.__setattr__(self, "written_references", tuple(tuple(item) for item in raw_refs))
@@ -94,7 +94,12 @@ class AnswerScore:
 
 
 def parse_multiview_ground_truth(gt: Mapping[str, Any]) -> MultiViewGroundTruth:
-    """A multi-view ground truth from its JSON form; raises KeyError/TypeError/ValueError."""
+    """A multi-view ground truth from its JSON form; raises KeyError/TypeError/ValueError.
+
+    >>> gt = parse_multiview_ground_truth({"type": "choice", "answer": "B", "options": ["A", "B"], "task": "toy", "references": [["Couch", "ball", "behind"]]})
+    >>> gt.options, gt.references
+    (('A', 'B'), (Reference(obj1='sofa', obj2='ball', relation='behind'),))
+    """
     if not isinstance(gt, Mapping):
         raise TypeError(f"ground truth must be an object, got {type(gt).__name__}")
     unknown = sorted(set(gt) - _KEYS)
@@ -109,7 +114,13 @@ def parse_multiview_ground_truth(gt: Mapping[str, Any]) -> MultiViewGroundTruth:
 
 
 def score_answer(gt: MultiViewGroundTruth, answer_text: str | None) -> AnswerScore:
-    """Score the text of an answer (the `<answer>` block's content) against a parsed ground truth."""
+    """Score the text of an answer (the `<answer>` block's content) against a parsed ground truth.
+
+    >>> score_answer(MultiViewGroundTruth("numeric", 2.0, "toy"), "about 2.2 m")
+    AnswerScore(value=0.9, correct=False, parsed=2.2)
+    >>> score_answer(MultiViewGroundTruth("choice", "B", "toy", options=("A", "B")), "b").correct
+    True
+    """
     if gt.type == "choice":
         letter = extract_option_letter(answer_text, gt.options)
         right = letter is not None and letter == gt.answer

@@ -50,7 +50,13 @@ _MAX_NUMBERS = 16  # an answer with more numbers than this is not a single value
 
 
 def mean_relative_accuracy(pred: float, gt: float) -> float:
-    """SPAR-Bench's MRA over the thresholds 0.50..0.95 (10 values); gt == 0 uses the absolute error."""
+    """SPAR-Bench's MRA over the thresholds 0.50..0.95 (10 values); gt == 0 uses the absolute error.
+
+    >>> mean_relative_accuracy(2.0, 2.0), mean_relative_accuracy(2.2, 2.0), mean_relative_accuracy(3.0, 2.0)
+    (1.0, 0.9, 0.1)
+    >>> mean_relative_accuracy(0.1, 0.0)
+    0.9
+    """
     if not (math.isfinite(pred) and math.isfinite(gt)):
         return 0.0
     error = abs(pred - gt) if gt == 0.0 else abs((pred - gt) / gt)
@@ -59,7 +65,13 @@ def mean_relative_accuracy(pred: float, gt: float) -> float:
 
 def extract_number(text: str | None) -> float | None:
     """The single value the answer text states, in meters where a length unit is given; None when the
-    text holds no number or several different ones."""
+    text holds no number or several different ones.
+
+    >>> extract_number("about 260 cm"), extract_number("2.6 m (260 cm)")
+    (2.6, 2.6)
+    >>> extract_number("between 2 and 3 meters") is None, extract_number("two meters") is None
+    (True, True)
+    """
     if not text:
         return None
     values: set[float] = set()

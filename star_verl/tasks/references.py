@@ -1,4 +1,4 @@
-"""Step-1 reference triplets of the three-step template, their normalisation and their matching.
+"""Step-1 reference triplets of the three-step template, their normalization and their matching.
 
 A reference is `(object 1, object 2, relation)`, read "object 1 is <relation> object 2"
 (`[sofa, ball, behind]`: the sofa is behind the ball). `object 2` and `relation` may be None in ground
@@ -12,8 +12,8 @@ Parsing (never guessing):
   that starts with "Step 2"); otherwise the whole `<think>` text;
 - at most `max_triplets` distinct triplets are kept (the reward's bound on work and on credit).
 
-Normalisation: object names are lower-cased, parenthesised notes ("sink (red bbox)") and articles
-dropped (a marker colour alone, "books (red)", becomes a modifier: "red book"), each word singularised (simple English rules plus a few irregular plurals) and a few synonyms
+Normalization: object names are lower-cased, parenthesized notes ("sink (red bbox)") and articles
+dropped (a marker color alone, "books (red)", becomes a modifier: "red book"), each word singularized (simple English rules plus a few irregular plurals) and a few synonyms
 mapped (`OBJECT_SYNONYMS`); two names match when equal or when one adds modifiers to the other with the
 same head noun ("sofa" ~ "black sofa", not "chair" ~ "chair and white board"). Relations map onto
 `RELATIONS` (`RELATION_SYNONYMS`, filler words such as "is", "to the", "of", "side" ignored); an
@@ -111,7 +111,7 @@ _STEP = re.compile(r"^[^\w\n]*step\s*([123])\b", re.IGNORECASE | re.MULTILINE)
 _VIEW_HEADING = re.compile(r"(?<![\w])(?:image|view)\s*(\d+)\b", re.IGNORECASE)
 _HEADING_LABEL = re.compile(r"^[\s*#:._-]*(?:\([^()\n]*\))?")  # what follows "Step k": " (cross-view mapping):**"
 _PAREN = re.compile(r"\([^()]*\)")
-_MARKER_COLOUR = re.compile(r"\((red|blue|green|yellow)\)")  # a converter's "books (red)": which marked books
+_MARKER_COLOR = re.compile(r"\((red|blue|green|yellow)\)")  # a converter's "books (red)": which marked books
 _NON_WORD = re.compile(r"[^a-z0-9 ]+")
 _HAS_LETTER = re.compile(r"[a-z]")
 _NUMBER_ONLY = re.compile(r"[-+\d.\s]+")
@@ -136,14 +136,18 @@ def _singular(word: str) -> str:
 
 
 def normalize_object(name: object) -> str:
-    """The canonical form of an object name ("" when nothing nameable is left)."""
+    """The canonical form of an object name ("" when nothing nameable is left).
+
+    >>> normalize_object("The Couches (red bbox)"), normalize_object("bookshelves"), normalize_object("a ( )")
+    ('sofa', 'bookshelf', '')
+    """
     return _normalize_object(str(name))
 
 
 @lru_cache(maxsize=16384)  # names repeat across a batch's responses and ground truths
 def _normalize_object(name: str) -> str:
     text = name.lower()
-    text = _PAREN.sub(" ", " ".join(_MARKER_COLOUR.findall(text) + [text])).replace("_", " ").replace("-", " ")
+    text = _PAREN.sub(" ", " ".join(_MARKER_COLOR.findall(text) + [text])).replace("_", " ").replace("-", " ")
     words = [w for w in _NON_WORD.sub(" ", text).split() if w not in _ARTICLES]
     phrase = " ".join(_singular(w) for w in words)
     phrase = OBJECT_SYNONYMS.get(phrase, phrase)
@@ -151,7 +155,11 @@ def _normalize_object(name: str) -> str:
 
 
 def normalize_relation(relation: object) -> str | None:
-    """One of RELATIONS, or None when the phrase is not a known relation."""
+    """One of RELATIONS, or None when the phrase is not a known relation.
+
+    >>> normalize_relation("is to the left of"), normalize_relation("on top of"), normalize_relation("diagonally")
+    ('left', 'above', None)
+    """
     return None if relation is None else _normalize_relation(str(relation))
 
 
@@ -169,7 +177,7 @@ def _normalize_relation(relation: str) -> str | None:
 
 @dataclass(frozen=True)
 class Reference:
-    """A normalised reference: obj2 None = a bare object; relation None = relation unknown."""
+    """A normalized reference: obj2 None = a bare object; relation None = relation unknown."""
 
     obj1: str
     obj2: str | None = None
@@ -183,7 +191,11 @@ class Reference:
 
 
 def reference_from_ground_truth(item: object) -> Reference:
-    """A ground-truth reference `[obj1, obj2|null, relation|null]`; raises ValueError/TypeError."""
+    """A ground-truth reference `[obj1, obj2|null, relation|null]`; raises ValueError/TypeError.
+
+    >>> reference_from_ground_truth(["Couch", "ball", "in front of"]), reference_from_ground_truth(["door", None, None])
+    (Reference(obj1='sofa', obj2='ball', relation='front'), Reference(obj1='door', obj2=None, relation=None))
+    """
     if not isinstance(item, (list, tuple)) or len(item) != 3:
         raise ValueError(f"reference {item!r} must be a list [object 1, object 2 or null, relation or null]")
     obj1, obj2, relation = item
@@ -214,7 +226,11 @@ def _reference_from_parts(parts: Sequence[str]) -> Reference | None:
 
 
 def step1_text(think: str) -> str:
-    """Step 1's part of a three-step `<think>` text, or the whole text when it has no "Step 1" line."""
+    """Step 1's part of a three-step `<think>` text, or the whole text when it has no "Step 1" line.
+
+    >>> step1_text("Step 1: [cup, mug, left]\\nStep 2: the same cup\\nStep 3: so A")
+    'Step 1: [cup, mug, left]\\n'
+    """
     start = _STEP1.search(think)
     if start is None:
         return think
@@ -225,7 +241,13 @@ def step1_text(think: str) -> str:
 
 
 def parse_reference_triplets(think_text: object, max_triplets: int = DEFAULT_MAX_TRIPLETS) -> list[Reference]:
-    """The distinct step-1 triplets of a `<think>` text, in order, at most `max_triplets`."""
+    """The distinct step-1 triplets of a `<think>` text, in order, at most `max_triplets`.
+
+    >>> parse_reference_triplets("Step 1: [couch, ball, behind] [Image 2] [ball, sofa, front] [cup, mug]")
+    [Reference(obj1='sofa', obj2='ball', relation='behind'), Reference(obj1='cup', obj2='mug', relation=None)]
+    >>> parse_reference_triplets("Step 1: [cup, mug, left]\\nStep 2: [lamp, desk, left]")
+    [Reference(obj1='cup', obj2='mug', relation='left')]
+    """
     text = step1_text(as_text(think_text))
     seen: set[tuple] = set()
     out: list[Reference] = []
@@ -240,7 +262,11 @@ def parse_reference_triplets(think_text: object, max_triplets: int = DEFAULT_MAX
 
 
 def names_match(pred: str, gt: str) -> bool:
-    """Equal, or the same head noun with one name's words a subset of the other's ("sofa" ~ "black sofa")."""
+    """Equal, or the same head noun with one name's words a subset of the other's ("sofa" ~ "black sofa").
+
+    >>> names_match("sofa", "black sofa"), names_match("white sofa", "black sofa"), names_match("chair", "chair and board")
+    (True, False, False)
+    """
     if pred == gt:
         return True
     p, g = pred.split(), gt.split()
@@ -252,7 +278,12 @@ EXACT, PAIR = 2, 1  # match tiers: anchored with the right relation (or nothing 
 
 def match_tier(pred: Reference, gt: Reference) -> int:
     """EXACT, PAIR or 0 for a key pair (gt.obj2 given); a key pair with unknown relation is EXACT for
-    the right pair. (Bare key objects are matched by name in `match_references`.)"""
+    the right pair. (Bare key objects are matched by name in `match_references`.)
+
+    >>> key = Reference("sofa", "ball", "behind")
+    >>> match_tier(Reference("ball", "sofa", "front"), key), match_tier(Reference("sofa", "ball", "left"), key)
+    (2, 1)
+    """
     if pred.obj2 is None or gt.obj2 is None:
         return 0
     if names_match(pred.obj1, gt.obj1) and names_match(pred.obj2, gt.obj2):
@@ -320,7 +351,7 @@ def _best(weights: list[list[float]]) -> list[tuple[int, int]]:
 def match_references(
     predicted: Sequence[Reference], key: Sequence[Reference], *, exact_value: float = 1.0, pair_value: float = 0.5
 ) -> ReferenceMatch:
-    """Match predicted triplets with key references; the model gets the most favourable reading.
+    """Match predicted triplets with key references; the model gets the most favorable reading.
 
     - Key pairs (object 2 given) are matched one-to-one with triplets (Hungarian algorithm on
       `exact_value` / `pair_value`: what a match is worth to the caller, credit plus the spurious
@@ -329,7 +360,11 @@ def match_references(
       and (triplet, slot) places, so `[books, bookshelf, front]` anchors both bare key objects "books" and
       "bookshelf", and a generic "sofa" anchors only one of "black sofa" / "white sofa".
     - A triplet is spurious when it is matched to no key pair and names no bare key object. A triplet
-      that only repeats an anchored key object is neither credited nor penalised.
+      that only repeats an anchored key object is neither credited nor penalized.
+
+    >>> key = [Reference("sofa", "ball", "behind"), Reference("lamp")]
+    >>> match_references(parse_reference_triplets("[sofa, ball, behind] [sofa, ball, left] [lamp, desk, near] [cat, dog, far]"), key)
+    ReferenceMatch(n_exact=2, n_pair=0, n_spurious=2, pairs=((0, 0, 2), (2, 1, 2)))
     """
     pairs: list[tuple[int, int, int]] = []
     used: set[int] = set()
@@ -377,7 +412,14 @@ def three_step_structure(response: object, n_images: int | None = None) -> Three
     """Check a response against the three-step template: a well-formed `<think><answer>`, "Step 1"
     with triplets (for each image 1..n_images when given: a triplet after an "Image k"/"View k"
     mention), a non-empty "Step 2" (cross-view mapping) and "Step 3" (reasoning), in order, and a
-    non-empty answer. The SFT filter keeps only responses with `ok`."""
+    non-empty answer. The SFT filter keeps only responses with `ok`.
+
+    >>> three_step_structure("<think>Step 1: Image 1: [cup, mug, left]\\nStep 2: one cup.\\nStep 3: so B.</think><answer>B</answer>", 1)
+    ThreeStepStructure(ok=True, reasons=(), n_triplets=1, views_with_triplets=(1,))
+    >>> three_step_structure("<think>Step 1: Image 1: [cup, mug, left]</think><answer>B</answer>", 2).reasons  # doctest: +NORMALIZE_WHITESPACE
+    ("no line starting with 'Step 2' (cross-view mapping)", "no line starting with 'Step 3' (reasoning)",
+     "'Step 1' has no triplet for image(s) [2]")
+    """
     tagged = parse_tags(response)
     reasons: list[str] = []
     if not tagged.well_formed:

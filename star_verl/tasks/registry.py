@@ -31,7 +31,11 @@ class Origin:
 
     @property
     def scored_as(self) -> str:
-        """The name `eval score` reports its rows under (metrics.json, paper_numbers.json)."""
+        """The name `eval score` reports its rows under (metrics.json, paper_numbers.json).
+
+        >>> Origin("toy", "spar").scored_as, Origin("toy", "spar", eval_name="toy_eval").scored_as
+        ('toy', 'toy_eval')
+        """
         return self.eval_name or self.benchmark or self.name
 
 
@@ -50,7 +54,11 @@ ORIGINS: dict[str, Origin] = {
 
 
 def origins_of(data_source: str) -> tuple[str, ...]:
-    """The origins whose rows belong to a data source, in registry order."""
+    """The origins whose rows belong to a data source, in registry order.
+
+    >>> "sparbench" in origins_of("spar"), origins_of("toy")
+    (True, ())
+    """
     return tuple(name for name, origin in ORIGINS.items() if origin.data_source == data_source)
 
 
@@ -63,7 +71,11 @@ MINDCUBE_TRAINING_SETTINGS = ("among", "around", "rotation")  # translation is n
 
 def mindcube_setting(question_id: str) -> str | None:
     """The setting a MindCube id names (MindCube's own rule: the first setting that is a substring of
-    the lower-cased id), or None."""
+    the lower-cased id), or None.
+
+    >>> mindcube_setting("Among_group12_q3"), mindcube_setting("q12")
+    ('among', None)
+    """
     lowered = (question_id or "").lower()
     for setting in MINDCUBE_SETTINGS:
         if setting in lowered:
@@ -117,7 +129,11 @@ SPAR7M_ANSWER_FORMATS = ("select", "fill", "sentence", "judge")  # the answer-fo
 
 def spar_answer_type(task: str) -> str | None:
     """The ground-truth type SPAR-Bench's scorer gives a task ("choice", "numeric", "view_change"), or
-    None for a task outside SPAR-Bench."""
+    None for a task outside SPAR-Bench.
+
+    >>> spar_answer_type("depth_prediction_oc"), spar_answer_type("toy_task")
+    ('numeric', None)
+    """
     if task in SPARBENCH_CHOICE_TASKS:
         return "choice"
     if task in SPARBENCH_NUMERIC_TASKS:
@@ -149,7 +165,11 @@ _SPACES = re.compile(r"\s+")
 
 def mmsi_category(question_type: str) -> str:
     """A `question_type` in the release's spelling: any dash (older copies write a hyphen) becomes the
-    en dash, white space is collapsed, so "(Cam.-Obj.)" and "(Cam.\u2013Obj.)" are one category."""
+    en dash, white space is collapsed, so "(Cam.-Obj.)" and "(Cam.\u2013Obj.)" are one category.
+
+    >>> mmsi_category(" Toy  (A.-B.)") == "Toy (A.\u2013B.)"
+    True
+    """
     return _SPACES.sub(" ", _DASH.sub("\u2013", str(question_type))).strip()
 
 
@@ -159,7 +179,11 @@ def mmsi_category(question_type: str) -> str:
 
 def ground_truth_family(ground_truth: Mapping[str, object]) -> str | None:
     """The data source of a decoded ground truth: TVR's has `transformations`; a multi-view one's
-    `task` is a MindCube setting, a SPAR task or an MMSI category. None: a task no benchmark names."""
+    `task` is a MindCube setting, a SPAR task or an MMSI category. None: a task no benchmark names.
+
+    >>> ground_truth_family({"transformations": []}), ground_truth_family({"type": "choice", "task": "toy"})
+    ('tvr', None)
+    """
     if "transformations" in ground_truth:
         return "tvr"
     task = str(ground_truth.get("task", ""))

@@ -28,7 +28,11 @@ class TaggedResponse:
 
 
 def as_text(response: object) -> str:
-    """Any model output as text: bytes are decoded leniently, None is empty."""
+    """Any model output as text: bytes are decoded leniently, None is empty.
+
+    >>> as_text(b"<answer>4</answer>"), as_text(None), as_text(7)
+    ('<answer>4</answer>', '', '7')
+    """
     if response is None:
         return ""
     if isinstance(response, bytes):
@@ -37,6 +41,11 @@ def as_text(response: object) -> str:
 
 
 def last_answer(text: str) -> str | None:
+    """The content of the last complete `<answer>...</answer>` block, or None.
+
+    >>> last_answer("<answer>3</answer> no, <answer>4</answer>")
+    '4'
+    """
     close = text.rfind(ANSWER_CLOSE)
     if close < 0:
         return None
@@ -47,6 +56,13 @@ def last_answer(text: str) -> str | None:
 
 
 def parse_tags(response: object) -> TaggedResponse:
+    """The think text, the last answer and whether the response is well formed (see the module's rules).
+
+    >>> parse_tags("<think>2 + 2</think> <answer>4</answer>")
+    TaggedResponse(think='2 + 2', answer='4', well_formed=True)
+    >>> parse_tags("<answer>3</answer><answer>4</answer>").answer, parse_tags("<answer>4").answer
+    ('4', None)
+    """
     text = as_text(response)
     answer = last_answer(text)
     well_formed = all(text.count(tag) == 1 for tag in _TAGS) and _WELL_FORMED.fullmatch(text) is not None

@@ -6,7 +6,7 @@ answers with `parse_tvr_answer` / `response_triplets`: one parser for training a
 Answer format: `index.attribute.value` items (0-based object index) separated by commas or new
 lines inside the last `<answer>...</answer>` block, e.g. `2.color.cyan, 4.size.small`. The parser
 is tolerant of case and of spaces around the dots, keeps the order, and keeps duplicates (each is
-a prediction the reward can penalise). Position moves, which STAR-R1 leaves out but TRANCE has,
+a prediction the reward can penalize). Position moves, which STAR-R1 leaves out but TRANCE has,
 read `index.position.direction.step` (`3.position.behind-left.2`), so a converter run with position
 moves still scores. Any `N.word.word` item is a prediction, also with an index outside the scene or
 a value outside the vocabulary: such an item can never be an exact match but it still counts.
@@ -256,7 +256,14 @@ def _triplet(m: re.Match) -> Triplet:
 def parse_tvr_answer(answer_text: object, limit: int | None = None, max_chars: int | None = None) -> list[Triplet]:
     """The `index.attribute.value` items of an answer block, in order, duplicates kept; at most
     `limit` of them, read from at most the first `max_chars` characters (the rest is not read:
-    bounded work on enumerations and junk)."""
+    bounded work on enumerations and junk).
+
+    >>> parse_tvr_answer("2.color.cyan, 4 . Size . small, 3.position.behind-left.2")  # doctest: +NORMALIZE_WHITESPACE
+    [Triplet(obj_idx=2, attr='color', val='cyan'), Triplet(obj_idx=4, attr='size', val='small'),
+     Triplet(obj_idx=3, attr='position', val='behind-left.2')]
+    >>> parse_tvr_answer("1.color.red, 1.color.red, 5.shape.cube", limit=2)
+    [Triplet(obj_idx=1, attr='color', val='red'), Triplet(obj_idx=1, attr='color', val='red')]
+    """
     items: list[Triplet] = []
     if limit is not None and limit <= 0:
         return items
@@ -270,7 +277,11 @@ def parse_tvr_answer(answer_text: object, limit: int | None = None, max_chars: i
 
 def response_triplets(response: object, limit: int | None = None, max_chars: int | None = None) -> list[Triplet]:
     """The items of a full model response (or its TaggedResponse): those of its last `<answer>`
-    block; a response without a closed answer block predicts nothing."""
+    block; a response without a closed answer block predicts nothing.
+
+    >>> response_triplets("<think>0.color.red?</think><answer>1.shape.cube</answer>"), response_triplets("0.color.red")
+    ([Triplet(obj_idx=1, attr='shape', val='cube')], [])
+    """
     answer = (response if isinstance(response, TaggedResponse) else parse_tags(response)).answer
     return parse_tvr_answer(answer, limit, max_chars) if answer is not None else []
 
@@ -282,8 +293,10 @@ def response_triplets(response: object, limit: int | None = None, max_chars: int
 class Match:
     """One-to-one tiered matching of predictions against the ground truth.
 
-    Identical predictions are matched once (the first occurrence); exact matches are taken first,
-    then index+attribute, then index only; each ground-truth transformation is used at most once."""
+    Identical predictions are matched once (the first occurrence); as many exact matches as possible
+    are taken first, then index+attribute, then index only; each ground-truth transformation is used
+    at most once. No other one-to-one assignment has more exact matches, nor (with as many) more
+    index+attribute ones, nor more index-only ones after them (tests/test_matchers_brute_force_on_cpu.py)."""
 
     n_exact: int
     n_attr: int
@@ -293,12 +306,21 @@ class Match:
 
 
 def match_triplets(pred: Sequence[Triplet], gt: Sequence[TVRTransformation], tiers: tuple[bool, bool] = (True, True)) -> Match:
-    """`tiers` = (match index+attribute, match index only); a switched-off tier matches nothing."""
-    unique = list(dict.fromkeys(pred))
-    free = list(range(len(gt)))
-    left = list(range(len(unique)))
+    """`tiers` = (match index+attribute, match index only); a switched-off tier matches nothing.
 
-    def take(same) -> tuple[int, set[int]]:
+    >>> gt = [TVRTransformation(0, "color", "red", ("red",)), TVRTransformation(1, "size", "large", ("large",))]
+    >>> match_triplets(parse_tvr_answer("0.color.red, 0.color.red, 1.size.small, 1.shape.cube"), gt)
+    Match(n_exact=1, n_attr=1, n_index=0, exact_gt=frozenset({0}), n_unique=3)
+    >>> match_triplets(parse_tvr_answer("1.size.small"), gt, tiers=(False, True)).n_index
+    1
+    """
+    unique = list(dict.fromkeys(pred))
+    exact = _exact_matching(unique, gt)
+    free = [gi for gi in range(len(gt)) if gi not in exact]
+    matched = set(exact.values())
+    left = [pi for pi in range(len(unique)) if pi not in matched]
+
+    def take(same) -> int:
         used = set()
         for pi in list(left):
             for gi in free:
@@ -307,12 +329,46 @@ def match_triplets(pred: Sequence[Triplet], gt: Sequence[TVRTransformation], tie
                     left.remove(pi)
                     used.add(gi)
                     break
-        return len(used), used
+        return len(used)
 
-    n_exact, exact_gt = take(lambda p, g: g.accepts(p))
-    n_attr = take(lambda p, g: p.obj_idx == g.obj_idx and p.attr == g.attr)[0] if tiers[0] else 0
-    n_index = take(lambda p, g: p.obj_idx == g.obj_idx)[0] if tiers[1] else 0
-    return Match(n_exact, n_attr, n_index, frozenset(exact_gt), len(unique))
+    # within one object (and attribute) any transformation serves any prediction, so first come, first served is best
+    n_attr = take(lambda p, g: p.obj_idx == g.obj_idx and p.attr == g.attr) if tiers[0] else 0
+    n_index = take(lambda p, g: p.obj_idx == g.obj_idx) if tiers[1] else 0
+    return Match(len(exact), n_attr, n_index, frozenset(exact), len(unique))
+
+
+def _exact_matching(unique: Sequence[Triplet], gt: Sequence[TVRTransformation]) -> dict[int, int]:
+    """A maximum one-to-one matching of predictions with the transformations that accept them, as
+    {ground-truth position: prediction position}: first come, first served, then an augmenting path
+    (Kuhn) for each prediction left out while a transformation accepting it was taken. That happens
+    where two transformations of one object and attribute accept a common value (never in converted
+    data: the converters merge them), or where one transformation accepts several predictions."""
+    owner: dict[int, int] = {}
+    blocked = []
+    for pi, p in enumerate(unique):
+        accepted = False
+        for gi, g in enumerate(gt):
+            if g.accepts(p):
+                if gi not in owner:
+                    owner[gi] = pi
+                    break
+                accepted = True
+        else:
+            if accepted:
+                blocked.append(pi)
+
+    def place(pi: int, seen: set[int]) -> bool:
+        for gi, g in enumerate(gt):
+            if gi not in seen and g.accepts(unique[pi]):
+                seen.add(gi)
+                if gi not in owner or place(owner[gi], seen):
+                    owner[gi] = pi
+                    return True
+        return False
+
+    for pi in blocked:
+        place(pi, set())
+    return owner
 
 
 # ---------------------------------------------------------------- official metrics

@@ -72,7 +72,13 @@ def _items(text: str) -> list[tuple[str, float]]:
 
 
 def extract_view_change(text: str | None) -> ViewChange | None:
-    """The five components a predicted answer states (None for each one it does not); None when it states none."""
+    """The five components a predicted answer states (None for each one it does not); None when it states none.
+
+    >>> extract_view_change("I would move_right: 1.5 m, then rotate_left:30 degrees")
+    (1.5, None, None, -30.0, None)
+    >>> extract_view_change("turn a little") is None
+    True
+    """
     if not text:
         return None
     components = _components(_items(text))
@@ -81,7 +87,11 @@ def extract_view_change(text: str | None) -> ViewChange | None:
 
 def parse_view_change(answer: str) -> tuple[float, ...]:
     """A ground-truth string: every item must be `key:number` with a known key, each key at most once,
-    and all five components stated (SPAR's answers always list five items). Raises ValueError."""
+    and all five components stated (SPAR's answers always list five items). Raises ValueError.
+
+    >>> parse_view_change("move_right:1.5,move_up:0,move_forward:0,rotate_left:30,rotate_up:0")
+    (1.5, 0.0, 0.0, -30.0, 0.0)
+    """
     if not isinstance(answer, str) or not answer.strip():
         raise ValueError(f"view_change answer must be a non-empty string, got {answer!r}")
     parts = [p.strip() for p in answer.split(",")]
@@ -104,7 +114,12 @@ def parse_view_change(answer: str) -> tuple[float, ...]:
 
 
 def view_change_score(pred: ViewChange | None, gt: tuple[float, ...]) -> float:
-    """Mean per-component MRA (relative to the ground truth); an unstated component scores 0."""
+    """Mean per-component MRA (relative to the ground truth); an unstated component scores 0.
+
+    >>> gt = (1.5, 0.0, 0.0, -30.0, 0.0)
+    >>> view_change_score(gt, gt), view_change_score((1.5, None, None, -30.0, None), gt), view_change_score(None, gt)
+    (1.0, 0.4, 0.0)
+    """
     if pred is None:
         return 0.0
     return sum(0.0 if p is None else mean_relative_accuracy(p, g) for p, g in zip(pred, gt, strict=True)) / len(gt)

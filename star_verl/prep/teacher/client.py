@@ -67,9 +67,10 @@ class RateLimiter:
         self._next = 0.0
         self._lock = asyncio.Lock()
 
-    async def wait(self) -> None:
+    async def wait(self) -> float | None:
+        """Return at the start granted to this request (that time on the event loop's clock; None: no limit)."""
         if not self.interval:
-            return
+            return None
         loop = asyncio.get_running_loop()
         async with self._lock:
             now = loop.time()
@@ -77,6 +78,7 @@ class RateLimiter:
             self._next = start + self.interval
         if start > now:
             await asyncio.sleep(start - now)
+        return start
 
 
 def retry_after_seconds(value: str | None) -> float | None:
