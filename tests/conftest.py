@@ -15,8 +15,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def tiny_qwen25vl(tmp_path_factory) -> str:
-    """Path of a tiny random Qwen2.5-VL checkpoint (model, tokenizer, processor) built locally."""
-    from tests.tiny_qwen import build_tiny_qwen25vl
+    """Path of a tiny random Qwen2.5-VL checkpoint (model, tokenizer, processor) built locally:
+    the package's builder, the model of `star-verl tiny-model` and `star-verl smoke`."""
+    from star_verl.tiny_model import build_tiny_qwen25vl
 
     return str(build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny_qwen25vl")))
 
