@@ -3,12 +3,11 @@ veRL's SFT trainer (`torchrun -m verl.trainer.sft_trainer +recipe=star_r1_sft`) 
 Qwen2.5-VL -> an HF checkpoint that loads and that the stage-2 recipe (`star_r1_mv`) accepts; and the
 prompt the SFT model is trained on is token for token the prompt the RL dataset gives the policy.
 
-The trainer needs the test-only CPU platform `testing_support/verl_cpu_platform.py`, imported in the
-torchrun worker by veRL itself (`VERL_USE_EXTERNAL_MODULES`, run at `import verl`)."""
+The trainer needs star-verl's CPU support (`star_verl.cpu`), imported in the torchrun worker by veRL
+itself (`VERL_USE_EXTERNAL_MODULES`, run at `import verl`)."""
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -17,12 +16,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from star_verl.cpu import SFT_OVERRIDES, cpu_env
 from star_verl.prep.teacher import TeacherSettings, generate
 from star_verl.recipes import compose_recipe
 from tests.dataset_fixtures import agent_loop_prompts
 from tests.teacher_fixtures import ScriptedChatServer, write_pool
 
-REPO = Path(__file__).resolve().parents[1]
 N_QUESTIONS = 11  # q3 answered wrong -> 10 kept -> 2 val (val_fraction 0.2) + 8 train
 TRAIN_BATCH = 4
 STEPS = 8 // TRAIN_BATCH
@@ -47,9 +46,8 @@ def sft_overrides(stage1: Path, model: str) -> list[str]:
     flash-attn), and a large lr so a few steps visibly move the weights."""
     return [
         f"data.train_files={stage1 / 'cot' / 'train.parquet'}", f"data.val_files={stage1 / 'cot' / 'val.parquet'}",
-        f"data.train_batch_size={TRAIN_BATCH}", "data.micro_batch_size_per_gpu=2", f"data.max_length={MAX_LENGTH}", "data.num_workers=0",
-        f"model.path={model}", "model.use_remove_padding=False", "+model.override_config.attn_implementation=sdpa",
-        "trainer.device=cpu", "trainer.n_gpus_per_node=1", "trainer.total_epochs=1", "optim.lr=1e-3", "optim.lr_warmup_steps_ratio=0",
+        f"data.train_batch_size={TRAIN_BATCH}", "data.micro_batch_size_per_gpu=2", f"data.max_length={MAX_LENGTH}",
+        f"model.path={model}", *SFT_OVERRIDES, "trainer.total_epochs=1", "optim.lr=1e-3", "optim.lr_warmup_steps_ratio=0",
     ]  # fmt: skip
 
 
@@ -57,16 +55,7 @@ def sft_overrides(stage1: Path, model: str) -> list[str]:
 def sft_run(stage1, tiny_qwen25vl, tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("sft_run")
     ckpt = run_dir / "ckpt"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO / "testing_support"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        "VERL_USE_EXTERNAL_MODULES": "verl_cpu_platform",  # imported by verl/__init__.py in the worker
-        "VERL_PLATFORM": "cpu",
-        "VERL_ENGINE_DEVICE": "cuda",  # veRL registers its FSDP engine class under cuda/npu only
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "2",
-    }
+    env = {**cpu_env(), "OMP_NUM_THREADS": "2"}
     torchrun = Path(sys.executable).with_name("torchrun")  # the same launcher as `python -m torch.distributed.run`
     launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
     cmd = [
