@@ -56,7 +56,7 @@ def test_a_process_veRL_starts_with_the_cpu_env_gets_the_platform_and_every_patc
 
 def test_nothing_of_it_is_active_without_the_cpu_env():
     code = (
-        "import sys, verl, star_verl, star_verl.cli, star_verl.recipes, star_verl.tiny_model\n"
+        "import sys, verl, star_verl, star_verl.cli, star_verl.recipes, star_verl.smoke, star_verl.tiny_model\n"
         "from verl.plugin.platform.platform_manager import PlatformRegistry\n"
         "import vllm._custom_ops as ops\n"
         "print(sorted(m for m in sys.modules if m.startswith('star_verl.cpu')), PlatformRegistry.get('cpu'), ops._supports_onednn)"
