@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from tests.trainer_runs import multiview_data, mv_run, sft_run, stage1, tvr_resumed, tvr_run  # noqa: F401  (session fixtures)
+
 # veRL prints accelerator warnings at import; keep Ray and tokenizers quiet and single-threaded on 2 cores.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -32,11 +34,12 @@ def tok_proc(tiny_qwen25vl):
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray cluster for every test that needs Ray workers (started once: ~10 s on 2 cores)."""
+    """One local Ray cluster for every test that needs Ray workers (started once: ~10 s on 2 cores),
+    its own even where another process's local cluster runs."""
     import ray
 
     if not ray.is_initialized():
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
                  runtime_env={"env_vars": {"TOKENIZERS_PARALLELISM": "false"}})
     yield ray
     ray.shutdown()
