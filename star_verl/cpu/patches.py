@@ -36,9 +36,10 @@ def installed_version(distribution: str) -> str | None:
 def require_version(distribution: str, known: str, patch: str) -> None:
     found = installed_version(distribution)
     if found != known:
+        installed = f"{distribution} {found} is installed" if found else f"{distribution} is not installed"
         raise CPUSupportError(
-            f"star_verl.cpu ({patch}) was written for {distribution}=={known}, but {distribution} {found or 'is not installed'} is: "
-            f"it does not patch a version it does not know. Install {distribution}=={known}, or run without star_verl.cpu."
+            f"star_verl.cpu ({patch}) is written for {distribution}=={known}, but {installed}: it does not patch a version "
+            f"it does not know. Install {distribution}=={known}, or run without star_verl.cpu."
         )
 
 
