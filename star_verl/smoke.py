@@ -41,7 +41,7 @@ RESPONSE_TOKENS = 64
 VAL_ROWS = 3  # a TVR sample in its three final views
 SYNTHETIC_TVR_SAMPLES = 24  # 21 train rows, 1 val sample x 3 views, 2 test samples (build-tvr's split)
 STAR_REWARD = ("pkg://star_verl.rewards", "compute_score")
-OUTPUTS = ("train.log", "rollouts", "validation", "checkpoints", "curves", "eval", ".hydra")
+OUTPUTS = ("train.log", "rollouts", "validation", "checkpoints", "curves", "eval", ".hydra", "main_ppo.log", "sft_trainer.log")  # Hydra: .hydra, <job>.log
 RL_SIZES = (
     f"actor_rollout_ref.rollout.n={GROUP}",
     f"data.max_response_length={RESPONSE_TOKENS}",
@@ -125,12 +125,11 @@ def build_tiny_model(model: Path) -> None:
         build_tiny_qwen25vl(model)
 
 
-def run_cli(args: list[str], *, echo: bool = True) -> subprocess.CompletedProcess:
-    """A star-verl subcommand in a subprocess of this Python (its public command line)."""
+def run_cli(args: list[str]) -> subprocess.CompletedProcess:
+    """A star-verl subcommand in a subprocess of this Python (its public command line), its output indented."""
     done = subprocess.run([sys.executable, "-m", "star_verl.cli", *args], capture_output=True, text=True)
-    if echo:
-        for line in (done.stdout + done.stderr).strip().splitlines():
-            say(f"  {line}")
+    for line in (done.stdout + done.stderr).strip().splitlines():
+        say(f"  {line}")
     return done
 
 
