@@ -10,7 +10,7 @@ noisy PNGs, reused across rows so the file stays small), then in one run:
 and `--items` calls of `__getitem__` on each. Both load the file through `datasets`, whose Arrow
 cache is warmed first, so neither start pays the one-off parquet -> Arrow conversion (the cold star
 start reads the rows it measures with pyarrow, `star_verl.data.files.iter_rows`).
-The model is a tiny Qwen2.5-VL built locally (tests/tiny_qwen.py) unless `--model` names one; the
+The model is a tiny Qwen2.5-VL built locally (star_verl.tiny_model, as `star-verl tiny-model`) unless `--model` names one; the
 image processor and tokenizer are the real Qwen2.5-VL classes either way.
 """
 
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model = args.model
     if model is None:
-        from tests.tiny_qwen import build_tiny_qwen25vl
+        from star_verl.tiny_model import build_tiny_qwen25vl
 
         model = str(build_tiny_qwen25vl(work / "tiny_qwen25vl"))
     tok, proc = hf_tokenizer(model), hf_processor(model)

@@ -127,7 +127,7 @@ def main() -> int:
 
     tok_path = args.tokenizer
     if tok_path is None:
-        from tests.tiny_qwen import build_tiny_qwen25vl
+        from star_verl.tiny_model import build_tiny_qwen25vl
 
         tok_path = str(build_tiny_qwen25vl(tempfile.mkdtemp(prefix="bench_tok_")))
     t = asyncio.run(bench_managers(tok_path, args.n, args.repeat))

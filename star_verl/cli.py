@@ -19,6 +19,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("star_verl.eval.cli", "score generations, generate with a model, compare runs"),
     "curves": ("star_verl.eval.curves", "plot reward components per step from trainer.rollout_data_dir"),
     "doctor": ("star_verl.doctor", "preflight check of the environment, a recipe and its data"),
+    "tiny-model": ("star_verl.tiny_model", "write a tiny random Qwen2.5-VL (model, tokenizer, processor) for trials on CPU"),
+    "smoke": ("star_verl.smoke", "run a recipe's real trainer for a few steps on CPU with a tiny model (needs vLLM's CPU build)"),
 }
 
 

@@ -6,6 +6,8 @@ import os
 
 import pytest
 
+from tests.trainer_runs import multiview_data, mv_run, sft_run, stage1, tvr_resumed, tvr_run  # noqa: F401  (session fixtures)
+
 # veRL prints accelerator warnings at import; keep Ray and tokenizers quiet and single-threaded on 2 cores.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -15,8 +17,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 @pytest.fixture(scope="session")
 def tiny_qwen25vl(tmp_path_factory) -> str:
-    """Path of a tiny random Qwen2.5-VL checkpoint (model, tokenizer, processor) built locally."""
-    from tests.tiny_qwen import build_tiny_qwen25vl
+    """Path of a tiny random Qwen2.5-VL checkpoint (model, tokenizer, processor) built locally:
+    the package's builder, the model of `star-verl tiny-model` and `star-verl smoke`."""
+    from star_verl.tiny_model import build_tiny_qwen25vl
 
     return str(build_tiny_qwen25vl(tmp_path_factory.mktemp("tiny_qwen25vl")))
 
@@ -31,11 +34,13 @@ def tok_proc(tiny_qwen25vl):
 
 @pytest.fixture(scope="session")
 def ray_local():
-    """One local Ray cluster for every test that needs Ray workers (started once: ~10 s on 2 cores)."""
+    """One local Ray cluster for every test that needs Ray workers (started once: ~10 s on 2 cores),
+    its own even where another process's local cluster runs."""
     import ray
 
     if not ray.is_initialized():
         ray.init(
+            address="local",
             num_cpus=2,
             include_dashboard=False,
             log_to_driver=False,

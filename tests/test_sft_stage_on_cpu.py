@@ -1,88 +1,30 @@
 """Stage 1 end to end on CPU: teacher chains from the loopback server -> filtered SFT parquet ->
-veRL's SFT trainer (`torchrun -m verl.trainer.sft_trainer +recipe=star_r1_sft`) on the tiny
-Qwen2.5-VL -> an HF checkpoint that loads and that the stage-2 recipe (`star_r1_mv`) accepts; and the
-prompt the SFT model is trained on is token for token the prompt the RL dataset gives the policy.
+veRL's SFT trainer (`torch.distributed.run -m verl.trainer.sft_trainer +recipe=star_r1_sft`, run by
+`star-verl smoke`) on the tiny Qwen2.5-VL -> an HF checkpoint that loads and that the stage-2 recipe
+(`star_r1_mv`) accepts; and the prompt the SFT model is trained on is token for token the prompt the
+RL dataset gives the policy.
 
-The trainer needs the test-only CPU platform `testing_support/verl_cpu_platform.py`, imported in the
-torchrun worker by veRL itself (`VERL_USE_EXTERNAL_MODULES`, run at `import verl`)."""
+The trainer run is the session fixture `sft_run` (tests/trainer_runs.py), which stage 2's run
+(`mv_run`, tests/test_train_e2e_on_cpu.py) starts from: one start-up for both."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
-import pytest
 import torch
 
-from star_verl.prep.teacher.run import generate
-from star_verl.prep.teacher.settings import TeacherSettings
 from star_verl.recipes import compose_recipe
 from tests.dataset_fixtures import agent_loop_prompts
-from tests.teacher_fixtures import ScriptedChatServer, write_pool
+from tests.trainer_runs import SFT_SETTINGS, SFT_STEPS, sft_hf_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
-N_QUESTIONS = 11  # q3 answered wrong -> 10 kept -> 2 val (val_fraction 0.2) + 8 train
-TRAIN_BATCH = 4
-STEPS = 8 // TRAIN_BATCH
-MAX_LENGTH = 1024
 _STEP_LINE = re.compile(r"^step:(\d+) - .*train/loss:([-\d.e+na]+) .*train/global_tokens:(\d+)", re.MULTILINE)
 
 
-@pytest.fixture(scope="module")
-def stage1(tmp_path_factory):
-    """The teacher pipeline's output: pool.parquet (RL rows) and cot/{train,val}.parquet (SFT rows)."""
-    root = tmp_path_factory.mktemp("stage1")
-    # 300x300 views: over the tiny processor's 50176-pixel cap, so the pixel budget is exercised
-    truth = write_pool(root / "pool.parquet", N_QUESTIONS, image_size=300)
-    with ScriptedChatServer(truth, {"q3": ["wrong"]}) as server:
-        result = generate(
-            TeacherSettings(base_url=server.base_url, model="teacher-test", seed=0, val_fraction=0.2),
-            root / "pool.parquet",
-            root / "cot",
-            progress=False,
-        )
-    assert result.report["rows"] == {"train": 8, "val": 2}
-    return root
-
-
 def sft_overrides(stage1: Path, model: str) -> list[str]:
-    """What a CPU run changes in the recipe: tiny sizes, no flash-attn paths (remove-padding needs
-    flash-attn), and a large lr so a few steps visibly move the weights."""
-    return [
-        f"data.train_files={stage1 / 'cot' / 'train.parquet'}", f"data.val_files={stage1 / 'cot' / 'val.parquet'}",
-        f"data.train_batch_size={TRAIN_BATCH}", "data.micro_batch_size_per_gpu=2", f"data.max_length={MAX_LENGTH}", "data.num_workers=0",
-        f"model.path={model}", "model.use_remove_padding=False", "+model.override_config.attn_implementation=sdpa",
-        "trainer.device=cpu", "trainer.n_gpus_per_node=1", "trainer.total_epochs=1", "optim.lr=1e-3", "optim.lr_warmup_steps_ratio=0",
-    ]  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def sft_run(stage1, tiny_qwen25vl, tmp_path_factory):
-    run_dir = tmp_path_factory.mktemp("sft_run")
-    ckpt = run_dir / "ckpt"
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO / "testing_support"), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-        "VERL_USE_EXTERNAL_MODULES": "verl_cpu_platform",  # imported by verl/__init__.py in the worker
-        "VERL_PLATFORM": "cpu",
-        "VERL_ENGINE_DEVICE": "cuda",  # veRL registers its FSDP engine class under cuda/npu only
-        "HF_HUB_OFFLINE": "1",
-        "TOKENIZERS_PARALLELISM": "false",
-        "OMP_NUM_THREADS": "2",
-    }
-    torchrun = Path(sys.executable).with_name("torchrun")  # the same launcher as `python -m torch.distributed.run`
-    launcher = [str(torchrun)] if torchrun.exists() else [sys.executable, "-m", "torch.distributed.run"]
-    cmd = [
-        *launcher, "--standalone", "--nnodes=1", "--nproc-per-node=1", "-m", "verl.trainer.sft_trainer", "+recipe=star_r1_sft",
-        *sft_overrides(stage1, tiny_qwen25vl), f"trainer.default_local_dir={ckpt}",
-    ]  # fmt: skip
-    done = subprocess.run(cmd, cwd=run_dir, env=env, capture_output=True, text=True, timeout=580)
-    log = done.stdout + done.stderr
-    (run_dir / "log.txt").write_text(log)
-    return done.returncode, log, ckpt
+    """The dataset settings of the SFT run (smoke's CPU settings aside)."""
+    cot = stage1 / "cot"
+    return [f"data.train_files={cot / 'train.parquet'}", f"data.val_files={cot / 'val.parquet'}", f"model.path={model}", *SFT_SETTINGS]
 
 
 def test_sft_trainer_runs_the_recipe_on_cpu_and_writes_a_loadable_hf_checkpoint(sft_run, stage1, tiny_qwen25vl, tok_proc):
@@ -90,10 +32,10 @@ def test_sft_trainer_runs_the_recipe_on_cpu_and_writes_a_loadable_hf_checkpoint(
 
     from star_verl.data.sft_dataset import StarSFTDataset
 
-    rc, log, ckpt = sft_run
-    assert rc == 0, log[-6000:]
+    sft_run.check()
+    log, ckpt = sft_run.log, sft_run.out / "checkpoints"
     steps = [(int(s), float(loss), int(tokens)) for s, loss, tokens in _STEP_LINE.findall(log)]
-    assert [s for s, _, _ in steps] == list(range(1, STEPS + 1)), log[-3000:]
+    assert [s for s, _, _ in steps] == list(range(1, SFT_STEPS + 1)), log[-3000:]
     assert all(torch.isfinite(torch.tensor(loss)) for _, loss, _ in steps)
     assert "val/loss" in log
 
@@ -106,8 +48,8 @@ def test_sft_trainer_runs_the_recipe_on_cpu_and_writes_a_loadable_hf_checkpoint(
     assert all((ds[i]["input_ids"] == image_pad).sum() == 2 * 64 for i in range(len(ds)))  # 2 views x (50176 px / 28^2)
     assert sum(tokens for _, _, tokens in steps) == int(ds.sample_lengths.sum())
 
-    hf_dir = ckpt / f"global_step_{STEPS}" / "huggingface"
-    assert (ckpt / "latest_checkpointed_iteration.txt").read_text().strip() == str(STEPS)
+    hf_dir = sft_hf_checkpoint(sft_run)
+    assert (ckpt / "latest_checkpointed_iteration.txt").read_text().strip() == str(SFT_STEPS)
     trained = Qwen2_5_VLForConditionalGeneration.from_pretrained(hf_dir)
     initial = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_qwen25vl)
     after, before = trained.state_dict(), initial.state_dict()

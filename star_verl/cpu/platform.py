@@ -1,16 +1,12 @@
-"""Test-only: a veRL "cpu" platform so that veRL's SFT trainer runs on a machine without a GPU.
+"""A veRL "cpu" platform: veRL 0.9.1 knows only nvidia/huawei/amd platforms and falls back to nvidia, so
+on a machine without a GPU its trainers die in `init_process_group` (no NCCL) or in CUDA calls.
 
-NOT part of the star-verl package (pyproject only ships star_verl* and hydra_plugins*). veRL 0.9.1
-knows only nvidia/huawei/amd platforms and falls back to nvidia, so on CPU torchrun dies in
-`init_process_group` (no NCCL). This module, imported at `import verl` in every torchrun worker
-through `VERL_USE_EXTERNAL_MODULES=verl_cpu_platform` (with `testing_support/` on PYTHONPATH),
-- registers a `cpu` platform, active only with `VERL_PLATFORM=cpu` (it never auto-detects);
-- maps veRL's backend string `cpu:gloo,cpu:gloo` (= `cpu:gloo,<device>:<backend>`), which torch
-  rejects as a duplicate device, to plain `gloo`.
-The run also needs `VERL_ENGINE_DEVICE=cuda` (veRL registers its FSDP engine for cuda/npu only; the
-engine itself is device-agnostic through this platform), `engine.strategy=fsdp2` (FSDP1 touches
-the accelerator), `+model.override_config.attn_implementation=sdpa` and `trainer.device=cpu`.
-See /work/shared/reference/verl_integration.md section 5.2 for the chain of failures this fixes.
+Registered with veRL's `PlatformRegistry` and selected only by `VERL_PLATFORM=cpu` (it never
+auto-detects). Also maps veRL's backend string `cpu:gloo,cpu:gloo` (`cpu:gloo,<device>:<backend>`),
+which torch rejects as a duplicate device, to plain `gloo`. R1: its Ray resource is named "GPU",
+because `RayResourcePool` counts only GPU/NPU resources and Ray refuses "CPU" as a custom resource;
+the run gives Ray one fake GPU per rank (`+ray_kwargs.ray_init.num_gpus`) and the device stays `cpu`.
+Loaded by `star_verl.cpu.verl_plugin`, never by `import star_verl`.
 """
 
 from __future__ import annotations
@@ -40,6 +36,8 @@ class _CPUDeviceModule(ModuleType):
 
     memory_reserved = memory_allocated = max_memory_reserved = max_memory_allocated = staticmethod(_zero)
     empty_cache = reset_peak_memory_stats = ipc_collect = set_per_process_memory_fraction = staticmethod(_none)
+    # the device's generator is the CPU's: veRL's checkpoint loader restores it by the device's name
+    get_rng_state, set_rng_state = staticmethod(torch.get_rng_state), staticmethod(torch.set_rng_state)
 
     @staticmethod
     def mem_get_info(*args: Any, **kwargs: Any) -> tuple[int, int]:
@@ -56,7 +54,7 @@ class _CPUDeviceModule(ModuleType):
         return getattr(torch.cpu, name)
 
 
-_DEVICE_MODULE = _CPUDeviceModule("verl_cpu_platform.device")
+_DEVICE_MODULE = _CPUDeviceModule("star_verl.cpu.platform.device")
 
 
 @PlatformRegistry.register(platform="cpu")
@@ -124,7 +122,7 @@ class PlatformCPU(PlatformBase):
         return None
 
     def ray_resource_name(self) -> str:
-        return "CPU"
+        return "GPU"  # R1: see the module docstring
 
     def ray_noset_envvars(self) -> list[str]:
         return []
@@ -144,9 +142,7 @@ def _gloo_only(init_process_group):
             kwargs["backend"] = "gloo"
         return init_process_group(*args, **kwargs)
 
-    wrapper.__star_verl_cpu_shim__ = True  # type: ignore[attr-defined]
     return wrapper
 
 
-if not getattr(torch.distributed.init_process_group, "__star_verl_cpu_shim__", False):
-    torch.distributed.init_process_group = _gloo_only(torch.distributed.init_process_group)
+torch.distributed.init_process_group = _gloo_only(torch.distributed.init_process_group)

@@ -1,9 +1,11 @@
-"""A tiny, randomly initialised Qwen2.5-VL (tokenizer, processor, model) built locally in seconds.
+"""`star-verl tiny-model DIR`: a tiny, randomly initialized Qwen2.5-VL (model, tokenizer, processor).
 
-Nothing is downloaded: the tokenizer is a byte-level BPE trained here on a few sentences, with
-Qwen's special tokens and a Qwen2-VL chat template; the model has two tiny text layers and a
-two-block vision tower. It exercises the same code paths as Qwen/Qwen2.5-VL-7B-Instruct (the
-processor's image patching and pad tokens, mrope position ids) at a fraction of the cost.
+Built locally in seconds, nothing downloaded: the tokenizer is a byte-level BPE trained here on a few
+sentences, with Qwen's special tokens and a Qwen2-VL chat template; the model has two text layers and
+a two-block vision tower. It runs the same code paths as Qwen/Qwen2.5-VL-7B-Instruct (the processor's
+image patching and pad tokens, mrope position ids) at a fraction of the cost: the model of
+`star-verl smoke` and of the tests. The text attention has 2 heads of 32: vLLM's CPU attention backend
+supports head sizes 32, 64, 80, ... only, and mrope's sections sum to half the head size ([4, 6, 6]).
 """
 
 from __future__ import annotations
@@ -50,7 +52,8 @@ _CORPUS = [
 
 
 def build_tiny_qwen25vl(out_dir: str | Path, *, min_pixels: int = 28 * 28 * 4, max_pixels: int = 28 * 28 * 64) -> Path:
-    """Write a tiny Qwen2.5-VL checkpoint with tokenizer and processor to `out_dir`; return it."""
+    """Write a tiny Qwen2.5-VL checkpoint with tokenizer and processor to `out_dir`; return it.
+    The same arguments give the same files (seeded)."""
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import (
@@ -61,13 +64,16 @@ def build_tiny_qwen25vl(out_dir: str | Path, *, min_pixels: int = 28 * 28 * 4, m
         Qwen2VLImageProcessor,
         Qwen2VLVideoProcessor,
     )
+    from transformers.utils import logging as hf_logging
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     bpe = Tokenizer(models.BPE(unk_token=None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=600, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    trainer = trainers.BpeTrainer(
+        vocab_size=600, special_tokens=SPECIAL_TOKENS, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+    )
     bpe.train_from_iterator(_CORPUS * 4, trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=bpe,
@@ -91,10 +97,10 @@ def build_tiny_qwen25vl(out_dir: str | Path, *, min_pixels: int = 28 * 28 * 4, m
             hidden_size=64,
             intermediate_size=128,
             num_hidden_layers=2,
-            num_attention_heads=4,
-            num_key_value_heads=2,
+            num_attention_heads=2,
+            num_key_value_heads=1,
             max_position_embeddings=4096,
-            rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]},
+            rope_scaling={"type": "mrope", "mrope_section": [4, 6, 6]},
             rope_theta=10000.0,
             tie_word_embeddings=True,
             bos_token_id=ids["<|endoftext|>"],
@@ -125,7 +131,24 @@ def build_tiny_qwen25vl(out_dir: str | Path, *, min_pixels: int = 28 * 28 * 4, m
     model = Qwen2_5_VLForConditionalGeneration(config)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.save_pretrained(out)
+    bar = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a one-shard save: no bar
+    try:
+        model.save_pretrained(out)
+    finally:
+        if bar:
+            hf_logging.enable_progress_bar()
     processor.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="star-verl tiny-model", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    parser.add_argument("out", type=Path, metavar="DIR", help="output folder (created; existing model files are replaced)")
+    args = parser.parse_args(argv)
+    out = build_tiny_qwen25vl(args.out)
+    print(f"tiny Qwen2.5-VL written to {out} (use it as actor_rollout_ref.model.path / model.path, or smoke --model)")
+    return 0
