@@ -62,11 +62,11 @@ def bench_scorer(n: int, repeat: int) -> float:
 def bench_worst_cases(repeat: int) -> dict[str, float]:
     """Best-of-`repeat` milliseconds of `compute_score` per worst-case response of the reward tests."""
     from star_verl.rewards import compute_score
-    from tests.test_multiview_reward_on_cpu import KEY, choice, huge_response
+    from tests.test_multiview_reward_on_cpu import KEY, choice, huge_response, per_view
     from tests.test_tvr_reward_on_cpu import _junk_responses
     from tests.tvr_fixtures import WORKED_GT
 
-    cases = [("tvr", response, WORKED_GT) for response in _junk_responses()] + [("mindcube", huge_response(), choice(KEY))]
+    cases = [("tvr", response, WORKED_GT) for response in _junk_responses()] + [("mindcube", huge_response(), choice(per_view(KEY)))]
     out = {}
     for source, response, gt in cases:
         best = float("inf")

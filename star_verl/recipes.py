@@ -40,6 +40,50 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def recipe_value(name: str, key: str):
+    """The value recipe `name` sets for the dotted `key`, read from its yaml files the way Hydra merges
+    them (each `defaults` entry in order, the file's own keys where `_self_` stands, last when it is not
+    listed), without composing veRL's config (no veRL import). KeyError when no file of the recipe sets
+    the key (veRL's default then applies) or the value is an interpolation only Hydra can resolve."""
+    import yaml
+
+    def merged(path: Path) -> dict:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        defaults = list(data.pop("defaults", []))
+        if "_self_" not in defaults:
+            defaults.append("_self_")
+        out: dict = {}
+        for entry in defaults:
+            if entry == "_self_":
+                part = data
+            elif isinstance(entry, str) and entry.startswith(f"/{RECIPE_GROUP}/"):
+                part = merged(recipe_dir() / f"{entry.removeprefix(f'/{RECIPE_GROUP}/')}.yaml")
+            else:
+                raise KeyError(f"{path}: defaults entry {entry!r} is not a star-verl recipe block")
+            _merge(out, part)
+        return out
+
+    files = recipe_files()
+    if name not in files:
+        raise KeyError(f"unknown recipe {name!r}; available: {sorted(files)}")
+    node = merged(files[name])
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"recipe {name} does not set {key}")
+        node = node[part]
+    if isinstance(node, str) and "${" in node:
+        raise KeyError(f"recipe {name} sets {key} to the interpolation {node!r}, which only Hydra resolves")
+    return node
+
+
+def _merge(into: dict, part: dict) -> None:
+    for k, v in part.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _merge(into[k], v)
+        else:
+            into[k] = v
+
+
 # Top-level keys only veRL's SFT trainer config has; a recipe naming one of them is for `sft_trainer`.
 _SFT_ONLY_KEYS = {"model", "engine", "optim", "checkpoint"}
 PPO_CONFIG, SFT_CONFIG = "ppo_trainer", "sft_trainer_engine"

@@ -438,14 +438,15 @@ def write_mmsi_fixture(path: str | Path, n: int = 6, *, image_size: tuple[int, i
 
 
 def response_for(gt: dict[str, Any], *, right: bool) -> str:
-    """A well-formed three-step response naming the ground truth's references, with the right or a
-    wrong final answer."""
+    """A well-formed three-step response stating each image's relational references under its "Image k"
+    heading, with the right or a wrong final answer."""
     refs = gt.get("references", [])
-    triplets = [f"[{r[0]}, {r[1]}, {r[2]}]" for r in refs if r[1] is not None and r[2] is not None]
-    bare = [r[0] for r in refs if r[1] is None]
-    # a bare key object is anchored by any triplet naming it
-    triplets += [f"[{bare[i]}, {bare[i + 1] if i + 1 < len(bare) else 'observer'}]" for i in range(0, len(bare), 2)]
-    think = f"Step 1: {' '.join(triplets)}\nStep 2: the views overlap.\nStep 3: so the answer follows."
+    views = refs if isinstance(refs, dict) else {"1": refs}  # the flat form is read from all of Step 1
+    lines = [
+        f"Image {k}: " + " ".join(f"[{r[0]}, {r[1]}, {r[2]}]" for r in triplets if r[1] is not None and r[2] is not None)
+        for k, triplets in views.items()
+    ]
+    think = "Step 1:\n" + "\n".join(lines) + "\nStep 2: the views overlap.\nStep 3: so the answer follows."
     if gt["type"] == "choice":
         answer = gt["answer"] if right else next(o for o in gt["options"] if o != gt["answer"])
     elif gt["type"] == "numeric":

@@ -34,6 +34,7 @@ WITH_EXAMPLES = {
         "reference_from_ground_truth",
         "step1_text",
         "parse_reference_triplets",
+        "step1_triplets",
         "names_match",
         "match_tier",
         "match_references",

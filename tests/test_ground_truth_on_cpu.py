@@ -84,6 +84,44 @@ def test_multiview_references_task_and_components():
     assert round_trip("spar", vc)[1]["references"] == []
 
 
+def test_per_view_references_round_trip_from_the_converters():
+    """The per-view form (image number -> that image's references) is what MindCube and SPAR-7M write;
+    images without references get no entry; the flat form stays readable."""
+    gt = choice_ground_truth(
+        "B", ["A", "B"], "around", {2: [["plant", "lamp", "front"], ["plants", "lamp", "front"]], 1: [["plant", "lamp", "left"]], 3: []}, "f:1"
+    )
+    assert gt.per_view and gt.has_relations and gt.references == ()
+    assert gt.view_references == ((1, (Reference("plant", "lamp", "left"),)), (2, (Reference("plant", "lamp", "front"),)))
+    _, written = round_trip("mindcube", gt)
+    assert written["references"] == {"1": [["plant", "lamp", "left"]], "2": [["plant", "lamp", "front"]]}
+    bare = numeric_ground_truth("2.6", "depth_prediction_oc_mv", {1: [["books", None, None]]}, "f:2")
+    assert bare.per_view and not bare.has_relations and bare.all_references == (Reference("book"),)  # normalized
+    assert round_trip("spar", bare)[1]["references"] == {"1": [["books", None, None]]}
+    empty = parse_ground_truth("spar", {"type": "numeric", "answer": 1.0, "task": "t", "references": {}})
+    assert empty.per_view and round_trip("spar", empty)[1]["references"] == {}
+    old = parse_ground_truth(
+        "mindcube", {"type": "choice", "answer": "A", "options": ["A", "B"], "task": "among", "references": [["sofa", "ball", "behind"]]}
+    )
+    assert not old.per_view and old.has_relations and round_trip("mindcube", old)[1]["references"] == [["sofa", "ball", "behind"]]
+
+
+@pytest.mark.parametrize(
+    ("references", "message"),
+    [
+        ({"0": []}, "not an image number"),
+        ({"image 1": []}, "not an image number"),
+        ({"1": [["sofa", "ball", "behind"], ["ball", "sofa", "front"]]}, "references of image 1 repeat a reference"),
+        ({"1": "sofa"}, "references of image 1 must be a list"),
+        ({"1": [["sofa", "ball", "diagonal"]]}, "relation 'diagonal'"),
+    ],
+)
+def test_bad_per_view_references_are_data_errors(references, message):
+    with pytest.raises(GroundTruthError, match=message):
+        parse_ground_truth("mindcube", {"type": "choice", "answer": "A", "options": ["A", "B"], "task": "among", "references": references})
+    with pytest.raises(ValueError, match="either per view or flat"):
+        MultiViewGroundTruth(type="numeric", answer=1.0, task="t", written_references=(("door", None, None),), written_view_references={1: []})
+
+
 def test_a_converter_cannot_build_what_the_reward_refuses():
     with pytest.raises(BadInput, match=r"f:9: ground truth the reward cannot score: options must be distinct single capital letters"):
         choice_ground_truth("A", ["A", "A"], "among", [], "f:9")

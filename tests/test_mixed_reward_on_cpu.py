@@ -17,15 +17,15 @@ def three_step(triplets: str, answer: str) -> str:
 
 
 MINDCUBE_GT = {"type": "choice", "answer": "C", "options": ["A", "B", "C", "D"], "task": "among",
-               "references": [["sofa", "ball", "behind"], ["lamp", "ball", "left"]]}  # fmt: skip
+               "references": {"1": [["sofa", "ball", "behind"], ["lamp", "ball", "left"]]}}  # fmt: skip
 SPAR_NUMERIC_GT = {
     "type": "numeric",
     "answer": 2.6,
     "task": "depth_prediction_oc_mv",
     "references": [["books", None, None], ["bookshelf", None, None]],
 }
-SPAR_CHOICE_GT = {"type": "choice", "answer": "D", "options": ["A", "B", "C", "D"], "task": "obj_spatial_relation_oc_mv",
-                  "references": [["sink", "observer", "right"], ["sink", "observer", "below"], ["sink", "observer", "front"]]}  # fmt: skip
+SPAR_CHOICE_GT = {"type": "choice", "answer": "D", "options": ["A", "B", "C", "D"], "task": "obj_spatial_relation_oo_mv",
+                  "references": {"1": [["sink", "observer", "right"], ["towel", None, None]]}}  # fmt: skip
 MMSI_GT = {"type": "choice", "answer": "A", "options": ["A", "B", "C", "D"], "task": "Positional Relationship (Cam.-Obj.)"}
 
 # A multi-view sample first: veRL takes the key set of the first sample for the whole batch.
@@ -36,14 +36,14 @@ CASES = [
     ("spar", three_step("[sink, observer, right], [sink, camera, below]", "D"), json.dumps(SPAR_CHOICE_GT)),
     ("mmsi", three_step("[lamp, observer, left]", "B"), json.dumps(MMSI_GT)),
 ]
-# Hand-computed with the default settings (README, multi-view reward):
-# mindcube: format 1 + answer 1 + R_ref 0.5 x (2 exact / 2)                           = 2.5
-# tvr:      format 1 + 2 exact x 5                                                      = 11.0
-# spar num: format 1 + MRA(2.0 vs 2.6) 0.6 + 0.5 x (both bare objects anchored) 2/2     = 2.1
-# spar mc:  format 1 + answer 1 + 0.5 x (2 exact - 0.5 x 1 unnamed) / 3                 = 2.25
-# mmsi:     format 1 + wrong answer 0, no references                                    = 1.0
-EXPECTED = [2.5, 11.0, 2.1, 2.25, 1.0]
-HAS_REF = [1.0, 0.0, 1.0, 1.0, 0.0]
+# Hand-computed with the default settings (docs/rewards.md):
+# mindcube: format 0.1 + answer 1 + R_ref 0.3 x F(image 1) = 0.3 x 1 (2 of 2 stated, nothing else)     = 1.4
+# tvr:      format 1 + 2 exact x 5                                                                      = 11.0
+# spar num: format 0.1 + 1 x 0.5 x MRA(2.0 vs 2.6) = 0.3; the references are bare: no R_ref             = 0.4
+# spar mc:  format 0.1 + answer 1 + 0.3 x F = 2 x 1 / (1 key + 2 stated) (the towel is bare)           = 1.3
+# mmsi:     format 0.1 + wrong answer 0, no references                                                  = 0.1
+EXPECTED = [1.4, 11.0, 0.4, 1.3, 0.1]
+HAS_REF = [1.0, 0.0, 0.0, 1.0, 0.0]
 
 
 def test_hand_computed_scores_match_compute_score():
@@ -55,11 +55,12 @@ def test_hand_computed_scores_match_compute_score():
 
 def test_format_is_logged_zero_or_one_in_every_family_and_weighted_only_in_score():
     """One meaning of `format` in a mixed run's logs: 1 for well-formed tags whatever a family's weight."""
-    weights = {"tvr_format_weight": 0.3, "mv_format_weight": 0.3}
+    weights = {"tvr_format_weight": 0.3, "mv_format_weight": 0.05}
+    change = {"tvr": 0.3 - 1.0, "mindcube": 0.05 - 0.1, "spar": 0.05 - 0.1, "mmsi": 0.05 - 0.1}  # from the default weights
     for (ds, resp, gt), default in zip(CASES, EXPECTED, strict=True):
         weighted = compute_score(ds, resp, gt, **weights)
         assert weighted["format"] == 1.0, ds
-        assert weighted["score"] == pytest.approx(default - 0.7), ds  # the weight 1 -> 0.3 changes only `score`
+        assert weighted["score"] == pytest.approx(default + change[ds]), ds  # the weight changes only `score`
         malformed = compute_score(ds, resp.replace("<think>", ""), gt, **weights)
         assert malformed["format"] == 0.0, ds
 

@@ -4,6 +4,7 @@ markers,multiview}`) on fixtures written in each source's exact format (tests/mu
 from __future__ import annotations
 
 import json
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from PIL import Image
 from star_verl.prep import markers as mk
 from star_verl.prep import mindcube, mmsi, spar
 from star_verl.prep.build_multiview import BuildOptions, build, format_summary, main
+from star_verl.prep.markers import marker_plan
 from star_verl.prep.multiview import OBSERVER, BadInput, BadInputLog, ImageCache, allocate, check_leakage
 from star_verl.prep.schema import EXTRA_INFO_KEYS, RL_SCHEMA
 from star_verl.rewards import compute_score
@@ -22,7 +24,9 @@ from star_verl.tasks import registry
 from star_verl.tasks.ground_truth import ground_truth_json, parse_ground_truth
 from tests.images import decode, solid
 from tests.multiview_fixtures import (
+    SPAR_FIXTURE_TASKS,
     response_for,
+    spar_record,
     write_mindcube_fixture,
     write_mmsi_fixture,
     write_spar_fixture,
@@ -165,37 +169,66 @@ def test_mindcube_options_are_read_inline():
     assert mindcube.parse_options("no options here") == []
 
 
-def test_mindcube_references_follow_the_grounded_cognitive_map():
-    names = ["bag", "toy", "sofa", "window", "shelf"]
-    front_first = {"id": "among_group1_q0", "meta_info": [names, [None] * 5], "images": ["a/front_1.jpg", "a/left_2.jpg"]}
-    # image 1 is the front view (at [5,6], facing up): obj1 [5,8] is nearer than the center, obj2 [2,5] left, obj3 [5,2] behind, obj4 [8,5] right
-    assert mindcube.references(front_first, "among") == [
-        ["toy", "bag", "front"],
-        ["sofa", "bag", "left"],
-        ["window", "bag", "behind"],
-        ["shelf", "bag", "right"],
-    ]
-    left_first = {**front_first, "images": ["a/left_2.jpg", "a/front_1.jpg"]}
-    # image 1 is the left view (facing right, +x): +y is its right, -x is nearer
-    assert mindcube.references(left_first, "among") == [
-        ["toy", "bag", "right"],
-        ["sofa", "bag", "front"],
-        ["window", "bag", "left"],
-        ["shelf", "bag", "behind"],
-    ]
+def test_mindcube_references_are_each_images_own_relations():
+    """Checked by hand on MindCube's layouts (x right, y down; an image sees what lies ahead of it within
+    45 degrees; "behind" = farther from that image's viewer)."""
+    names = ["bag", "toy", "sofa", "window", "shelf"]  # obj0 (center) [5,5], obj1 [5,8], obj2 [2,5], obj3 [5,2], obj4 [8,5]
+    images = ["a/front_1.jpg", "a/left_2.jpg", "a/back_3.jpg", "a/right_4.jpg"]
+    among = {"id": "among_group1_q0", "meta_info": [names, [None] * 5], "images": images}
+    assert mindcube.references(among, "among") == {
+        # front view at [5,6] facing up (-y): the bag 1 ahead, the window at [5,2] 4 ahead beyond it; the sofa
+        # [2,5] and the shelf [8,5] lie 72 degrees to the sides, the toy [5,8] behind the camera: not in the image
+        1: [["window", "bag", "behind"]],
+        # left view at [4,5] facing right (+x): the bag, then the shelf at [8,5]
+        2: [["shelf", "bag", "behind"]],
+        # back view at [5,4] facing down (+y): the bag, then the toy at [5,8]
+        3: [["toy", "bag", "behind"]],
+        # right view at [6,5] facing left (-x): the bag, then the sofa at [2,5]
+        4: [["sofa", "bag", "behind"]],
+    }
+    # the images' order is the question's: image 1 is now the left view
+    assert mindcube.references({**among, "images": images[1::-1]}, "among") == {1: [["shelf", "bag", "behind"]], 2: [["window", "bag", "behind"]]}
     rotation = {"id": "rotation_group1_q1", "type": "three_view", "meta_info": ["board", "door", "chairs"], "images": ["1", "2", "3"]}
-    # view 1 faces left (-x) from the center: [3,5] ahead, [5,3] (up) on its right, [7,5] behind
-    assert mindcube.references(rotation, "rotation") == [["board", OBSERVER, "front"], ["door", OBSERVER, "right"], ["chairs", OBSERVER, "behind"]]
+    # all views at the center [5,5]: view 1 faces left and sees the board at [3,5] ahead; view 2 faces up (the door
+    # at [5,3]); view 3 faces right (the chairs at [7,5]); each other object is at 90 or 180 degrees: unseen
+    assert mindcube.references(rotation, "rotation") == {
+        1: [["board", OBSERVER, "front"]],
+        2: [["door", OBSERVER, "front"]],
+        3: [["chairs", OBSERVER, "front"]],
+    }
+    opposite = {"id": "rotation_g_q", "type": "two_view_opposite", "meta_info": ["bin", "sofa"], "images": ["1", "2"]}
+    assert mindcube.references(opposite, "rotation") == {1: [["bin", OBSERVER, "front"]], 2: [["sofa", OBSERVER, "front"]]}  # up [5,3], down [5,7]
     around = {
         "id": "around_abc_q1_2",
-        "meta_info": [[4, "None"], [2, ["plant", "lamp"], ["None", "None"], []]],
-        "images": ["x/1_frame_00088.png", "x/2_frame_1.png"],
+        "meta_info": [[4, "None"], [2, ["plant", "lamp"], ["None", "None"], []]],  # a group of 4 views: front, left, right, back
+        "images": ["x/1_frame_00088.png", "x/2_frame_1.png", "x/3_frame_1.png", "x/4_frame_1.png"],
     }
-    assert mindcube.references(around, "around") == [["plant", "lamp", "left"]]  # front view: x=4 left of x=5
-    around_left = {**around, "images": ["x/2_frame_1.png", "x/1_frame_00088.png"]}
-    assert mindcube.references(around_left, "around") == [["plant", "lamp", "front"]]  # left view looks along +x: x=4 is nearer
+    # the plant at x=4, the lamp at x=5: the front view (facing up) has the plant on the left; the left view looks
+    # along +x (the plant nearer: front); the right view along -x (the plant farther: behind); the back view faces
+    # down, its right is -x (the plant on the right)
+    assert mindcube.references(around, "around") == {
+        1: [["plant", "lamp", "left"]],
+        2: [["plant", "lamp", "front"]],
+        3: [["plant", "lamp", "behind"]],
+        4: [["plant", "lamp", "right"]],
+    }
+    assert mindcube.references({**around, "images": around["images"][:2][::-1]}, "around") == {
+        1: [["plant", "lamp", "front"]],
+        2: [["plant", "lamp", "left"]],
+    }
     with pytest.raises(ValueError):
-        mindcube.references({**front_first, "meta_info": [names[:4], [None] * 4]}, "among")
+        mindcube.references({**among, "meta_info": [names[:4], [None] * 4]}, "among")
+    with pytest.raises(ValueError, match="3 views"):
+        mindcube.references({**rotation, "images": ["1", "2"]}, "rotation")
+
+
+def test_mindcube_rows_carry_the_per_view_form(built):
+    out, _ = built
+    rows = [r for r in _rows(out / "rl_train.parquet") if r["extra_info"]["origin"] == "mindcube"]
+    for row in rows:
+        refs = _gt(row)["references"]
+        assert isinstance(refs, dict) and refs, row["extra_info"]
+        assert all(1 <= int(k) <= row["extra_info"]["n_images"] for k in refs)
 
 
 def test_mindcube_references_are_counted_in_the_summary(built):
@@ -319,48 +352,101 @@ def test_converted_spar_images_carry_the_markers(built, sources):
 # SPAR answers and references
 
 
-def test_spar_references_from_marked_objects_and_stated_relations():
-    q = "How is object sink (bbox) situated with respect to the observer's main viewpoint?\nA. left, above, front\nB. right, below, behind"
-    assert spar.references("obj_spatial_relation_oc_mv", q, "right, below, behind") == [
-        ["sink", OBSERVER, "right"],
-        ["sink", OBSERVER, "below"],
-        ["sink", OBSERVER, "behind"],
-    ]
+def _spar7m_refs(task: str, question: str, n_images: int, **markers):
+    return spar.spar7m_references(task, question, marker_plan(task, markers, n_images))
+
+
+def test_spar7m_references_come_from_each_images_markers():
+    """Checked by hand: 0-1000 coordinates, the image center at x=500, left/right need 50 of room."""
+    q = "How is object sink (red bbox) situated with respect to the observer's main viewpoint?\nA. left, above, front\nB. right, below, behind"
+    # the box spans x 100..300 on image 2: it ends 200 left of the center: the sink is on image 2's left
+    assert _spar7m_refs("obj_spatial_relation_oc_mv", q, 3, red_bbox=[[100, 200, 300, 400]], bbox_img_idx=[[1]]) == {2: [["sink", OBSERVER, "left"]]}
+    # on image 1 (the primary view) that relation IS the answer's left/right slot: left out, the sink stays bare
+    assert _spar7m_refs("obj_spatial_relation_oc_mv", q, 3, red_bbox=[[100, 200, 300, 400]], bbox_img_idx=[[0]]) == {1: [["sink", None, None]]}
+    # SPAR's single box named without its color is the one color drawn
+    assert _spar7m_refs("obj_spatial_relation_oc_mv", q.replace("(red bbox)", "(bbox)"), 3, red_bbox=[[600, 0, 900, 90]], bbox_img_idx=[[2]]) == {
+        3: [["sink", OBSERVER, "right"]]
+    }
     q = "What is the spatial position of the recycling bin (red bbox) relative to the compost bin (blue bbox) in the two images?"
-    assert spar.references("obj_spatial_relation_oo_mv", q, "right, , farther, behind, front") == [
-        ["recycling bin", "compost bin", "right"],
-        ["recycling bin", "compost bin", "behind"],
-        ["recycling bin", OBSERVER, "behind"],
-        ["compost bin", OBSERVER, "front"],
-    ]
-    q = "Describe where microwave (red bbox) is located after the observer moves to the 3D center of range hood (green bbox) and faces cabinet (blue bbox)."
-    assert spar.references("spatial_imagination_oc_mv", q, "left, , front") == [
-        ["microwave", OBSERVER, "left"],
-        ["microwave", OBSERVER, "front"],
-        ["range hood", None, None],
-        ["cabinet", None, None],
-    ]
+    # red x 600..900 on image 1 (starts 100 right of the center), blue x 400..600 on image 2 (straddles the center: bare)
+    assert _spar7m_refs("obj_spatial_relation_oo_mv", q, 2, red_bbox=[[600, 0, 900, 100]], blue_bbox=[[400, 0, 600, 100]], bbox_img_idx=[[0, 1]]) == {
+        1: [["recycling bin", OBSERVER, "right"]],
+        2: [["compost bin", None, None]],
+    }
+    # both boxes on image 2: red 100..300 ends 300 before blue starts at 600: red is left of blue; each versus the center too
+    assert _spar7m_refs("obj_spatial_relation_oo_mv", q, 2, red_bbox=[[100, 0, 300, 100]], blue_bbox=[[600, 0, 900, 100]], bbox_img_idx=[[1, 1]]) == {
+        2: [["recycling bin", "compost bin", "left"], ["recycling bin", OBSERVER, "left"], ["compost bin", OBSERVER, "right"]]
+    }
+    # ... but on image 1 the pair's left/right is the answer's first slot: only the observer relations stay
+    assert _spar7m_refs("obj_spatial_relation_oo_mv", q, 2, red_bbox=[[100, 0, 300, 100]], blue_bbox=[[600, 0, 900, 100]], bbox_img_idx=[[0, 0]]) == {
+        1: [["recycling bin", OBSERVER, "left"], ["compost bin", OBSERVER, "right"]]
+    }
+    # boxes closer than 50 apart say nothing about left/right
+    assert _spar7m_refs("obj_spatial_relation_oo_mv", q, 2, red_bbox=[[560, 0, 700, 100]], blue_bbox=[[730, 0, 900, 100]], bbox_img_idx=[[1, 1]]) == {
+        2: [["recycling bin", OBSERVER, "right"], ["compost bin", OBSERVER, "right"]]
+    }
     q = (
         "How does the relative positioning of chair (red bbox) and whiteboard (yellow bbox) evolve after observer moving to table "
         "(green bbox) and facing whiteboard (blue bbox)?"
     )  # SPAR's project page, spatial_imagination_oo_mv
-    # two markers (yellow and blue) share the name "whiteboard": two marked objects, each keeps its color
-    assert spar.references("spatial_imagination_oo_mv", q, "left, below, closer, , front") == [
-        ["chair", "whiteboard (yellow)", "left"],
-        ["chair", "whiteboard (yellow)", "below"],
-        ["chair", "whiteboard (yellow)", "front"],
-        ["whiteboard (yellow)", OBSERVER, "front"],
-        ["table", None, None],
-        ["whiteboard (blue)", None, None],
-    ]
-    q = "In the provided image, explain the location of the books (red bbox) with respect to the lamp (blue bbox), considering the observer's viewpoint."
-    assert spar.references("obj_spatial_relation_oo", q, "right, , farther") == [["books", "lamp", "right"], ["books", "lamp", "behind"]]
+    # two markers (yellow and blue) share the name "whiteboard": two marked objects, each keeps its color. Image 1 has
+    # the chair (red, 100..200) and both whiteboards (blue 700..800, yellow 700..900: overlapping, no relation between
+    # them); image 2 the table (green, 450..550: straddles the center, bare)
+    boxes = {
+        "red_bbox": [[100, 0, 200, 100]],
+        "green_bbox": [[450, 0, 550, 100]],
+        "blue_bbox": [[700, 0, 800, 100]],
+        "yellow_bbox": [[700, 0, 900, 100]],
+    }
+    assert _spar7m_refs("spatial_imagination_oo_mv", q, 2, **boxes, bbox_img_idx=[[1, 0, 0, 0]]) == {  # green, blue, red, yellow
+        1: [
+            ["chair", "whiteboard (blue)", "left"],
+            ["chair", "whiteboard (yellow)", "left"],
+            ["chair", OBSERVER, "left"],
+            ["whiteboard (blue)", OBSERVER, "right"],
+            ["whiteboard (yellow)", OBSERVER, "right"],
+        ],
+        2: [["table", None, None]],
+    }
     q = "If the books (red point) is 2.5 meters deep, how deep is the bookshelf (blue point)?"
-    assert spar.references("depth_prediction_oc_mv", q, None) == [["books", None, None], ["bookshelf", None, None]]
-    assert spar.references("position_matching", "Based on the red bbox of mat in the first image, locate it.", "[0, 0, 5, 7]") == [
-        ["mat", None, None]
-    ]
-    assert spar.references("view_change_infer", "Describe the changes in orientation.", None) == []
+    # a point is one x: 200 is left of 450; 480 is within 50 of the center
+    assert _spar7m_refs("depth_prediction_oc_mv", q, 2, red_point=[[200, 500]], blue_point=[[480, 300]], point_img_idx=[[0, 1]]) == {
+        1: [["books", OBSERVER, "left"]],
+        2: [["bookshelf", None, None]],
+    }
+    assert _spar7m_refs("view_change_infer", "Describe the changes in orientation.", 2) == {}
+
+
+def test_spar_references_never_come_from_the_answer(sources, tmp_path):
+    """The same SPAR-7M record with every option as its answer has the same references; SPAR-Bench's are bare."""
+    rng = random.Random(3)
+    for task, fmt, n_images in SPAR_FIXTURE_TASKS:
+        record = spar_record(task, fmt, "r", [f"s/image_color/{k}.jpg" for k in range(n_images)], rng)
+        answers = ["A", "B", "C", "D"] if fmt == "select" else [record["conversations"][1]["value"]]
+        refs = set()
+        for answer in answers:
+            if task == "distance_infer_center_oo_mv" and answer in "CD":
+                continue
+            record["conversations"][1]["value"] = answer
+            sample = spar.spar7m_sample(record, task=task, fmt=fmt, dataset="scannet", images_root=tmp_path, where="f:1")
+            refs.add(json.dumps(sample.ground_truth.to_dict()["references"]))
+        assert len(refs) == 1, task
+    q = "How is object sink (bbox) situated with respect to the observer's main viewpoint?\nA. left, above, front\nB. right, below, behind"
+    assert spar.sparbench_references(q) == [["sink", None, None]]
+    assert spar.sparbench_references("Based on the red bbox of mat in the first image, locate it.") == [["mat", None, None]]
+    assert spar.sparbench_references("Describe the changes in orientation.") == []
+
+
+def test_sparbench_rows_have_only_bare_references_and_none_repeats_the_answer(built):
+    out, _ = built
+    rows = _rows(out / "bench" / "sparbench.parquet")
+    assert rows
+    for row in rows:
+        gt = _gt(row)
+        assert isinstance(gt["references"], list) and all(r[1] is None and r[2] is None for r in gt["references"])
+        option = gt.get("answer")
+        assert all(option not in r for r in gt["references"])
+        assert compute_score("spar", response_for(gt, right=True), row["reward_model"]["ground_truth"])["has_ref"] == 0.0
 
 
 def test_spar_choice_answers_are_read_as_letters():
@@ -555,8 +641,9 @@ def test_round_trip_right_answer_scores_highest(built, path, origin):
         right = compute_score(args[0], response_for(gt, right=True), args[1], extra_info=row["extra_info"])
         wrong = compute_score(args[0], response_for(gt, right=False), args[1], extra_info=row["extra_info"])
         assert right["acc"] == 1.0 and wrong["acc"] < 1.0 and right["score"] > wrong["score"], (row["extra_info"], right, wrong)
-        if gt["references"]:
-            assert right["has_ref"] == 1.0 and right["r_ref"] > 0
+        refs = gt["references"]
+        if any(r[2] is not None for r in (sum(refs.values(), []) if isinstance(refs, dict) else refs)):
+            assert right["has_ref"] == 1.0 and right["r_ref"] == pytest.approx(0.3), (row["extra_info"], right)  # ref_weight: F = 1 in every image
 
 
 # ------------------------------------------------------------------------------------------------

@@ -31,14 +31,16 @@ EXPECTED = {
     "star_r1_tvr_no_under": PPO_CONFIG,
     "star_r1_tvr_no_incorrect": PPO_CONFIG,
     "star_r1_tvr_naive": PPO_CONFIG,
+    "star_r1_tvr_naive_count": PPO_CONFIG,
 }
 # what each TVR ablation changes, and nothing else in the reward settings (paper's Table 3 rows)
 ABLATIONS = {
     "star_r1_tvr_no_obj": {"tvr_index_weight": 0.0},
     "star_r1_tvr_no_attr": {"tvr_attr_weight": 0.0},
     "star_r1_tvr_no_under": {"tvr_under_penalty": 0.0},
-    "star_r1_tvr_no_incorrect": {"tvr_incorrect_penalty": 0.0},
+    "star_r1_tvr_no_incorrect": {"tvr_incorrect_penalty": 0.0, "tvr_max_items": 130},  # 10 objects x 13 changes: the enumeration read whole
     "star_r1_tvr_naive": {"tvr_mode": "naive"},
+    "star_r1_tvr_naive_count": {"tvr_mode": "count_diff"},
 }
 
 

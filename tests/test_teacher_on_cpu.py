@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import datetime
 import itertools
 import json
@@ -18,16 +19,23 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import assume, given
+from hypothesis import settings as settings_
+from hypothesis import strategies as st
 
 from star_verl.prep.teacher import client
 from star_verl.prep.teacher.cache import CACHE_FILE, ResponseCache
 from star_verl.prep.teacher.client import retry_after_seconds
-from star_verl.prep.teacher.outputs import judge
+from star_verl.prep.teacher.filter import ResponseLimit, judge_chain, reason_code
 from star_verl.prep.teacher.pool import load_pool
 from star_verl.prep.teacher.run import generate, main
 from star_verl.prep.teacher.settings import TeacherError, TeacherSettings
+from star_verl.rewards.multiview import multiview_reward
+from star_verl.tasks.references import DEFAULT_MAX_TRIPLETS, INVERSE
 from star_verl.templates import get_template
 from tests.teacher_fixtures import ScriptedChatServer, chain, pool_question, write_pool, wrong_letter
+from tests.test_multiview_reward_on_cpu import samples as mv_samples
+from tests.test_multiview_reward_on_cpu import valid_settings as mv_settings
 
 REPO = Path(__file__).resolve().parents[1]
 OUTPUTS = ("train.parquet", "val.parquet", "rejected.jsonl", "failed.jsonl", "report.json", "report.md")
@@ -301,17 +309,102 @@ def test_bad_pool_rows_are_named(tmp_path):
         load_pool(tmp_path / "gt.parquet")
 
 
-def test_judge_uses_the_project_scorer():
-    from star_verl.prep.teacher.pool import PoolQuestion
+def judge(response: str, gt: dict, n_images: int = 2, **kw):
+    return judge_chain(response, data_source="mindcube", ground_truth=gt, extra_info={"n_images": n_images, "task": "among"}, **kw)
 
-    q = PoolQuestion(row=0, question_id="q", data_source="mindcube", question=pool_question("q"),
-                     ground_truth={"type": "choice", "answer": "B", "options": ["A", "B", "C", "D"], "task": "among"},
-                     extra_info={"n_images": 2, "task": "among"})  # fmt: skip
-    assert judge(chain("B"), q).keep
+
+def test_judge_uses_the_project_scorer():
+    gt = {"type": "choice", "answer": "B", "options": ["A", "B", "C", "D"], "task": "among"}
+    assert judge(chain("B"), gt).keep
     only_image_1 = chain("B").replace("Image 2: [chair, sofa, right]", "Image 2: the chair is on the right")
-    decision = judge(only_image_1, q)
+    decision = judge(only_image_1, gt)
     assert not decision.keep and decision.acc == 1.0 and decision.reasons == ("structure: 'Step 1' has no triplet for image(s) [2]",)
-    assert judge(chain("B"), q, finish_reason="length").reasons[0].startswith("truncated")
+    assert judge(chain("B"), gt, finish_reason="length").reasons[0].startswith("truncated")
+    # a row with key references: a chain stating none of them is refused (R_ref would pay nothing)
+    keyed = {**gt, "references": {"1": [["sofa", "ball", "behind"]], "2": [["ball", "sofa", "left"]]}}
+    assert judge(chain("B"), keyed).keep  # image 1 states [sofa, ball, behind]
+    other = chain("B").replace("[sofa, ball, behind], ", "")
+    assert judge(other, keyed).reasons == ("references: Step 1 states none of the 2 key references with its relation (R_ref would pay nothing)",)
+    # bare references ask for nothing
+    assert judge(other, {**gt, "references": {"1": [["sofa", None, None]]}}).keep
+
+
+@settings_(max_examples=150, deadline=None)
+@given(mv_samples(), mv_settings(), st.data())
+def test_the_sft_filter_and_r_ref_agree_on_teacher_style_chains(sample, reward_settings, data):
+    """Stage 1 keeps only what stage 2 pays for: a teacher-style chain whose Step 1 triplets are true (each
+    image's key references, some written the other way round, plus relations between other objects that
+    no key reference contradicts) is kept exactly when it states a key reference, and then earns R_ref > 0
+    under any settings with ref_weight > 0 that read as many triplets as the filter (ref_max_triplets >= 64,
+    the default)."""
+    views, gt_views = sample
+    assume(reward_settings.ref_weight > 0)
+    reward_settings = dataclasses.replace(reward_settings, ref_max_triplets=max(reward_settings.ref_max_triplets, DEFAULT_MAX_TRIPLETS))
+    n_images = max(views)
+    stated = {}
+    for k in range(1, n_images + 1):
+        keys = views.get(k, [])
+        chosen = data.draw(st.lists(st.sampled_from(keys), unique=True)) if keys else []
+        chosen = [(b, a, INVERSE[r]) if data.draw(st.booleans()) else (a, b, r) for a, b, r in chosen]
+        extra = [("lamp" + "x" * i, "rug" + "x" * i, "near") for i in range(data.draw(st.integers(0 if chosen else 1, 2)))]  # objects of no key
+        stated[k] = chosen + extra
+    think = "Step 1 (per-view reference analysis):\n" + "\n".join(
+        f"Image {k}: " + " ".join(f"[{a}, {b}, {r}]" for a, b, r in t) for k, t in stated.items()
+    )
+    response = f"<think>{think}\nStep 2 (cross-view mapping): one map.\nStep 3 (spatial reasoning): so C.</think><answer>C</answer>"
+    gt = {"type": "choice", "answer": "C", "options": ["A", "B", "C", "D"], "task": "among", "references": gt_views}
+    decision = judge(response, gt, n_images=n_images)
+    names_a_key = any(t in views.get(k, []) or (t[1], t[0], INVERSE[t[2]]) in views.get(k, []) for k, ts in stated.items() for t in ts)
+    assert decision.keep == names_a_key, decision.reasons
+    r_ref = multiview_reward(response, gt, reward_settings)["r_ref"]
+    if decision.keep:
+        assert r_ref > 0
+    else:
+        assert [reason_code(r) for r in decision.reasons] == ["references"]
+
+
+def test_the_length_limit_counts_the_students_tokens(tiny_qwen25vl):
+    limit = ResponseLimit.from_tokenizer(tiny_qwen25vl, 10**6)
+    n = limit.count_tokens(chain("B"))
+    assert n > 20  # the chain's tokens plus the end-of-turn token
+    gt = {"type": "choice", "answer": "B", "options": ["A", "B", "C", "D"], "task": "among"}
+    assert judge(chain("B"), gt, limit=ResponseLimit.from_tokenizer(tiny_qwen25vl, n)).keep
+    too_long = judge(chain("B"), gt, limit=ResponseLimit.from_tokenizer(tiny_qwen25vl, n - 1))
+    assert too_long.reasons == (f"too_long: {n} student tokens > data.max_response_length {n - 1}",)
+
+
+def test_an_overlong_chain_is_rejected_and_counted_and_a_skipped_check_is_reported_once(tmp_path, tiny_qwen25vl):
+    truth = write_pool(tmp_path / "pool.parquet", 4)
+    n = ResponseLimit.from_tokenizer(tiny_qwen25vl, 1).count_tokens(chain("A"))
+    logged: list[str] = []
+    with ScriptedChatServer(truth) as server:
+        result = generate(settings(server), tmp_path / "pool.parquet", tmp_path / "skipped", progress=False, log=logged.append)
+        assert [m for m in logged if "no --tokenizer" in m] == [logged[0]] and "2048 student tokens" in logged[0]  # star_r1_mv's, once
+        assert result.report["length_check"] == {"checked": False, "tokenizer": None, "max_response_length": None}
+        assert "length check was skipped" in (tmp_path / "skipped" / "report.md").read_text()
+        # every chain of the script has the same length in tokens of this tokenizer: a limit one short rejects them all
+        result = generate(
+            settings(server, tokenizer=tiny_qwen25vl, max_response_length=n - 1), tmp_path / "pool.parquet", tmp_path / "out", progress=False
+        )
+    assert result.report["length_check"] == {"checked": True, "tokenizer": tiny_qwen25vl, "max_response_length": n - 1}
+    assert result.report["total"]["kept"] == 0 and result.report["rejected_by"] == {"too_long": 4}
+    rejected = [json.loads(line) for line in (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()]
+    assert {r["reasons"][0] for r in rejected} == {f"too_long: {n} student tokens > data.max_response_length {n - 1}"}
+    # the same cache, the limit met: all kept (no new request; --offline)
+    kept = generate(
+        settings(server, tokenizer=tiny_qwen25vl, max_response_length=n), tmp_path / "pool.parquet", tmp_path / "out", offline=True, progress=False
+    )
+    assert kept.report["total"]["kept"] == 4
+
+
+def test_the_rl_recipes_response_length_is_read_without_composing():
+    from star_verl.recipes import compose_recipe, recipe_value
+
+    cfg = compose_recipe("star_r1_mv", ["actor_rollout_ref.model.path=x"])
+    assert recipe_value("star_r1_mv", "data.max_response_length") == cfg.data.max_response_length == 2048
+    assert TeacherSettings(base_url="http://x", model="m").response_length() == 2048
+    with pytest.raises(KeyError, match="does not set"):
+        recipe_value("star_r1_mv", "data.no_such_key")
 
 
 def test_retry_after_forms(monkeypatch):
@@ -395,8 +488,8 @@ def test_each_sample_is_judged_once(tmp_path, monkeypatch):
     from star_verl.prep.teacher import outputs
 
     calls = []
-    real = outputs.judge
-    monkeypatch.setattr(outputs, "judge", lambda *a, **k: calls.append(a[1].question_id) or real(*a, **k))
+    real = outputs.judge_chain
+    monkeypatch.setattr(outputs, "judge_chain", lambda *a, **k: calls.append(k["extra_info"]["question_id"]) or real(*a, **k))
     truth = write_pool(tmp_path / "pool.parquet", 4)
     with ScriptedChatServer(truth) as server:
         result = generate(settings(server, samples_per_question=2), tmp_path / "pool.parquet", tmp_path / "out", progress=False)

@@ -13,23 +13,26 @@ from pathlib import Path
 
 import pytest
 
+from star_verl.prep.trance import build_question
 from star_verl.tasks.references import RELATIONS, normalize_relation, parse_reference_triplets, three_step_structure
 from star_verl.tasks.registry import DATA_SOURCES
 from star_verl.tasks.tvr import parse_tvr_answer
 from star_verl.templates import DEFAULT_TEMPLATE_FOR_SOURCE, IMAGE_PLACEHOLDER, TEMPLATES, get_template
 
 GOLDEN = Path(__file__).parent / "golden" / "templates"
+# the objects of the README's TVR example
+TVR_EXAMPLE_OBJECTS = [
+    {"size": "small", "color": "gray", "material": "metal", "shape": "cylinder", "position": [-8, 3]},
+    {"size": "large", "color": "red", "material": "rubber", "shape": "cube", "position": [5, -12]},
+    {"size": "medium", "color": "yellow", "material": "glass", "shape": "sphere", "position": [14, 9]},
+]
 UPDATE = os.environ.get("STAR_VERL_UPDATE_GOLDEN") == "1"
 
 # One raw question per source, as the converters write them (DESIGN.md: raw question with one <image>
 # per image; TVR's carries the initial objects with their indices). Texts follow the real samples
 # quoted in shared/reference/datasets.md.
 QUESTIONS = {
-    "tvr": (
-        "Initial state: <image>\nFinal state: <image>\n"
-        "Objects in the initial state (index: size color material shape):\n"
-        "0: small gray metal cylinder\n1: large red rubber cube\n2: medium yellow glass sphere"
-    ),
+    "tvr": build_question(TVR_EXAMPLE_OBJECTS, with_positions_outside=False),
     "mindcube": (
         "<image>\n<image>\nBased on these two views showing the same scene: in which direction did I move from the first view "
         "to the second view? A. Directly left B. Diagonally forward and right C. Diagonally forward and left D. Directly right"
@@ -126,3 +129,9 @@ def test_tvr_example_answer_is_what_the_tvr_parser_reads():
     system = TEMPLATES["tvr"].system
     example = re.search(r"for example <answer>(.*?)</answer>", system).group(1)
     assert [(t.obj_idx, t.attr, t.val) for t in parse_tvr_answer(example)] == [(2, "color", "cyan"), (4, "size", "small")]
+
+
+def test_the_readme_tvr_example_is_what_the_converter_writes():
+    """The README's TVR template example: the template on the question the converter builds."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert render("tvr", QUESTIONS["tvr"]) in readme

@@ -116,6 +116,24 @@ def test_question_lists_visible_objects_with_their_indices():
     assert "3: large blue rubber sphere at (-19, 37) (outside the visible area)" in q_all.splitlines()
 
 
+def test_object_coordinates_are_a_converter_option(trance7, tmp_path):
+    q = build_question(OBJECTS, with_positions_outside=False, object_positions=False)
+    assert "9: medium yellow rubber cube" in q.splitlines() and " at (" not in q and "as index: size color material shape:" in q
+    listed = [int(line.split(":")[0]) for line in q.splitlines() if line[:1].isdigit()]
+    assert listed == VISIBLE  # the same objects, the same indices
+    q_all = build_question(OBJECTS, with_positions_outside=True, object_positions=False)
+    assert "3: large blue rubber sphere (outside the visible area)" in q_all.splitlines()
+    # the default (coordinates on) and the command-line switch reach the rows
+    assert TranceConvertConfig().object_positions is True
+    assert (
+        build_main(["--trance", str(trance7), "--out", str(tmp_path / "plain"), "--split-sizes", "3,2,2", "--no-object-positions", "--no-progress"])
+        == 0
+    )
+    assert build_main(["--trance", str(trance7), "--out", str(tmp_path / "xy"), "--split-sizes", "3,2,2", "--no-progress"]) == 0
+    plain, xy = (rows(tmp_path / d / "train.parquet")[0]["prompt"][0]["content"] for d in ("plain", "xy"))
+    assert " at (" not in plain and " at (" in xy and plain.count("\n") == xy.count("\n")
+
+
 def test_position_moves_are_skipped_by_default_and_counted(tmp_path):
     move = {"obj_idx": 2, "attr": "position", "val": ["behind", 1], "type": "inner"}
     recs = [color_change(0), record(1, [{"obj_idx": 2, "attr": "color", "val": "cyan"}, move]), color_change(2)]

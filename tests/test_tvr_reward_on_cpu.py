@@ -149,6 +149,56 @@ def test_naive_mode_pays_the_format_and_the_exact_set_only():
     assert (r["r_pos"], r["r_incorrect"], r["r_under"], r["n_exact"], r["diff"]) == (0.0, 0.0, 0.0, 1.0, 2.0)
 
 
+def test_count_diff_mode_worked_examples():
+    """docs/rewards.md: r_pos as in the dense reward, both penalties replaced by -|n_pred - n_gt|
+    (the over-count logged in r_incorrect, the under-count in r_under); ground truth {2.color.cyan, 4.color.brown}."""
+    r = tvr_reward(WORKED_ANSWER, WORKED_GT, TVRRewardSettings(tvr_mode="count_diff"))
+    assert (r["score"], r["r_pos"], r["r_incorrect"], r["r_under"]) == (1 + 6.5 - 1, 6.5, -1.0, 0.0)  # one more than the two
+    assert score(tagged("2.color.red, 4.color.red"), tvr_mode="count_diff") == 1 + 3.0  # the right count: wrong values cost nothing
+    assert score(tagged("2.color.red, 4.color.red")) == 1 + 3.0 - 2  # ... while the dense reward charges both
+    r = tvr_reward(tagged("2.color.cyan"), WORKED_GT, TVRRewardSettings(tvr_mode="count_diff"))
+    assert (r["score"], r["r_incorrect"], r["r_under"]) == (1 + 5 - 1, 0.0, -1.0)
+    assert score(EXACT, tvr_mode="count_diff") == 11.0 and score(tagged(""), tvr_mode="count_diff") == 1 - 2
+    thirty = tagged(", ".join(f"{i}.color.{c}" for i in range(10) for c in ("red", "cyan", "brown")))
+    assert score(thirty, tvr_mode="count_diff") == 1 + 10 - 28
+    assert score(thirty, tvr_mode="count_diff", tvr_incorrect_penalty=0.5) == 1 + 10 - 14  # the penalties' weights apply
+
+
+def test_n_hedge_counts_predictions_beyond_the_first_per_index_and_attribute():
+    r = compute_score("tvr", tagged("2.color.red, 2.color.cyan, 4.color.brown, 4.color.brown, 2.size.large"), WORKED_GT)
+    assert r["n_hedge"] == 1.0  # 2.color twice; the repeated 4.color.brown is a duplicate, not a hedge; 2.size is another attribute
+    assert compute_score("tvr", EXACT, WORKED_GT)["n_hedge"] == 0.0
+    assert compute_score("tvr", tagged(", ".join(f"4.color.{c}" for c in COLORS)), WORKED_GT)["n_hedge"] == 7.0
+    assert compute_score("tvr", tagged("2.color.red, 2.color.cyan"), WORKED_GT, tvr_mode="naive")["n_hedge"] == 1.0  # logged in every mode
+
+
+def test_first_prediction_only_worked_example():
+    hedged = tagged("2.color.red, 2.color.cyan, 4.color.brown")
+    # the paper's reading: 2.color.cyan and 4.color.brown exact (10), 2.color.red earns nothing, 1 incorrect
+    assert score(hedged) == 1 + 10 - 1
+    # first prediction only: 2.color.red is the one that counts (index + attribute, 1.5); 2.color.cyan can earn
+    # nothing; 4.color.brown exact (5); two predictions are not exact
+    r = tvr_reward(hedged, WORKED_GT, TVRRewardSettings(tvr_first_prediction_only=True))
+    assert (r["score"], r["r_pos"], r["r_incorrect"], r["n_exact"], r["n_hedge"], r["acc"]) == (1 + 6.5 - 2, 6.5, -2.0, 1.0, 1.0, 0.0)
+    assert score(EXACT, tvr_first_prediction_only=True) == score(EXACT) == 11.0  # nothing changes without hedges
+
+
+def test_hedging_pays_under_the_papers_weights_unless_over_78_percent_sure():
+    """docs/rewards.md: object 4's size changed from small (the question lists it); the model hesitates
+    between the other two values. One guess, right with probability q: 1 + 5 or 1 + 1.5 - 1; both values:
+    1 + 5 - 1. Both pay more unless q > 7/9 (78%); with first prediction only, a guess always pays more."""
+    gt = tvr_gt([(4, "size", "large")])
+    right, wrong, both = (score(tagged(a), gt) for a in ("4.size.large", "4.size.medium", "4.size.medium, 4.size.large"))
+    assert (right, wrong, both) == (6.0, 1.5, 5.0)
+    q = 7 / 9
+    assert q * right + (1 - q) * wrong == pytest.approx(both)
+    first = dict(tvr_first_prediction_only=True)
+    right_first, wrong_first = score(tagged("4.size.large, 4.size.medium"), gt, **first), score(tagged("4.size.medium, 4.size.large"), gt, **first)
+    assert (right_first, wrong_first) == (1 + 5 - 1, 1 + 1.5 - 2)
+    for q in (0.0, 0.3, 0.5, 7 / 9, 1.0):  # listing both = the first one is the guess, plus a prediction that cannot pay
+        assert q * right_first + (1 - q) * wrong_first < q * right + (1 - q) * wrong
+
+
 def test_settings_through_compute_score_kwargs():
     r = compute_score("tvr", WORKED_ANSWER, WORKED_GT, None, tvr_incorrect_penalty=0.0, tvr_format_weight=0.5)
     assert r["score"] == 7.0
@@ -166,6 +216,7 @@ def test_settings_through_compute_score_kwargs():
         {"tvr_max_items": 0},
         {"tvr_attr_weight": "1.5"},
         {"tvr_format_weight": True},
+        {"tvr_first_prediction_only": "yes"},
     ],
 )
 def test_bad_settings_raise(kw):
@@ -356,3 +407,17 @@ def test_enumerating_a_three_valued_attribute_of_a_known_object_pays_under_the_p
 def test_parser_reads_written_items_back_in_order(items, sep, upper):
     text = sep.join(f"{t.obj_idx} . {t.attr}.{t.val}" for t in items)
     assert parse_tvr_answer(text.upper() if upper else text) == items
+
+
+@PROPERTY
+@given(samples(), st.lists(triplets, min_size=1, max_size=8), st.data())
+def test_with_first_prediction_only_a_hedge_never_pays(gt, items, data):
+    """A second value for an (index, attribute) already predicted never raises the score, and n_hedge counts it."""
+    first = TVRRewardSettings(tvr_first_prediction_only=True)
+    before = tvr_reward(as_answer(items), gt, first)
+    base = data.draw(st.sampled_from(items))
+    value = data.draw(st.sampled_from([v for v in VOCAB.get(base.attr, ("teal",)) if v != base.val] or ["teal"]))
+    hedge = Triplet(base.obj_idx, base.attr, value)
+    after = tvr_reward(as_answer([*items, hedge]), gt, first)
+    assert after["score"] <= before["score"]
+    assert after["n_hedge"] == before["n_hedge"] + (hedge not in items)

@@ -13,7 +13,7 @@ Input lines (one JSON object per line), either
 Protocols:
 - `official`: each benchmark's own scorer (`star_verl.eval.official`), quirks included.
 - `strict`: the reward's parsers (`star_verl.rewards.compute_score`: `acc` is correctness, `r_ans`
-  with `mv_answer_weight=1` is the sample's score, e.g. the MRA).
+  with `mv_answer_weight=1, mv_graded_share=1` is the sample's score, e.g. the MRA).
 TVR has one protocol: TVR's official evaluator IS the metrics of `star_verl.tasks.tvr` (the
 reward's answer parser, state-based distance), so both protocols give the same TVR numbers.
 """
@@ -191,7 +191,9 @@ def score_sample(sample: Sample, protocol: str) -> Scored:
         return Scored(sample, category, metrics["strict"] == 1.0, metrics["strict"], int(metrics["diff"]), well_formed, metrics)
     kind = official.spar_task_kind(category, gt.get("type")) if sample.family == "spar" else "mca"
     if protocol == "strict":
-        reward = compute_score(sample.family, response, gt, sample.extra_info, mv_answer_weight=1.0)
+        reward = compute_score(
+            sample.family, response, gt, sample.extra_info, mv_answer_weight=1.0, mv_graded_share=1.0, mv_format_weight=0.0, ref_weight=0.0
+        )
         return Scored(sample, category, reward["acc"] == 1.0, reward["r_ans"], None, well_formed, kind=kind)
     answer = gt["answer"]
     if sample.family == "mindcube":
@@ -336,7 +338,7 @@ PROTOCOL_DESCRIPTIONS = {
     ),
     "strict": (
         "The reward's parsers (star_verl.rewards.compute_score): correct = acc, score = r_ans with "
-        "mv_answer_weight=1 (the option, the MRA, the view-change MRA of the last <answer> block). "
+        "mv_answer_weight=1 and mv_graded_share=1 (the option, the MRA, the view-change MRA of the last <answer> block). "
         "TVR: TVR's evaluator metrics (one protocol)."
     ),
 }

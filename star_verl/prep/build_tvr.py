@@ -81,6 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-pixels", type=int, help="resize every image to at most this many pixels (Qwen2.5-VL rounding); default: keep the bytes as read"
     )
+    p.add_argument(
+        "--no-object-positions",
+        action="store_true",
+        help="list the initial objects without their 'at (x, y)' grid coordinates (default: with them; the paper's prompt is not published)",
+    )
     p.add_argument("--skip-bad", action="store_true", help="skip bad samples (counted and listed) instead of stopping at the first")
     p.add_argument("--overwrite", action="store_true", help="replace existing output")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -111,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     config = TranceConvertConfig(
         views=views, train_views=train_views, attributes=attributes, split_sizes=sizes, limit=args.limit,
         skip_bad=args.skip_bad, overwrite=args.overwrite, max_pixels=args.max_pixels, progress=not args.no_progress,
+        object_positions=not args.no_object_positions,
     )  # fmt: skip
     start = time.time()
     try:

@@ -172,6 +172,10 @@ def with_placeholders(question: str, n_images: int, where: str) -> str:
     return question
 
 
+# What a converter passes as references: per view (image number -> triplets), or flat (image unknown).
+References = Mapping[int, Iterable[Sequence[Any]]] | Iterable[Sequence[Any]]
+
+
 def clean_references(refs: Iterable[Sequence[Any]]) -> tuple[tuple[Any, ...], ...]:
     """References the reward accepts, without repeats: each goes through the reward's own reference
     parser (`star_verl.tasks.references`), and one that repeats an earlier one after its
@@ -188,6 +192,15 @@ def clean_references(refs: Iterable[Sequence[Any]]) -> tuple[tuple[Any, ...], ..
     return tuple(out)
 
 
+def _reference_fields(references: References) -> dict[str, Any]:
+    """The ground truth's reference fields: per view for a mapping (images without references left
+    out), flat otherwise."""
+    if isinstance(references, Mapping):
+        views = ((int(k), clean_references(refs)) for k, refs in sorted(references.items()))
+        return {"written_view_references": tuple((k, refs) for k, refs in views if refs)}
+    return {"written_references": clean_references(references)}
+
+
 def _ground_truth(where: str, **fields: Any) -> MultiViewGroundTruth:
     """The typed ground truth (checked as the reward checks it when it is made), so a converter never
     writes a row the reward cannot score; a value it refuses is bad input of this record."""
@@ -197,25 +210,25 @@ def _ground_truth(where: str, **fields: Any) -> MultiViewGroundTruth:
         raise BadInput(where, f"ground truth the reward cannot score: {exc}") from None
 
 
-def choice_ground_truth(answer: str, options: Sequence[str], task: str, references: Iterable[Sequence[Any]], where: str) -> MultiViewGroundTruth:
+def choice_ground_truth(answer: str, options: Sequence[str], task: str, references: References, where: str) -> MultiViewGroundTruth:
     letter = str(answer).strip().upper()
     if letter not in options:
         raise BadInput(where, f"answer {answer!r} is not one of the listed options {list(options)}")
-    return _ground_truth(where, type="choice", answer=letter, options=tuple(options), written_references=clean_references(references), task=task)
+    return _ground_truth(where, type="choice", answer=letter, options=tuple(options), task=task, **_reference_fields(references))
 
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 
 
-def numeric_ground_truth(answer: Any, task: str, references: Iterable[Sequence[Any]], where: str) -> MultiViewGroundTruth:
+def numeric_ground_truth(answer: Any, task: str, references: References, where: str) -> MultiViewGroundTruth:
     numbers = _NUMBER.findall(str(answer))
     if len(numbers) != 1:
         raise BadInput(where, f"numeric answer {answer!r} must hold exactly one number")
-    return _ground_truth(where, type="numeric", answer=float(numbers[0]), written_references=clean_references(references), task=task)
+    return _ground_truth(where, type="numeric", answer=float(numbers[0]), task=task, **_reference_fields(references))
 
 
-def view_change_ground_truth(answer: Any, task: str, references: Iterable[Sequence[Any]], where: str) -> MultiViewGroundTruth:
-    return _ground_truth(where, type="view_change", answer=str(answer).strip(), written_references=clean_references(references), task=task)
+def view_change_ground_truth(answer: Any, task: str, references: References, where: str) -> MultiViewGroundTruth:
+    return _ground_truth(where, type="view_change", answer=str(answer).strip(), task=task, **_reference_fields(references))
 
 
 # --------------------------------------------------------------------------------------------
@@ -503,8 +516,8 @@ def check_leakage(train_files: Sequence[Path], bench_files: Sequence[Path]) -> l
 
 
 def has_references(gt: MultiViewGroundTruth) -> tuple[bool, bool]:
-    """(any references, any with a relation)."""
-    return bool(gt.references), any(r.relation is not None for r in gt.references)
+    """(any references, any with a relation: what R_ref scores)."""
+    return bool(gt.all_references), gt.has_relations
 
 
 @dataclass

@@ -35,15 +35,21 @@ Names (`marked_objects`): the objects SPAR marks, named in the question before t
 their marker's color ("books (red)", "books (blue)"). A marker whose object no name is read for is a
 reference loss (`reference_loss`), counted per task in the summary.
 
-References: the marked objects, and the relations the answer states. A relation answer is comma-separated
-slots (empty = indistinguishable). Object-camera tasks (`*_oc*`): 3 slots (left/right, above/below,
-front/behind) say where the target stands relative to the observer -> `[target, "observer", word]`.
-Object-object tasks (`*_oo*`): left/right, above/below, closer/farther of the first object relative to
-the second -> `[obj1, obj2, word]`, and with 5 slots each object in front of / behind the observer
--> `[obj_i, "observer", word]`; the pair is the two marked objects, red and yellow in the
-imagination tasks (green and blue place the moved observer). closer/farther become front/behind
-("front" = nearer the viewer). Other marked objects (imagination anchors, depth/distance objects) are
-bare references `[name, null, null]`.
+References (never from the answer: R_ref must ground, not repeat R_ans): the marked objects, by the
+names above.
+- SPAR-7M, per view (`{"1": [...], ...}`): image k's references come only from the markers drawn on
+  image k (`star_verl.prep.markers.marker_plan`), as left/right in that image (0-1000 coordinates; a
+  point spans one x, a box its x1..x2): two marked objects `[a, b, left]` when a's extent ends at least
+  `MARKER_GAP` left of b's start; a marked object and the camera `[a, "observer", left]` when its
+  extent ends at least `MARKER_GAP` left of the image center (right likewise). Anything closer is left
+  out, and so are above/below and front/behind (image height and marker size do not tell them). In
+  image 1 (the primary view) a relation of the kind the answer states there is left out too:
+  object-camera for `obj_spatial_relation_oc_mv`, object-object for `obj_spatial_relation_oo_mv`
+  (`ANSWER_RELATIONS_IN_PRIMARY_VIEW`). A marked object image k relates to nothing is bare there
+  (`[name, null, null]`); a marker whose color the question names for no object is left out (one
+  object named without a color, "sink (bbox)", is the one drawn color no mention names).
+- SPAR-Bench (markers already drawn, no coordinates released): bare references, one per marked
+  object, flat (the image is not known).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ import json
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from itertools import combinations
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -60,13 +67,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from star_verl.prep.markers import MARKER_FIELDS, MarkerError, marker_plan
+from star_verl.prep.markers import MARKER_FIELDS, Marker, MarkerError, MarkerPlan, marker_plan
 from star_verl.prep.multiview import (
     OBSERVER,
     BadInput,
     BadInputLog,
     Catalog,
     ImageRef,
+    References,
     Sample,
     check_columns,
     choice_ground_truth,
@@ -76,6 +84,7 @@ from star_verl.prep.multiview import (
     with_placeholders,
 )
 from star_verl.tasks.multiview import MultiViewGroundTruth
+from star_verl.tasks.references import normalize_object
 from star_verl.tasks.registry import (
     SPAR7M_ANSWER_FORMATS,
     SPAR7M_MAP_TASKS,
@@ -113,10 +122,10 @@ _STOP = {
     "has", "have", "had", "this", "these", "those", "there", "here", "please", "can", "could", "would", "should", "will",
     "show", "shows", "showing", "marked", "marks", "marking", "either", "whether", "closer", "farther", "nearer",
 }  # fmt: skip
-RELATION_WORDS = {"left", "right", "above", "below", "front", "behind", "closer", "farther"}
-# "closer"/"farther" (object 1 nearer the observer than object 2, or not) in the reward's words:
-# "front" is nearer the viewer, as in MindCube's references.
-_AS_REFERENCE = {"closer": "front", "farther": "behind"}
+MARKER_GAP = 50  # 0-1000 image coordinates: a left/right relation needs this much horizontal room
+_CENTER_X = 500.0
+# tasks whose answer states a relation in image 1's frame: that kind of relation is left out of image 1
+ANSWER_RELATIONS_IN_PRIMARY_VIEW = {"obj_spatial_relation_oc_mv": "observer", "obj_spatial_relation_oo_mv": "pair"}
 
 
 def parse_line_options(question: str) -> dict[str, str]:
@@ -193,36 +202,64 @@ def reference_loss(question: str) -> str | None:
     return f"no object name read for the marker(s) {', '.join(unnamed)}" if unnamed else None
 
 
-def _slots(text: str) -> list[str] | None:
-    slots = [s.strip().lower() for s in text.split(",")]
-    if all(s in RELATION_WORDS or s == "" for s in slots) and any(slots):
-        return [_AS_REFERENCE.get(s, s) for s in slots]
+def _names_by_color(question: str, plan: MarkerPlan) -> dict[str, str]:
+    """Marker color -> the name of the object it marks: the color's first mention; one object named
+    without a color ("sink (bbox)") is the one drawn color no mention names, when there is exactly one."""
+    mentions = marked_objects(question)
+    by_color = {c: n for c, n in reversed(mentions) if c}
+    uncolored = {n for c, n in mentions if c is None and n not in by_color.values()}
+    free = {m[1] for markers in plan for m in markers} - set(by_color)
+    if len(uncolored) == 1 and len(free) == 1:
+        by_color[free.pop()] = uncolored.pop()
+    return by_color
+
+
+def _extent(marker: Marker) -> tuple[float, float]:
+    kind, _, coords = marker
+    return (coords[0], coords[0]) if kind == "point" else (min(coords[0], coords[2]), max(coords[0], coords[2]))
+
+
+def _side(a: tuple[float, float], b: tuple[float, float]) -> str | None:
+    """ "left" when extent a ends at least MARKER_GAP before b starts, "right" for the mirror case, else None."""
+    if a[1] + MARKER_GAP <= b[0]:
+        return "left"
+    if b[1] + MARKER_GAP <= a[0]:
+        return "right"
     return None
 
 
-def references(task: str, question: str, answer_text: str | None) -> list[list[Any]]:
-    """Marked objects and the relations the answer states (see the module docstring)."""
-    mentions = marked_objects(question)
-    names = list(dict.fromkeys(n for _, n in mentions))
-    by_color = {c: n for c, n in reversed(mentions) if c}  # a color's first mention
-    slots = _slots(answer_text) if answer_text else None
-    refs: list[list[Any]] = []
-    if slots is not None and "_oo" in task:
-        # object-object tasks: the imagination ones relate red and yellow (green and blue place the
-        # observer), the others their two marked objects
-        pair = [by_color.get("red"), by_color.get("yellow")] if task.startswith("spatial_imagination") else names[:2]
-        if len(pair) == 2 and all(pair) and pair[0] != pair[1]:
-            a, b = pair
-            refs = [[a, b, w] for w in slots[:3] if w]
-            if len(slots) == 5:  # then each object in front of / behind the observer
-                refs += [[n, OBSERVER, w] for n, w in zip((a, b), slots[3:], strict=True) if w]
-    elif slots is not None and len(slots) == 3:
-        target = by_color.get("red") or (names[0] if names else None)
-        if target:
-            refs = [[target, OBSERVER, w] for w in slots if w]
-    named = {r[0] for r in refs} | {r[1] for r in refs}
-    refs += [[n, None, None] for n in names if n not in named]
+def spar7m_references(task: str, question: str, plan: MarkerPlan) -> dict[int, list[list[Any]]]:
+    """Each image's references from its own markers (see the module docstring): image number -> triplets."""
+    by_color = _names_by_color(question, plan)
+    leave_out = ANSWER_RELATIONS_IN_PRIMARY_VIEW.get(task)
+    refs: dict[int, list[list[Any]]] = {}
+    for k, markers in enumerate(plan, 1):
+        objects: dict[str, tuple[float, float]] = {}
+        for marker in markers:
+            name = by_color.get(marker[1])
+            if name is not None and name not in objects:
+                objects[name] = _extent(marker)
+        view: list[list[Any]] = []
+        if not (k == 1 and leave_out == "pair"):
+            for (a, ea), (b, eb) in combinations(objects.items(), 2):
+                relation = _side(ea, eb)
+                if relation and normalize_object(a) != normalize_object(b):
+                    view.append([a, b, relation])
+        if not (k == 1 and leave_out == "observer"):
+            for name, extent in objects.items():
+                relation = _side(extent, (_CENTER_X, _CENTER_X))
+                if relation:
+                    view.append([name, OBSERVER, relation])
+        related = {n for r in view for n in r[:2]}
+        view += [[n, None, None] for n in objects if n not in related]
+        if view:
+            refs[k] = view
     return refs
+
+
+def sparbench_references(question: str) -> list[list[Any]]:
+    """SPAR-Bench's references: one bare reference per marked object named in the question."""
+    return [[n, None, None] for n in dict.fromkeys(n for _, n in marked_objects(question))]
 
 
 def _fill_kind(task: str) -> str | None:
@@ -232,18 +269,16 @@ def _fill_kind(task: str) -> str | None:
     return kind if kind in ("numeric", "view_change") else None
 
 
-def _ground_truth(kind: str, task: str, question: str, answer: Any, where: str) -> MultiViewGroundTruth:
+def _ground_truth(kind: str, task: str, question: str, answer: Any, references: References, where: str) -> MultiViewGroundTruth:
     if kind == "choice":
         options = parse_line_options(question)
         if not options:
             raise BadInput(where, "no options 'A. ...' on their own lines in the question")
-        letter = parse_choice_answer(answer, options)
-        return choice_ground_truth(letter, list(options), task, references(task, question, options.get(letter)), where)
-    refs = references(task, question, None)
+        return choice_ground_truth(parse_choice_answer(answer, options), list(options), task, references, where)
     if kind == "numeric":
-        return numeric_ground_truth(answer, task, refs, where)
+        return numeric_ground_truth(answer, task, references, where)
     if kind == "view_change":
-        return view_change_ground_truth(answer, task, refs, where)
+        return view_change_ground_truth(answer, task, references, where)
     raise AssertionError(kind)
 
 
@@ -656,7 +691,7 @@ def _spar7m_sample(
     except MarkerError as exc:
         raise BadInput(where, str(exc)) from None
     kind = "choice" if fmt == "select" else _fill_kind(task)
-    gt = _ground_truth(kind, task, question, answer, where)
+    gt = _ground_truth(kind, task, question, answer, spar7m_references(task, question, plan), where)
     return Sample(
         data_source="spar",
         origin="spar7m",
@@ -707,7 +742,7 @@ def sparbench_sample(row: dict[str, Any], *, where: str) -> Sample:
             raise BadInput(where, f"image {i} has no bytes")
         refs.append(ImageRef(label=(im.get("path") if isinstance(im, dict) else None) or f"sparbench/{row['id']}/{i}", data=data))
     question = with_placeholders(str(row["question"]), len(refs), where)
-    gt = _ground_truth(kind, task, question, row["answer"], where)
+    gt = _ground_truth(kind, task, question, row["answer"], sparbench_references(question), where)
     return Sample(
         data_source="spar",
         origin="sparbench",

@@ -83,7 +83,7 @@ def compute_score(
     >>> gt = '{"type": "numeric", "answer": 2.0, "task": "toy"}'
     >>> r = compute_score("spar", "<think>two steps</think><answer>about 2.2 m</answer>", gt, {"index": 0}, mv_answer_weight=2.0)
     >>> r["score"], r["acc"], r["r_ans"], list(r) == list(REWARD_KEYS)
-    (2.8, 0.0, 1.8, True)
+    (1.0, 0.0, 0.9, True)
     """
     kwargs.pop("reward_router_address", None)
     kwargs.pop("reward_model_tokenizer", None)

@@ -20,11 +20,12 @@ REWARD_KEYS = (
     "r_incorrect",  # TVR: incorrect-prediction penalty (<= 0)
     "r_under",  # TVR: under-prediction penalty (<= 0)
     "r_ans",  # multi-view: answer term
-    "r_ref",  # multi-view: reference term (0.0 where the sample has no references)
-    "has_ref",  # 1.0 when the sample has references to score
-    "n_pred",  # TVR: predicted transformations; multi-view: predicted reference triplets
-    "n_gt",  # TVR: ground-truth transformations; multi-view: key references
-    "n_exact",  # TVR: exact matches; multi-view: references anchored with the right relation
+    "r_ref",  # multi-view: reference term (0.0 where the sample has no relational references)
+    "has_ref",  # 1.0 when the sample has key references with a relation (bare names are not scored)
+    "n_pred",  # TVR: predicted transformations; multi-view: Step 1 triplets read
+    "n_gt",  # TVR: ground-truth transformations; multi-view: key references with a relation
+    "n_exact",  # TVR: exact matches; multi-view: key references stated with the right relation
+    "n_hedge",  # TVR: distinct predictions beyond the first for the same index and attribute; multi-view: 0.0
     "diff",  # TVR: attribute distance after applying the predictions (official Diff); else 0.0
 )
 

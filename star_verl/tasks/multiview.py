@@ -5,15 +5,23 @@ Ground truth (DESIGN.md), checked strictly when it is made, because a bad one is
   options, the options are distinct single capital letters;
 - `{"type": "numeric", "answer": 2.6, ...}`: a finite number (not a numeric string);
 - `{"type": "view_change", "answer": "move_right:1.6,move_down:0,...", ...}`: all five components;
-- every type: `task` (a string) and optional `references` (`[[obj1, obj2|null, relation|null], ...]`,
-  relations from `star_verl.tasks.references.RELATIONS` or a synonym); no other keys (a typo such as
-  "refrences" must not silently drop the references).
+- every type: `task` (a string) and optional `references`, key reference triplets
+  `[obj1, obj2|null, relation|null]` (relations from `star_verl.tasks.references.RELATIONS` or a
+  synonym) in one of two forms:
+  - per view (what the converters write): an object mapping each image number ("1", "2", ..., as in
+    the template's "Image k" headings) to the key references as they appear in that image's own frame,
+    `{"1": [["sofa", "ball", "behind"]], "2": [["ball", "sofa", "left"]]}`; an image without key
+    references has no entry;
+  - flat (a list): references whose image is not known: SPAR-Bench's bare marked objects, and files
+    written before the per-view form (then stated in image 1's frame).
+  Only references with a relation are scored (`has_relations`); a bare `[name, null, null]` is data.
+  No other keys (a typo such as "refrences" must not silently drop the references).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,17 +35,42 @@ _KEYS = {"type", "answer", "options", "references", "task"}
 WrittenReference = tuple[str, str | None, str | None]  # [object 1, object 2 or null, relation or null] as written
 
 
+ViewReferences = tuple[tuple[int, tuple[WrittenReference, ...]], ...]  # (image k, its references), by k
+
+
+def _normalized(raw: object, where: str) -> tuple[tuple[WrittenReference, ...], tuple[Reference, ...]]:
+    if not isinstance(raw, (list, tuple)):
+        raise TypeError(f"{where} must be a list, got {type(raw).__name__}")
+    references = tuple(reference_from_ground_truth(item) for item in raw)
+    if len({r.key() for r in references}) != len(references):
+        raise ValueError(f"{where} repeat a reference after normalization: {raw!r}")
+    return tuple(tuple(item) for item in raw), references  # type: ignore[misc]
+
+
+def _view_number(key: object) -> int:
+    text = str(key)
+    if isinstance(key, bool) or not text.isdigit() or int(text) < 1 or text != str(int(text)):
+        raise ValueError(f"per-view references: {key!r} is not an image number (1, 2, ...)")
+    return int(text)
+
+
 @dataclass(frozen=True)
 class MultiViewGroundTruth:
     """A multi-view ground truth, checked when it is made (raises KeyError/TypeError/ValueError): the
-    converters build it, `to_dict` is its JSON form and `parse_multiview_ground_truth` reads that back."""
+    converters build it, `to_dict` is its JSON form and `parse_multiview_ground_truth` reads that back.
+
+    References come in one of the two forms of the module docstring: `written_view_references`
+    (per view: a mapping or (image, references) pairs; None = the flat form) or `written_references`
+    (flat); giving both is an error."""
 
     type: str  # one of ANSWER_TYPES
     answer: str | float  # the option letter, the number, or the view-change string as written
     task: str
     options: tuple[str, ...] | None = None  # choice only (None elsewhere); a tuple once made
-    written_references: tuple[WrittenReference, ...] | None = ()  # as the converter wrote them; None = none
-    references: tuple[Reference, ...] = field(init=False)  # normalized: what the reward matches
+    written_references: tuple[WrittenReference, ...] | None = ()  # the flat form, as written; None = none
+    written_view_references: ViewReferences | Mapping[Any, Iterable[WrittenReference]] | None = None  # per view, as written
+    references: tuple[Reference, ...] = field(init=False)  # the flat form, normalized
+    view_references: tuple[tuple[int, tuple[Reference, ...]], ...] = field(init=False)  # per view, normalized, by image
     components: tuple[float, ...] | None = field(init=False)  # view_change: the five signed components
 
     def __post_init__(self) -> None:
@@ -62,26 +95,58 @@ class MultiViewGroundTruth:
             raise ValueError(f"answer type {kind!r} is not one of {ANSWER_TYPES}")
         if kind != "choice" and options is not None:
             raise KeyError(f"'options' belongs to choice ground truth only, not {kind!r}")
-        raw_refs = self.written_references
-        if raw_refs is None:
-            raw_refs = ()
-        if not isinstance(raw_refs, (list, tuple)):
-            raise TypeError(f"references must be a list, got {type(raw_refs).__name__}")
-        references = tuple(reference_from_ground_truth(item) for item in raw_refs)
-        if len({r.key() for r in references}) != len(references):
-            raise ValueError(f"references repeat a reference after normalization: {raw_refs!r}")
+        written, references = _normalized(self.written_references or (), "references")
+        per_view = self.written_view_references
+        written_views: ViewReferences | None = None
+        views: list[tuple[int, tuple[Reference, ...]]] = []
+        if per_view is not None:
+            if written:
+                raise ValueError("references are either per view or flat, not both")
+            items = per_view.items() if isinstance(per_view, Mapping) else per_view
+            if not isinstance(items, Iterable) or isinstance(items, (str, bytes)):
+                raise TypeError(f"per-view references must map image numbers to lists, got {type(per_view).__name__}")
+            by_view: dict[int, tuple[tuple[WrittenReference, ...], tuple[Reference, ...]]] = {}
+            for item in items:
+                if not isinstance(item, (list, tuple)) or len(item) != 2:
+                    raise TypeError(f"per-view references must be (image number, references) pairs, got {item!r}")
+                k = _view_number(item[0])
+                if k in by_view:
+                    raise ValueError(f"per-view references name image {k} twice")
+                by_view[k] = _normalized(item[1], f"references of image {k}")
+            written_views = tuple((k, by_view[k][0]) for k in sorted(by_view))
+            views = [(k, by_view[k][1]) for k in sorted(by_view)]
         object.__setattr__(self, "answer", answer)
         object.__setattr__(self, "options", tuple(options) if kind == "choice" else None)
-        object.__setattr__(self, "written_references", tuple(tuple(item) for item in raw_refs))
+        object.__setattr__(self, "written_references", written)
+        object.__setattr__(self, "written_view_references", written_views)
         object.__setattr__(self, "references", references)
+        object.__setattr__(self, "view_references", tuple(views))
         object.__setattr__(self, "components", components)
 
+    @property
+    def per_view(self) -> bool:
+        """The references are stated per image (the converters' form), not flat."""
+        return self.written_view_references is not None
+
+    @property
+    def all_references(self) -> tuple[Reference, ...]:
+        """Every key reference, flat and per view, in order."""
+        return self.references + tuple(r for _, refs in self.view_references for r in refs)
+
+    @property
+    def has_relations(self) -> bool:
+        """Some key reference has a relation: the row has something for R_ref to score (`has_ref`)."""
+        return any(r.relational for r in self.all_references)
+
     def to_dict(self) -> dict[str, Any]:
-        """The JSON form of DESIGN.md (`parse_multiview_ground_truth` reads it back to an equal object)."""
+        """The JSON form of the module docstring (`parse_multiview_ground_truth` reads it back to an equal object)."""
         out: dict[str, Any] = {"type": self.type, "answer": self.answer}
         if self.options is not None:
             out["options"] = list(self.options)
-        out["references"] = [list(item) for item in self.written_references or ()]
+        if self.written_view_references is not None:
+            out["references"] = {str(k): [list(item) for item in refs] for k, refs in self.written_view_references}
+        else:
+            out["references"] = [list(item) for item in self.written_references or ()]
         out["task"] = self.task
         return out
 
@@ -99,6 +164,9 @@ def parse_multiview_ground_truth(gt: Mapping[str, Any]) -> MultiViewGroundTruth:
     >>> gt = parse_multiview_ground_truth({"type": "choice", "answer": "B", "options": ["A", "B"], "task": "toy", "references": [["Couch", "ball", "behind"]]})
     >>> gt.options, gt.references
     (('A', 'B'), (Reference(obj1='sofa', obj2='ball', relation='behind'),))
+    >>> gt = parse_multiview_ground_truth({"type": "numeric", "answer": 2.0, "task": "toy", "references": {"2": [["cup", "mug", "left"]]}})
+    >>> gt.per_view, gt.view_references, gt.has_relations
+    (True, ((2, (Reference(obj1='cup', obj2='mug', relation='left'),)),), True)
     """
     if not isinstance(gt, Mapping):
         raise TypeError(f"ground truth must be an object, got {type(gt).__name__}")
@@ -108,8 +176,15 @@ def parse_multiview_ground_truth(gt: Mapping[str, Any]) -> MultiViewGroundTruth:
     for key in ("type", "answer", "task"):
         if key not in gt:
             raise KeyError(f"ground truth has no {key!r}")
+    references = gt.get("references")
+    per_view = isinstance(references, Mapping)
     return MultiViewGroundTruth(
-        type=gt["type"], answer=gt["answer"], task=gt["task"], options=gt.get("options"), written_references=gt.get("references")
+        type=gt["type"],
+        answer=gt["answer"],
+        task=gt["task"],
+        options=gt.get("options"),
+        written_references=None if per_view else references,
+        written_view_references=references if per_view else None,
     )
 
 

@@ -2,7 +2,8 @@
 
 A reference is `(object 1, object 2, relation)`, read "object 1 is <relation> object 2"
 (`[sofa, ball, behind]`: the sofa is behind the ball). `object 2` and `relation` may be None in ground
-truth (`["door", null, null]`: a bare key object; `["sofa", "ball", null]`: a pair whose relation is unknown).
+truth (`["door", null, null]`: a bare key object; `["sofa", "ball", null]`: a pair whose relation is
+unknown); only references with a relation are scored (`Reference.relational`).
 
 Parsing (never guessing):
 - only the `[a, b, relation]` and `[a, b]` bracket forms are read (quotes and markdown stripped); a
@@ -10,7 +11,12 @@ Parsing (never guessing):
   or a relation word in an object's place is not a reference;
 - only step 1's part of the `<think>` text is read when a line starts with "Step 1" (up to the line
   that starts with "Step 2"); otherwise the whole `<think>` text;
-- at most `max_triplets` distinct triplets are kept (the reward's bound on work and on credit).
+- per view (`step1_triplets`): a triplet belongs to the image of the last heading before it. A heading
+  is "Image k" or "View k" at the start of a line (after bullets or markdown, optionally "In"/"For"/
+  "From"), or anywhere when a colon follows it ("Step 1: Image 2 (left view): ..."); a passing mention
+  ("the sofa, also seen in image 1, ...") is not a heading. Triplets before the first heading belong
+  to no image;
+- at most `max_triplets` triplets are kept (the reward's bound on work and on credit).
 
 Normalization: object names are lower-cased, parenthesized notes ("sink (red bbox)") and articles
 dropped (a marker color alone, "books (red)", becomes a modifier: "red book"), each word singularized (simple English rules plus a few irregular plurals) and a few synonyms
@@ -108,7 +114,12 @@ _NO_SINGULAR = {
 _BRACKET = re.compile(r"\[([^\[\]\n]{1,200})\]")
 _STEP1 = re.compile(r"^[^\w\n]*step\s*1\b", re.IGNORECASE | re.MULTILINE)
 _STEP = re.compile(r"^[^\w\n]*step\s*([123])\b", re.IGNORECASE | re.MULTILINE)
-_VIEW_HEADING = re.compile(r"(?<![\w])(?:image|view)\s*(\d+)\b", re.IGNORECASE)
+# "Image k"/"View k" opening a line (after bullets, markdown, "In"/"For"/"From"), or followed by a colon
+_VIEW_HEADING = re.compile(
+    r"^[^\w\n]*(?:(?:in|for|from)\s+)?(?:the\s+)?(?:image|view)\s*(\d+)\b"
+    r"|\b(?:image|view)\s*(\d+)\b(?:\s*\([^()\n]*\))?[\s*_]*:",
+    re.IGNORECASE | re.MULTILINE,
+)
 _HEADING_LABEL = re.compile(r"^[\s*#:._-]*(?:\([^()\n]*\))?")  # what follows "Step k": " (cross-view mapping):**"
 _PAREN = re.compile(r"\([^()]*\)")
 _MARKER_COLOR = re.compile(r"\((red|blue|green|yellow)\)")  # a converter's "books (red)": which marked books
@@ -182,6 +193,11 @@ class Reference:
     obj1: str
     obj2: str | None = None
     relation: str | None = None
+
+    @property
+    def relational(self) -> bool:
+        """Two objects and a relation: a reference the reward scores (bare names earn nothing)."""
+        return self.obj2 is not None and self.relation is not None
 
     def key(self) -> tuple[str, str | None, str | None]:
         """Order-free identity: [a, b, left] and [b, a, right] have the same key."""
@@ -261,6 +277,61 @@ def parse_reference_triplets(think_text: object, max_triplets: int = DEFAULT_MAX
     return out
 
 
+@dataclass(frozen=True)
+class Step1Triplets:
+    """Step 1's triplets by image: `views` maps image k (1-based, as in the "Image k" headings) to the
+    distinct triplets under its headings, in order; `outside` holds those before the first heading."""
+
+    views: tuple[tuple[int, tuple[Reference, ...]], ...]  # by image number
+    outside: tuple[Reference, ...]
+
+    def view(self, k: int) -> tuple[Reference, ...]:
+        return dict(self.views).get(k, ())
+
+    @property
+    def count(self) -> int:
+        """The triplets read (a triplet repeated under two headings counts in both)."""
+        return len(self.outside) + sum(len(refs) for _, refs in self.views)
+
+
+def _headings(step1: str) -> list[tuple[int, int]]:
+    """(end position, image number) of each view heading, in order (number 0 is no image: skipped)."""
+    out = []
+    for m in _VIEW_HEADING.finditer(step1):
+        k = int(m.group(1) or m.group(2))
+        if 0 < k < 10_000:
+            out.append((m.end(), k))
+    return out
+
+
+def step1_triplets(think_text: object, max_triplets: int = DEFAULT_MAX_TRIPLETS) -> Step1Triplets:
+    """Step 1's triplets by the image heading they follow (see the module docstring); distinct per
+    image, at most `max_triplets` in all, in text order.
+
+    >>> t = step1_triplets("[cup, bowl, front]\\nImage 1: [cup, mug, left], as in image 2\\nView 2: [mug, cup, left] [mug, cup, left]")
+    >>> t.view(1), t.view(2), t.outside
+    ((Reference(obj1='cup', obj2='mug', relation='left'),), (Reference(obj1='mug', obj2='cup', relation='left'),), (Reference(obj1='cup', obj2='bowl', relation='front'),))
+    """
+    text = step1_text(as_text(think_text))
+    headings = _headings(text)
+    by_view: dict[int | None, list[Reference]] = {}
+    seen: set[tuple] = set()
+    h, current, n = 0, None, 0
+    for match in _BRACKET.finditer(text):
+        if n >= max_triplets:
+            break
+        while h < len(headings) and headings[h][0] <= match.start():
+            current = headings[h][1]
+            h += 1
+        ref = _reference_from_parts(match.group(1).split(","))
+        if ref is not None and (current, ref.key()) not in seen:
+            seen.add((current, ref.key()))
+            by_view.setdefault(current, []).append(ref)
+            n += 1
+    outside = tuple(by_view.pop(None, ()))
+    return Step1Triplets(tuple(sorted((k, tuple(refs)) for k, refs in by_view.items())), outside)
+
+
 def names_match(pred: str, gt: str) -> bool:
     """Equal, or the same head noun with one name's words a subset of the other's ("sofa" ~ "black sofa").
 
@@ -273,34 +344,39 @@ def names_match(pred: str, gt: str) -> bool:
     return bool(p) and bool(g) and p[-1] == g[-1] and (set(p) <= set(g) or set(g) <= set(p))
 
 
-EXACT, PAIR = 2, 1  # match tiers: anchored with the right relation (or nothing more to get right) / right pair only
+EXACT, PAIR = 2, 1  # match tiers: the right pair with the right relation / the right pair only
 
 
 def match_tier(pred: Reference, gt: Reference) -> int:
-    """EXACT, PAIR or 0 for a key pair (gt.obj2 given); a key pair with unknown relation is EXACT for
-    the right pair. (Bare key objects are matched by name in `match_references`.)
+    """EXACT, PAIR or 0 for a predicted triplet against a key reference with a relation (any other key
+    reference matches nothing: bare names earn nothing).
 
     >>> key = Reference("sofa", "ball", "behind")
     >>> match_tier(Reference("ball", "sofa", "front"), key), match_tier(Reference("sofa", "ball", "left"), key)
     (2, 1)
+    >>> match_tier(Reference("sofa", "ball", "behind"), Reference("sofa"))  # a bare key name
+    0
     """
-    if pred.obj2 is None or gt.obj2 is None:
+    if pred.obj2 is None or not gt.relational:
         return 0
-    if names_match(pred.obj1, gt.obj1) and names_match(pred.obj2, gt.obj2):
+    if names_match(pred.obj1, gt.obj1) and names_match(pred.obj2, gt.obj2):  # type: ignore[arg-type]
         relation = pred.relation
-    elif names_match(pred.obj1, gt.obj2) and names_match(pred.obj2, gt.obj1):
+    elif names_match(pred.obj1, gt.obj2) and names_match(pred.obj2, gt.obj1):  # type: ignore[arg-type]
         relation = INVERSE.get(pred.relation) if pred.relation else None  # type: ignore[arg-type]
     else:
         return 0
-    return EXACT if gt.relation is None or relation == gt.relation else PAIR
+    return EXACT if relation == gt.relation else PAIR
 
 
 @dataclass(frozen=True)
 class ReferenceMatch:
-    n_exact: int  # key references anchored with the right relation (or with nothing more to get right)
-    n_pair: int  # key references anchored by the right pair with a wrong or missing relation
-    n_spurious: int  # predicted triplets that anchor no key reference (see match_references)
-    pairs: tuple[tuple[int, int, int], ...] = field(default=())  # (pred index, gt index, tier)
+    n_exact: int  # key references stated with the right relation
+    n_pair: int  # key references stated by the right pair with a wrong or missing relation (credited only with pair_credit > 0)
+    pairs: tuple[tuple[int, int, int], ...] = field(default=())  # (pred index, key index, tier)
+
+    def value(self, pair_credit: float) -> float:
+        """The matched credit: 1 per exact match, `pair_credit` per pair match."""
+        return self.n_exact + pair_credit * self.n_pair
 
 
 def _assign(weights: list[list[float]]) -> list[tuple[int, int]]:
@@ -348,44 +424,28 @@ def _best(weights: list[list[float]]) -> list[tuple[int, int]]:
     return [(r, c) for r, c in pairs if weights[r][c] > 0]
 
 
-def match_references(
-    predicted: Sequence[Reference], key: Sequence[Reference], *, exact_value: float = 1.0, pair_value: float = 0.5
-) -> ReferenceMatch:
-    """Match predicted triplets with key references; the model gets the most favorable reading.
+def match_references(predicted: Sequence[Reference], key: Sequence[Reference], *, pair_credit: float = 0.5) -> ReferenceMatch:
+    """Match predicted triplets one-to-one with the key references that have a relation (Hungarian
+    algorithm, the most favorable reading for the model): an exact match is worth 1, a pair match
+    `pair_credit`. A second triplet about a matched pair (a hedged relation) matches nothing; key
+    references without a relation (bare names) are never matched.
 
-    - Key pairs (object 2 given) are matched one-to-one with triplets (Hungarian algorithm on
-      `exact_value` / `pair_value`: what a match is worth to the caller, credit plus the spurious
-      penalty it avoids), so a second triplet about the same pair (a hedged relation) anchors nothing.
-    - Bare key objects are anchored by the objects the triplets name, one-to-one between key objects
-      and (triplet, slot) places, so `[books, bookshelf, front]` anchors both bare key objects "books" and
-      "bookshelf", and a generic "sofa" anchors only one of "black sofa" / "white sofa".
-    - A triplet is spurious when it is matched to no key pair and names no bare key object. A triplet
-      that only repeats an anchored key object is neither credited nor penalized.
-
-    >>> key = [Reference("sofa", "ball", "behind"), Reference("lamp")]
-    >>> match_references(parse_reference_triplets("[sofa, ball, behind] [sofa, ball, left] [lamp, desk, near] [cat, dog, far]"), key)
-    ReferenceMatch(n_exact=2, n_pair=0, n_spurious=2, pairs=((0, 0, 2), (2, 1, 2)))
+    >>> key = [Reference("sofa", "ball", "behind"), Reference("cup", "mug", "left"), Reference("lamp")]
+    >>> m = match_references(parse_reference_triplets("[ball, sofa, front] [sofa, ball, left] [cup, mug, right] [lamp, desk, near]"), key)
+    >>> m, m.value(0.5)
+    (ReferenceMatch(n_exact=1, n_pair=1, pairs=((0, 0, 2), (2, 1, 1))), 1.5)
     """
     pairs: list[tuple[int, int, int]] = []
-    used: set[int] = set()
-    relational = [g for g, ref in enumerate(key) if ref.obj2 is not None]
-    if relational and predicted:
-        tiers = [[match_tier(p, key[g]) for p in predicted] for g in relational]
-        # A tiny tier bonus keeps zero-valued matches (a setting of 0) and prefers exact ones on ties.
-        value = {EXACT: exact_value + 2e-6, PAIR: pair_value + 1e-6, 0: 0.0}
+    scored = [g for g, ref in enumerate(key) if ref.relational]
+    if scored and predicted:
+        tiers = [[match_tier(p, key[g]) for p in predicted] for g in scored]
+        # a tiny bonus prefers exact matches on ties (pair_credit close to 1)
+        value = {EXACT: 1.0 + 1e-6, PAIR: pair_credit, 0: 0.0}
         for r, c in _best([[value[t] for t in row] for row in tiers]):
-            pairs.append((c, relational[r], tiers[r][c]))
-            used.add(c)
-    bare = [g for g, ref in enumerate(key) if ref.obj2 is None]
-    if bare and predicted:
-        places = [(i, name) for i, p in enumerate(predicted) for name in (p.obj1, p.obj2) if name is not None]
-        names_bare = [[1.0 if names_match(name, key[g].obj1) else 0.0 for _, name in places] for g in bare]
-        for r, c in _best(names_bare):
-            pairs.append((places[c][0], bare[r], EXACT))
-        used.update(i for (i, _), row in zip(places, zip(*names_bare, strict=True), strict=True) if any(row))
+            pairs.append((c, scored[r], tiers[r][c]))
     pairs.sort()
     n_exact = sum(t == EXACT for *_, t in pairs)
-    return ReferenceMatch(n_exact, len(pairs) - n_exact, len(predicted) - len(used), tuple(pairs))
+    return ReferenceMatch(n_exact, len(pairs) - n_exact, tuple(pairs))
 
 
 @dataclass(frozen=True)
@@ -398,21 +458,12 @@ class ThreeStepStructure:
     views_with_triplets: tuple[int, ...]  # image/view numbers whose step-1 part has a triplet
 
 
-def _views_with_triplets(step1: str) -> tuple[int, ...]:
-    headings = list(_VIEW_HEADING.finditer(step1))
-    views = set()
-    for index, heading in enumerate(headings):
-        end = headings[index + 1].start() if index + 1 < len(headings) else len(step1)
-        if any(_reference_from_parts(m.group(1).split(",")) for m in _BRACKET.finditer(step1, heading.end(), end)):
-            views.add(int(heading.group(1)))
-    return tuple(sorted(views))
-
-
 def three_step_structure(response: object, n_images: int | None = None) -> ThreeStepStructure:
     """Check a response against the three-step template: a well-formed `<think><answer>`, "Step 1"
-    with triplets (for each image 1..n_images when given: a triplet after an "Image k"/"View k"
-    mention), a non-empty "Step 2" (cross-view mapping) and "Step 3" (reasoning), in order, and a
-    non-empty answer. The SFT filter keeps only responses with `ok`.
+    with triplets (for each image 1..n_images when given: a triplet under an "Image k"/"View k"
+    heading, read by `step1_triplets` as the reward reads it), a non-empty "Step 2" (cross-view
+    mapping) and "Step 3" (reasoning), in order, and a non-empty answer. The SFT filter keeps only
+    responses with `ok`.
 
     >>> three_step_structure("<think>Step 1: Image 1: [cup, mug, left]\\nStep 2: one cup.\\nStep 3: so B.</think><answer>B</answer>", 1)
     ThreeStepStructure(ok=True, reasons=(), n_triplets=1, views_with_triplets=(1,))
@@ -446,7 +497,7 @@ def three_step_structure(response: object, n_images: int | None = None) -> Three
                 reasons.append(f"'Step {number}' is empty")
     step1 = step1_text(think) if 1 in firsts else ""
     triplets = parse_reference_triplets(step1) if step1 else []
-    views = _views_with_triplets(step1) if step1 else ()
+    views = tuple(k for k, refs in step1_triplets(step1).views if refs) if step1 else ()
     if 1 in firsts and not triplets:
         reasons.append("'Step 1' has no [object 1, object 2, relation] triplet")
     if n_images is not None and triplets:

@@ -17,10 +17,12 @@
    to add samples) asks only for what the cache lacks. Failures are not cached: a rerun tries them again.
 3. Filtering and outputs (`outputs`), decided from the cache alone, in pool order, so an interrupted
    and resumed run writes the same bytes as an uninterrupted one (`--offline` rebuilds them without
-   any request). A chain is kept only if `star_verl.rewards.compute_score` gives `acc == 1.0`
-   (result-oriented) and `star_verl.tasks.references.three_step_structure` finds the three steps
-   (triplets for every view, a cross-view mapping, reasoning, an answer) and it was not truncated;
-   identical chains of one question are kept once. Each sample is judged once per run (the progress
+   any request). The filter is `filter.judge_chain`, the one SFT filter of the project: a chain is kept
+   only if `star_verl.rewards.compute_score` gives `acc == 1.0` (result-oriented),
+   `star_verl.tasks.references.three_step_structure` finds the three steps (triplets for every view, a
+   cross-view mapping, reasoning, an answer), it states a key reference where the row has some (so
+   R_ref pays it), it fits the RL response length in the student's tokens (`--tokenizer`; skipped and
+   reported without it) and it was not truncated; identical chains of one question are kept once. Each sample is judged once per run (the progress
    counts and the outputs share the decision). Outputs: `DIR/train.parquet`, `DIR/val.parquet` (SFT
    rows: the raw question and the chain; a held-out slice of the kept questions), `DIR/rejected.jsonl`
    (every rejected chain with its reasons), `DIR/failed.jsonl` (samples with no answer),

@@ -14,57 +14,33 @@ from typing import Any
 
 from star_verl.prep.schema import SFT_SCHEMA, ParquetRowWriter, image_entry, make_extra_info, make_sft_row
 from star_verl.prep.teacher.cache import CacheKey, ResponseCache, cache_key
+from star_verl.prep.teacher.filter import Decision, ResponseLimit, judge_chain, reason_code
 from star_verl.prep.teacher.pool import PoolQuestion, digest, iter_pool_images
 from star_verl.prep.teacher.settings import TEMPLATE_NAME, TeacherSettings
-from star_verl.rewards import compute_score
-from star_verl.tasks.references import three_step_structure
-from star_verl.tasks.tags import parse_tags
 
 OUTPUT_FILES = ("train.parquet", "val.parquet", "rejected.jsonl", "failed.jsonl", "report.json", "report.md")
 _COUNTS = ("questions", "samples", "answered", "kept", "rejected", "failed", "questions_kept")
 
 
-@dataclass(frozen=True)
-class Decision:
-    keep: bool
-    reasons: tuple[str, ...]  # each "code: detail"; codes: empty, truncated, wrong_answer, structure, duplicate
-    acc: float
-    score: float
-
-
-def reason_code(reason: str) -> str:
-    return reason.split(":", 1)[0]
-
-
-def judge(response: str, question: PoolQuestion, finish_reason: str | None = None) -> Decision:
-    """Keep a chain only if its answer is right (`compute_score(...)['acc'] == 1.0`), it follows the
-    three steps (`three_step_structure` with the question's image count) and it was not cut off."""
-    reasons: list[str] = []
-    if not response.strip():
-        reasons.append("empty: the teacher returned no text")
-    if finish_reason == "length":
-        reasons.append("truncated: finish_reason=length (raise --max-tokens)")
-    scores = compute_score(question.data_source, response, question.ground_truth, question.extra_info)
-    if scores["acc"] != 1.0:
-        answer = parse_tags(response).answer
-        shown = "no <answer>" if answer is None else repr(answer.strip()[:80])
-        reasons.append(f"wrong_answer: {shown}, expected {question.ground_truth.get('answer')!r} (acc={scores['acc']:g})")
-    structure = three_step_structure(response, question.extra_info.get("n_images"))
-    reasons.extend(f"structure: {r}" for r in structure.reasons)
-    return Decision(keep=not reasons, reasons=tuple(reasons), acc=float(scores["acc"]), score=float(scores["score"]))
-
-
 class Verdicts:
-    """Each sample judged once per run: the progress counts of the requests and the outputs read the
-    same decision (a cache record never changes under its key)."""
+    """Each sample judged once per run (`judge_chain`, with the run's length limit): the progress
+    counts of the requests and the outputs read the same decision (a cache record never changes under its key)."""
 
-    def __init__(self) -> None:
+    def __init__(self, limit: ResponseLimit | None = None) -> None:
+        self.limit = limit
         self._decisions: dict[CacheKey, Decision] = {}
 
     def of(self, key: CacheKey, record: Mapping[str, Any], question: PoolQuestion) -> Decision:
         decision = self._decisions.get(key)
         if decision is None:
-            decision = self._decisions[key] = judge(record["response"], question, record.get("finish_reason"))
+            decision = self._decisions[key] = judge_chain(
+                record["response"],
+                data_source=question.data_source,
+                ground_truth=question.ground_truth,
+                extra_info=question.extra_info,
+                finish_reason=record.get("finish_reason"),
+                limit=self.limit,
+            )
         return decision
 
 
@@ -140,6 +116,7 @@ def decide(
         "template": TEMPLATE_NAME,
         "samples_per_question": settings.samples_per_question,
         "val_fraction": settings.val_fraction,
+        "length_check": _length_check(verdicts.limit, settings),
         "total": _rates(total),
         "rows": {"train": sum(map(len, kept.values())) - n_val, "val": n_val},
         "tokens": {"prompt": int(tokens["prompt_tokens"]), "completion": int(tokens["completion_tokens"])},
@@ -147,6 +124,13 @@ def decide(
         "rejected_by": dict(sorted(sum(reasons_cat.values(), Counter()).items())),
     }
     return Outputs(kept=kept, val_ids=val_ids, rejected=rejected, failed=failed, report=report)
+
+
+def _length_check(limit: ResponseLimit | None, settings: TeacherSettings) -> dict[str, Any]:
+    """What the `too_long` rule checked: the student's tokenizer and the RL response length, or that it was skipped."""
+    if limit is None:
+        return {"checked": False, "tokenizer": None, "max_response_length": settings.max_response_length}
+    return {"checked": True, "tokenizer": limit.tokenizer, "max_response_length": limit.max_response_length}
 
 
 def _rates(c: Counter) -> dict[str, Any]:
@@ -225,12 +209,17 @@ def report_markdown(report: Mapping[str, Any]) -> str:
     def pct(value: float | None) -> str:
         return "-" if value is None else f"{100 * value:.1f}%"
 
+    length = report["length_check"]
+    if length["checked"]:
+        length_line = f"Chains longer than {length['max_response_length']} tokens of `{length['tokenizer']}` (the RL response length) are rejected. "
+    else:
+        length_line = "The length check was skipped (no --tokenizer): kept chains may be longer than RL's data.max_response_length. "
     lines = [
         f"# Teacher chains of thought: {report['model']} on {report['pool']}",
         "",
         f"Template `{report['template']}`, {report['samples_per_question']} sample(s) per question. A chain is kept when "
-        "`compute_score(...)['acc'] == 1.0` and it follows the three steps. "
-        f"SFT rows: {report['rows']['train']} train, {report['rows']['val']} val. "
+        "`compute_score(...)['acc'] == 1.0`, it follows the three steps and it states a key reference where the row has some "
+        "(star_verl.prep.teacher.filter). " + length_line + f"SFT rows: {report['rows']['train']} train, {report['rows']['val']} val. "
         f"Tokens: {report['tokens']['prompt']} prompt, {report['tokens']['completion']} completion.",
         "",
         "| category | questions | samples | answered | kept | kept rate | questions kept | failed | rejected by |",

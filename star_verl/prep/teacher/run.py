@@ -15,9 +15,10 @@ from typing import Any
 
 from star_verl.prep.teacher.cache import CACHE_FILE, CacheKey, ResponseCache, cache_key, exclusive, prompt_hash
 from star_verl.prep.teacher.client import Answer, ChatClient, Counts, SampleFailed, request_messages
+from star_verl.prep.teacher.filter import ResponseLimit
 from star_verl.prep.teacher.outputs import Verdicts, decide, write_outputs
 from star_verl.prep.teacher.pool import PoolQuestion, iter_pool_images, load_pool, where
-from star_verl.prep.teacher.settings import TeacherError, TeacherSettings
+from star_verl.prep.teacher.settings import RL_RECIPE, TeacherError, TeacherSettings
 
 
 @dataclass
@@ -168,10 +169,22 @@ def generate(
     pool_path, out = Path(pool), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     questions = load_pool(pool_path, settings.max_questions)
-    counts, verdicts = Counts(), Verdicts()
+    max_length = settings.response_length()
+    limit = None
+    if settings.tokenizer is not None:
+        try:
+            limit = ResponseLimit.from_tokenizer(settings.tokenizer, max_length)
+        except (OSError, ValueError) as exc:
+            raise TeacherError(f"--tokenizer {settings.tokenizer}: cannot load a tokenizer: {exc}") from None
+    counts, verdicts = Counts(), Verdicts(limit)
     with exclusive(out):
         bar = tqdm(total=len(questions) * settings.samples_per_question, desc="teacher", unit="sample", disable=not progress, dynamic_ncols=True)
         emit = log or (lambda message: bar.write(message, file=sys.stderr))
+        if limit is None:
+            emit(
+                f"no --tokenizer: kept chains are not checked against the RL response length ({max_length} student tokens, "
+                f"{RL_RECIPE}'s data.max_response_length); a longer chain would be cut off in RL"
+            )
         cache = ResponseCache(out / CACHE_FILE, log=emit)
         try:
             if offline:
@@ -227,6 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.05,
         help="share of the questions with a kept chain held out as val.parquet (default 0.05; 0: no val file rows)",
     )
+    p.add_argument(
+        "--tokenizer",
+        metavar="DIR",
+        default=None,
+        help="the student model's tokenizer (e.g. the SFT base model's folder): reject chains longer than the RL response length in its tokens "
+        "(default: not checked, and the report says so)",
+    )
+    p.add_argument(
+        "--max-response-length",
+        type=int,
+        default=None,
+        help=f"the length limit in student tokens (default: {RL_RECIPE}'s data.max_response_length)",
+    )
     p.add_argument("--offline", action="store_true", help="no requests: rebuild the outputs from the cache (e.g. after changing --val-fraction)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -238,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         base_url=ns.base_url, model=ns.model, api_key_env=ns.api_key_env, concurrency=ns.concurrency, samples_per_question=ns.samples_per_question,
         max_questions=ns.max_questions, timeout=ns.timeout, max_retries=ns.max_retries, requests_per_second=ns.requests_per_second,
         temperature=ns.temperature, max_tokens=ns.max_tokens, seed=ns.seed, val_fraction=ns.val_fraction,
+        tokenizer=ns.tokenizer, max_response_length=ns.max_response_length,
     )  # fmt: skip
     started = time.monotonic()
     try:

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 TEMPLATE_NAME = "three_step"
+RL_RECIPE = "star_r1_mv"  # the stage 2 recipe whose data.max_response_length a kept chain must fit
 
 
 class TeacherError(RuntimeError):
@@ -27,6 +28,8 @@ class TeacherSettings:
     max_tokens: int = 4096
     seed: int | None = None  # sent as `seed + k` for sample k when set (reproducible sampling on vLLM/SGLang/OpenAI)
     val_fraction: float = 0.05  # share of the questions with a kept chain held out for validation
+    tokenizer: str | None = None  # the student's tokenizer (a model folder): chains longer than RL's response length are rejected; None: not checked
+    max_response_length: int | None = None  # in student tokens; None: the RL recipe's data.max_response_length (RL_RECIPE)
     backoff_base: float = 1.0  # seconds; attempt a waits backoff_base * 2**a (+ up to 25% jitter), at most backoff_max
     backoff_max: float = 60.0
 
@@ -50,10 +53,20 @@ class TeacherSettings:
             problems.append(f"--requests-per-second must be > 0, got {self.requests_per_second}")
         if self.max_tokens < 1:
             problems.append(f"--max-tokens must be >= 1, got {self.max_tokens}")
+        if self.max_response_length is not None and self.max_response_length < 1:
+            problems.append(f"--max-response-length must be >= 1, got {self.max_response_length}")
         if not 0.0 <= self.val_fraction < 1.0:
             problems.append(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if problems:
             raise TeacherError("; ".join(problems))
+
+    def response_length(self) -> int:
+        """The chains' length limit: --max-response-length, else the RL recipe's data.max_response_length."""
+        if self.max_response_length is not None:
+            return self.max_response_length
+        from star_verl.recipes import recipe_value
+
+        return int(recipe_value(RL_RECIPE, "data.max_response_length"))
 
     def api_key(self) -> str | None:
         if self.api_key_env is None:
