@@ -33,10 +33,9 @@ from typing import Any
 
 from star_verl.rewards.base import RewardFamily, finalize
 from star_verl.tasks.tags import parse_tags
-from star_verl.tasks.tvr import TVRGroundTruth, apply_prediction, match_triplets, parse_tvr_ground_truth, response_triplets
+from star_verl.tasks.tvr import MAX_ANSWER_CHARS, TVRGroundTruth, apply_prediction, match_triplets, parse_tvr_ground_truth, response_triplets
 
 TVR_MODES = ("dense", "naive")
-MAX_ANSWER_CHARS = 65536  # characters of the answer block read (a right answer is < 100 characters)
 INCORRECT_MODES = ("not_exact", "no_credit")
 
 

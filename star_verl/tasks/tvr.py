@@ -243,6 +243,9 @@ def parse_tvr_ground_truth(gt: Mapping[str, Any]) -> TVRGroundTruth:
 # are accepted; the index must not continue a number or word ("1. 2.color.red" reads item 2).
 _ITEM = re.compile(r"(?<![\w.])(\d+)\s*\.\s*(?:(position)\s*\.\s*([a-z]+(?:-[a-z]+)*)\s*\.\s*(\d+)|([a-z_]+)\s*\.\s*([a-z]+(?:-[a-z]+)*))")
 _BIG_INDEX = 10**9  # stands for any index too long to be a real object
+# Characters of the answer block read, by the reward and by the metrics alike (a right answer is < 100
+# characters; a 16k-token generation is far shorter): bounded work on any response, one reading.
+MAX_ANSWER_CHARS = 65536
 
 
 def _triplet(m: re.Match) -> Triplet:
@@ -396,10 +399,11 @@ METRIC_KEYS = ("strict", "loose", "diff", "ndiff", "obj_acc", "attr_acc", "val_a
 
 def tvr_sample_metrics(prediction: object, gt: Mapping[str, Any] | TVRGroundTruth) -> dict[str, float]:
     """Per-sample official metrics. `prediction`: a full model response (its last `<answer>` block
-    is read, as the reward does; no block means no prediction) or a list of Triplets (to score a
-    baseline that answers without tags, pass `parse_tvr_answer(text)`)."""
+    is read, as the reward does, within its first MAX_ANSWER_CHARS characters; no block means no
+    prediction) or a list of Triplets (to score a baseline that answers without tags, pass
+    `parse_tvr_answer(text)`)."""
     g = gt if isinstance(gt, TVRGroundTruth) else parse_tvr_ground_truth(gt)
-    pred = list(prediction) if isinstance(prediction, (list, tuple)) else response_triplets(prediction)
+    pred = list(prediction) if isinstance(prediction, (list, tuple)) else response_triplets(prediction, max_chars=MAX_ANSWER_CHARS)
     pred = [p if isinstance(p, Triplet) else Triplet(*p) for p in pred]
     applied = apply_prediction(pred, g)
     m = match_triplets(pred, g.transformations)
