@@ -169,6 +169,10 @@ def test_spar_tasks_are_the_20_of_the_benchmark():
         ("A chair is left of B", "B"),
         ("I pick D", "D"),
         ("Answer: C. Because A is wrong", "C"),  # the FIRST standalone letter
+        # the narrowing order: ``...`` first, then `...` inside it, then {...} inside that
+        ("`C` or ``B``", "B"),
+        ("{A} then `C`", "C"),
+        ("`{D} or A`", "D"),
         ("none", None),
         ("", None),
     ],
