@@ -4,7 +4,8 @@ trainer for a few steps on CPU.
 It runs the recipe's own entry point, spawned with this Python (`python -m verl.trainer.main_ppo` for
 the RL recipes, `python -m torch.distributed.run -m verl.trainer.sft_trainer` for star_r1_sft) with
 star-verl's CPU support (`star_verl.cpu`) and small sizes: 2 steps (`--steps`), batches of 2 prompts
-x 2 responses of at most 64 tokens, the first rows of the recipe's data files in file order, and the
+x 2 responses of at most 64 tokens, the first training rows of the recipe's data files in file order,
+3 validation rows (RL: the stratified subset of `data.star.val_subset`; SFT: the first rows), and the
 built-in tiny Qwen2.5-VL (`--model` for another small local model, e.g. an SFT checkpoint).
 `key=value` overrides beat everything, as in veRL. RL recipes validate before and after training,
 save one checkpoint and dump rollouts and validation generations; then `star-verl curves` plots the
@@ -38,7 +39,7 @@ DEFAULT_STEPS = 2
 BATCH = 2  # prompts per step
 GROUP = 2  # responses per prompt (GRPO group)
 RESPONSE_TOKENS = 64
-VAL_ROWS = 3  # a TVR sample in its three final views
+VAL_ROWS = 3  # a TVR sample in its three final views (RL: data.star.val_subset's stratified subset; SFT: data.val_max_samples)
 SYNTHETIC_TVR_SAMPLES = 24  # 21 train rows, 1 val sample x 3 views, 2 test samples (build-tvr's split)
 STAR_REWARD = ("pkg://star_verl.rewards", "compute_score")
 OUTPUTS = (
@@ -240,14 +241,15 @@ def run_overrides(recipe: str, out: Path, model: Path, steps: int, batch: int) -
     from star_verl.cpu import RL_OVERRIDES, SFT_OVERRIDES
 
     common = [
-        f"data.train_batch_size={BATCH}", f"data.train_max_samples={batch * steps}", f"data.val_max_samples={VAL_ROWS}",
+        f"data.train_batch_size={BATCH}", f"data.train_max_samples={batch * steps}",
         f"trainer.total_training_steps={steps}", f"trainer.default_local_dir={out / 'checkpoints'}",
         "trainer.resume_mode=disable", f"hydra.run.dir={out}",
     ]  # fmt: skip
     if recipe_config_name(recipe) == SFT_CONFIG:
-        return [*SFT_OVERRIDES, *SFT_SIZES, *common, f"model.path={model}"]
+        return [*SFT_OVERRIDES, *SFT_SIZES, *common, f"data.val_max_samples={VAL_ROWS}", f"model.path={model}"]
+    # the GRPO recipes bound validation with data.star.val_subset (StarRLDataset refuses data.val_max_samples beside it)
     return [
-        *RL_OVERRIDES, *RL_SIZES, *common, f"actor_rollout_ref.model.path={model}", "data.shuffle=False",
+        *RL_OVERRIDES, *RL_SIZES, *common, f"data.star.val_subset={VAL_ROWS}", f"actor_rollout_ref.model.path={model}", "data.shuffle=False",
         f"trainer.save_freq={steps}", f"trainer.test_freq={steps}", "trainer.val_before_train=True",
         f"trainer.rollout_data_dir={out / 'rollouts'}", f"trainer.validation_data_dir={out / 'validation'}",
     ]  # fmt: skip

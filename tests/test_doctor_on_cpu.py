@@ -166,6 +166,16 @@ def test_missing_data_file_fails_with_the_build_command(healthy, tmp_path):
     assert "does not exist" in checks["data val: nope.parquet"].detail and "data_prep/build_tvr.py" in checks["data val: nope.parquet"].fix
 
 
+def test_a_validation_file_not_built_is_left_out_with_the_switch(healthy, tvr_dir, tmp_path):
+    """data.star.skip_missing_val_files: doctor says what StarRLDataset will do (left out; none left: a failure)."""
+    val = [str(tvr_dir / "val.parquet"), str(tmp_path / "mmsi.parquet")]
+    checks = run(["--cpu-ok", *healthy, f"data.val_files={val}", "data.star.skip_missing_val_files=true"])
+    assert not failures(checks), {n: c.detail for n, c in checks.items() if c.status == FAIL}
+    assert "left out of validation" in checks["data val: mmsi.parquet"].detail
+    checks = run(["--cpu-ok", *healthy, f"data.val_files={[str(tmp_path / 'mmsi.parquet')]}", "data.star.skip_missing_val_files=true"])
+    assert failures(checks) == {"data val: mmsi.parquet"}
+
+
 def test_too_few_gpus_fails_and_a_node_share_passes(healthy, monkeypatch):
     monkeypatch.setattr(environment, "gpu_count", lambda: 2)
     checks = run([*healthy, "actor_rollout_ref.rollout.name=sglang"])

@@ -1,4 +1,4 @@
-"""The benchmarks' official scorers (star_verl.eval.official), quirks included, against hand-computed
+"""The benchmarks' official scorers (star_verl.tasks.official; their aggregations in star_verl.eval.scoring), quirks included, against hand-computed
 expectations; and where the strict protocol (the reward's parsers) disagrees with them."""
 
 from __future__ import annotations
@@ -8,9 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from star_verl.eval import official
-from star_verl.eval.scoring import PROTOCOLS, Sample, score_sample
-from star_verl.tasks import registry
+from star_verl.eval.scoring import PROTOCOLS, Sample, mindcube_aggregate, score_sample, spar_aggregate
+from star_verl.tasks import official, registry
 from star_verl.tasks.numeric import MRA_THRESHOLDS
 from tests.tvr_fixtures import tvr_gt
 
@@ -26,7 +25,7 @@ VCI_GT = "move_right:1.6,move_down:0,move_backward:0,rotate_up:15,rotate_left:75
         ("<think>Option A. is tempting</think><answer>B</answer>", "A"),  # rule 1: last "X." anywhere, reasoning included
         ("<think>x</think><answer>B. the sofa</answer>", "B"),
         ("I think D. No wait, it is C. Final.", "C"),  # last of rule 1
-        ("The answer is C", "C"),  # no "X.": "([A-E])(?:\.|$|\s)" at the end
+        ("The answer is C", "C"),  # no "X.": rule 3's "answer is X"
         ("<think>x</think><answer>A</answer>", "A"),  # reaches the last fallback: bare letter on the last line
         ("<Answer>my answer is E</Answer>", "E"),  # the <Answer> section (capital A)
         ("no letter here", None),
@@ -39,12 +38,35 @@ def test_mindcube_extractor_takes_the_last_letter_and_dot_then_its_fallbacks(tex
     assert official.mindcube_extract_answer(text) == expected
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # rule 3, in its order: a letter starting a line (followed by a space, a period or the end)
+        ("D or B", "D"),
+        ("B is possible\nI think D or A", "B"),  # the line-start rule beats the last line
+        ('I pick "C" over D', "C"),  # "X" / *X* before "Answer: X"
+        ("Answer: D, not *B*", "B"),  # *X* comes before "Answer: X" in the rule order
+        ("so my answer is E, not answer is D", "E"),  # "my answer is X" before "answer is X"
+        # rule 4: the last line with a standalone letter, and on it the FIRST one
+        ("I think D or B", "D"),
+        ("<think>x</think><answer>D or B</answer>", "D"),
+        ("(D) or (B)\nno letter on this line", "D"),
+        ("A maybe\n(C) and (B)", "A"),  # "A " starts a line: rule 3 first
+        ("first (A)\nthen (C) and (B)", "C"),
+    ],
+)
+def test_mindcube_fallback_order(text, expected):
+    """MindCube's extract_answer at HEAD 6d8fd9a: the initial commit's rule 3 pattern "X followed by white
+    space" (which read "I think D or B" as B) is gone; the last rule takes the first letter of the last line."""
+    assert official.mindcube_extract_answer(text) == expected
+
+
 def test_mindcube_setting_and_overall_excludes_translation():
     assert [official.mindcube_setting(i) for i in ("among_group693_q1_5_2", "aroundnew_x", "rotation_group000_q1_1", "translation_1", "xyz")] == [
         "among", "around", "rotation", "translation", "other",
     ]  # fmt: skip
     rows = [("rotation", True), ("rotation", False), ("around", True), ("translation", False), ("translation", False), ("among", True)]
-    result = official.mindcube_aggregate(rows)
+    result = mindcube_aggregate(rows)
     assert result["settings"]["rotation"] == {"n": 2, "correct": 1, "accuracy": 50.0}
     assert result["settings"]["translation"]["accuracy"] == 0.0
     assert result["n_overall"] == 4 and result["correct_overall"] == 3
@@ -120,12 +142,12 @@ def test_spar_levels_official_middle_drops_view_change():
         "obj_spatial_relation_oo": 0.25,
     }
     kinds = {t: official.spar_task_kind(t) for t in means}
-    agg = official.spar_aggregate(means, kinds)
+    agg = spar_aggregate(means, kinds)
     assert agg["overall"] == pytest.approx(100 * 2.75 / 5)
     assert agg["levels"] == {"low": 100.0, "middle": 75.0, "high": 25.0}  # middle = mean(1.0, 0.5): view_change_infer lost
-    fixed = official.spar_aggregate(means, kinds, official_levels=False)
+    fixed = spar_aggregate(means, kinds, official_levels=False)
     assert fixed["levels"]["middle"] == pytest.approx(50.0)  # mean(0, 1, 0.5)
-    assert official.spar_aggregate({"depth_prediction_oc": 1.0}, {"depth_prediction_oc": "na"})["levels"]["high"] is None
+    assert spar_aggregate({"depth_prediction_oc": 1.0}, {"depth_prediction_oc": "na"})["levels"]["high"] is None
 
 
 def test_spar_tasks_are_the_20_of_the_benchmark():
@@ -147,6 +169,10 @@ def test_spar_tasks_are_the_20_of_the_benchmark():
         ("A chair is left of B", "B"),
         ("I pick D", "D"),
         ("Answer: C. Because A is wrong", "C"),  # the FIRST standalone letter
+        # the narrowing order: ``...`` first, then `...` inside it, then {...} inside that
+        ("`C` or ``B``", "B"),
+        ("{A} then `C`", "C"),
+        ("`{D} or A`", "D"),
         ("none", None),
         ("", None),
     ],

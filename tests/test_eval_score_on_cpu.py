@@ -307,3 +307,70 @@ def test_headlines_are_reported_per_split(tmp_path):
     assert splits["test"]["headline"]["TAcc"] == pytest.approx((100.0 + 0.0) / 2)  # center 2/2, right 0/1; no left view
     assert splits["val"]["headline"]["TAcc"] == pytest.approx((0.0 + 100.0) / 2)  # center 0/1, left 1/1
     assert "Per split:" in (tmp_path / "o" / "metrics.md").read_text()
+
+
+# ------------------------------------------------------------------------- inputs from other tools
+
+
+def test_ground_truths_without_task_are_read_with_the_task_of_extra_info(tmp_path, capsys):
+    """Rows written by other tools keep the category in extra_info only: every line scores, exactly as
+    with the task inside the ground truth; MindCube's setting then comes from the id (MindCube's rule)."""
+    lines = generations()
+    stripped = []
+    for line in lines:
+        gt = line["ground_truth"] if isinstance(line["ground_truth"], dict) else json.loads(line["ground_truth"])
+        drop = ("view", "task") if line["data_source"] == "tvr" else ("task",)
+        stripped.append({**line, "ground_truth": {k: v for k, v in gt.items() if k not in drop}})
+    full = score_file(_write(tmp_path / "full.jsonl", lines), tmp_path / "full", plots=False)
+    bare = score_file(_write(tmp_path / "bare.jsonl", stripped), tmp_path / "bare", plots=False)
+    assert bare["n_scored"] == len(lines) and bare["n_bad"] == 0
+    assert bare["benchmarks"] == full["benchmarks"]
+    # MindCube without any task: the setting the id names
+    mc = {"id": "rotation_group3_q1", "data_source": "mindcube", "response": "<answer>B.</answer>",
+          "ground_truth": {"type": "choice", "answer": "B", "options": ["A", "B"]}, "extra_info": {"origin": "mindcube_tiny"}}  # fmt: skip
+    settings = score_file(_write(tmp_path / "mc.jsonl", [mc]), tmp_path / "mc", plots=False)["benchmarks"]["mindcube_tiny"]["settings"]
+    assert settings == {"rotation": {"n": 1, "correct": 1, "accuracy": 100.0}}
+    # only where scoring depends on the task does a missing one fail: SPAR's numeric answers
+    sp = {"id": "s", "data_source": "spar", "response": "<answer>2</answer>", "ground_truth": {"type": "numeric", "answer": 2.0},
+          "extra_info": {"origin": "sparbench"}}  # fmt: skip
+    path = _write(tmp_path / "sp.jsonl", [sp, sp])
+    with pytest.raises(InputError, match=r"sp\.jsonl:1: spar numeric ground truth without a task: add 'task'"):
+        score_file(path, tmp_path / "sp")
+    assert cli.main(["score", str(path), "--out", str(tmp_path / "sp")]) == 2
+    assert "add 'task'" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------- report guards
+
+
+def test_report_puts_no_paper_number_beside_unlike_data(scored, tmp_path, capsys):
+    """A TVR run without the left and right views gets no TAcc (nor OOD, Diff, NDiff) beside the
+    paper's, its per-view accuracies instead; a dump scored without --origin gets no paper column."""
+    from verl.trainer.ppo.ray_trainer import RayPPOTrainer
+
+    center = [line for line in generations() if line["data_source"] == "tvr" and line["extra_info"]["view"] == "center"]
+    center_only = score_file(_write(tmp_path / "center.jsonl", center), tmp_path / "center", plots=False)
+    assert center_only["benchmarks"]["tvr"]["headline"]["TAcc"] == pytest.approx(200 / 3)  # metrics.json: the views present
+    assert "No left, right view" in (tmp_path / "center" / "metrics.md").read_text()
+    gts = [line["ground_truth"] for line in center]
+    RayPPOTrainer._write_generations(["q"] * 3, [line["response"] for line in center], gts, [0.0] * 3, {}, str(tmp_path / "val"), 9)
+    dump = score_file(tmp_path / "val" / "9.jsonl", tmp_path / "dump", plots=False)
+    assert dump["benchmarks"]["tvr"]["origin"] is None and "--origin" in dump["warnings"][0]
+
+    assert cli.main(["report", str(scored["official"][1]), str(tmp_path / "center"), str(tmp_path / "dump"),
+                     "--out", str(tmp_path / "rep"), "--names", "full", "center", "dump"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    result = json.loads((tmp_path / "rep" / "report.json").read_text())
+    rows = {(r["benchmark"], r["metric"]): r for r in result["rows"]}
+    assert rows[("tvr", "TAcc")]["paper"] == 61.4 and rows[("tvr", "TAcc")]["values"]["full"] == pytest.approx(500 / 9)
+    for metric in ("TAcc", "OOD", "NDiff", "Diff"):  # averages over other views than the paper's: not shown for the center-only run
+        assert rows[("tvr", metric)]["values"]["center"] is None, metric
+    assert rows[("tvr", "ID")]["values"]["center"] == pytest.approx(200 / 3) and rows[("tvr", "ID")]["paper"] == 76.3
+    assert rows[("tvr", "Acc (center)")]["values"]["center"] == pytest.approx(200 / 3) and rows[("tvr", "Acc (center)")]["paper"] is None
+    unknown = [r for key, r in rows.items() if key[0] == "tvr (origin unknown)"]
+    assert unknown and all(r["paper"] is None and r["values"]["dump"] is not None for r in unknown)
+    assert all(r["values"]["dump"] is None for key, r in rows.items() if key[0] == "tvr")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "`center`: `tvr` has only the center view(s): TAcc, Diff, NDiff would average other views" in md
+    assert "`dump`: `tvr` has lines of unknown origin" in md and "--origin ORIGIN" in md
+    assert len(result["warnings"]) == 2 and all(w in err for w in result["warnings"])

@@ -152,3 +152,21 @@ def test_ground_truth_error_carries_problem_and_sample():
     with pytest.raises(GroundTruthError) as caught:
         load_ground_truth("{not json")
     assert caught.value.sample == "sample(without extra_info)" and caught.value.problem.startswith("ground truth is not JSON")
+
+
+def test_the_category_is_read_from_extra_info_where_the_ground_truth_lacks_it():
+    """Rows written by other tools carry the task (TVR: the view) in extra_info only."""
+    mv = {"type": "choice", "answer": "C", "options": ["A", "B", "C", "D"]}
+    gt = parse_ground_truth("mindcube", json.dumps(mv), {"task": "among", "origin": "mindcube_tiny"})
+    assert gt.task == "among"
+    assert parse_ground_truth("mindcube", {**mv, "task": "rotation"}, {"task": "among"}).task == "rotation"  # the ground truth wins
+    assert parse_ground_truth("mmsi", mv).task == ""  # no task anywhere: scored all the same
+    tvr = {k: v for k, v in tvr_gt([(2, "color", "cyan")], view="left").items() if k not in ("view", "task")}
+    assert parse_ground_truth("tvr", tvr, {"view": "left", "task": "tvr"}).view == "left"
+    with pytest.raises(GroundTruthError, match=r"no 'view'.*add 'view' \(center, left or right\) to the ground truth or to extra_info"):
+        parse_ground_truth("tvr", tvr)
+    # SPAR's numeric answers are read by task: without one there is no official score
+    numeric = {"type": "numeric", "answer": 2.6}
+    with pytest.raises(GroundTruthError, match=r"spar numeric ground truth without a task: add 'task'.*to the ground truth or to extra_info"):
+        parse_ground_truth("spar", numeric, {"origin": "sparbench"})
+    assert parse_ground_truth("spar", numeric, {"task": "depth_prediction_oc_mv"}).task == "depth_prediction_oc_mv"

@@ -368,3 +368,16 @@ def test_huge_responses_are_read_within_the_bounds():
     out = compute_score("mindcube", huge_response(), choice(per_view(KEY)))
     assert out["n_pred"] == DEFAULT.ref_max_triplets and out["n_exact"] == 0.0 and out["r_ans"] == 0.0
     assert out["r_ref"] == 0.0
+
+
+def test_compute_score_reads_the_task_from_extra_info():
+    """veRL passes each row's extra_info to compute_score: a ground truth without its task is scored
+    with the row's; SPAR's numeric answers, read by task, need one somewhere."""
+    numeric = {"type": "numeric", "answer": 2.6}
+    response = "<think>x</think><answer>3.5, no: 2.6</answer>"
+    with_task = compute_score("spar", response, {**numeric, "task": "depth_prediction_oc_mv"})
+    assert compute_score("spar", response, numeric, {"task": "depth_prediction_oc_mv"}) == with_task
+    assert with_task["official"] == 1.0  # SPAR-Bench reads the last number of an _mv answer
+    assert compute_score("spar", response, numeric, {"task": "depth_prediction_oc"})["official"] < 1.0  # the first number: 3.5
+    with pytest.raises(GroundTruthError, match="add 'task'"):
+        compute_score("spar", response, numeric, {})

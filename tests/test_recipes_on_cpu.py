@@ -127,8 +127,11 @@ def test_recipe_states_each_value_once(name):
 
 
 def test_sft_and_multiview_grpo_share_the_template_and_pixel_budget(composed):
-    """The cold start is trained on the prompts and image sizes stage 2 then sees."""
+    """The cold start is trained on the prompts and image sizes stage 2 then sees. Stage 2 adds only the
+    settings of its validation set (star_verl.data.validation), which shape no prompt."""
     sft, mv = (OmegaConf.to_container(composed[n].data.star) for n in ("star_r1_sft", "star_r1_mv"))
+    validation_only = {"skip_missing_val_files": True, "val_subset": 1500}
+    assert {k: mv.pop(k) for k in validation_only} == validation_only
     assert sft == mv and sft["template"] == "three_step" and sft["total_max_pixels"] == 360000
 
 

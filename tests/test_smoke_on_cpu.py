@@ -45,7 +45,8 @@ def test_without_vllms_cpu_build_it_says_what_to_install(monkeypatch, tmp_path, 
 
 
 @pytest.mark.parametrize(("recipe", "files", "how"), [
-    ("star_r1_mv", ("multiview/rl_train.parquet", "multiview/val.parquet"), "star-verl build-multiview"),
+    ("star_r1_mv", ("multiview/rl_train.parquet", *(f"multiview/bench/{b}.parquet" for b in ("mindcube_tiny", "sparbench", "mmsi"))),
+     "star-verl build-multiview"),
     ("star_r1_sft", ("sft/train.parquet", "sft/val.parquet"), "star-verl generate-cot"),
 ])  # fmt: skip
 def test_missing_multiview_data_is_named_with_how_to_build_it(monkeypatch, tmp_path, capsys, recipe, files, how):

@@ -114,3 +114,28 @@ def test_tacc_reproduces_the_papers_arithmetic():
 def test_unknown_view_raises():
     with pytest.raises(ValueError, match="unknown TVR view 'top'"):
         aggregate_tvr_metrics([("top", {})])
+
+
+def test_view_weights_make_a_plain_row_mean_the_papers_metrics_for_any_rows_per_view():
+    """What veRL's validation logs for `tacc`, `acc_id`, `acc_ood` (star_verl.rewards.benchmark): the
+    plain mean over the rows of weight x strict equals TAcc, ID and OOD of `aggregate_tvr_metrics`."""
+    import random
+
+    from star_verl.tasks.tvr import VIEWS, view_weights
+
+    rng = random.Random(0)
+    for _ in range(200):
+        views = [v for v in VIEWS for _ in range(rng.randint(0, 7))] or ["left"]
+        rows = [(v, float(rng.random() < 0.5)) for v in views]
+        counts = {v: views.count(v) for v in VIEWS}
+        agg = aggregate_tvr_metrics((v, {**dict.fromkeys(("loose", "diff", "ndiff", "obj_acc", "attr_acc", "val_acc", "step_diff",
+                                                         "err_overlap", "err_invalid"), 0.0), "strict": s}) for v, s in rows)  # fmt: skip
+        weighted = [tuple(w * s for w in view_weights(v, counts)) for v, s in rows]
+        means = [sum(col) / len(rows) for col in zip(*weighted, strict=True)]
+        assert means[0] == pytest.approx(agg["tacc"], abs=1e-12)
+        if counts["center"]:
+            assert means[1] == pytest.approx(agg["center/strict"], abs=1e-12)
+        ood = [agg[f"{v}/strict"] for v in ("left", "right") if counts[v]]
+        assert means[2] == pytest.approx(sum(ood) / len(ood) if ood else 0.0, abs=1e-12)
+    with pytest.raises(ValueError, match="counts no 'right' row"):
+        view_weights("right", {"center": 2, "left": 1})

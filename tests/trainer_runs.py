@@ -205,5 +205,5 @@ def mv_run(sft_run, multiview_data, tmp_path_factory) -> SmokeRun:
     sft_run.check()
     return run_smoke(
         tmp_path_factory.mktemp("mv_run") / "run", "+recipe=star_r1_mv", "--model", str(sft_hf_checkpoint(sft_run)),
-        f"data.train_files={multiview_data / 'rl_train.parquet'}", f"data.val_files={multiview_data / 'val.parquet'}", "data.val_max_samples=4",
+        f"data.train_files={multiview_data / 'rl_train.parquet'}", f"data.val_files={multiview_data / 'val.parquet'}", "data.star.val_subset=4",
     )  # fmt: skip

@@ -27,8 +27,9 @@ class LengthLimit:
 
 
 def select_measured(ctx: MeasureContext, files: Sequence[str | os.PathLike], n_read: int, *, max_samples: int, shuffle: bool, seed: int | None,
-                    limit: LengthLimit, owner: str, log=print) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
-    """(positions kept among the `n_read` rows the base class read from `files`, in order; their lengths)."""
+                    limit: LengthLimit, owner: str, log=print, subset: Callable[[], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+    """(positions kept among the `n_read` rows the base class read from `files`, in order; their lengths).
+    `subset`, when given, picks the positions (once every row is validated) instead of `max_samples`."""
     lengths, origin = [], []
     for path in files:
         columns = measured_columns(path, ctx.prompt_key, ctx.image_key)
@@ -40,9 +41,12 @@ def select_measured(ctx: MeasureContext, files: Sequence[str | os.PathLike], n_r
         raise DatasetError(f"{owner}: read {n_read} rows but measured {len(all_lengths)} in {list(map(os.fspath, files))}")
     if n_read == 0:
         raise DatasetError(f"{owner}: no rows in {list(map(os.fspath, files))}")
-    positions = select_samples(n_read, max_samples, shuffle, seed)
-    if len(positions) < n_read:
-        log(f"selected {len(positions)} random samples out of {n_read}")
+    if subset is not None:
+        positions = subset()
+    else:
+        positions = select_samples(n_read, max_samples, shuffle, seed)
+        if len(positions) < n_read:
+            log(f"selected {len(positions)} random samples out of {n_read}")
     kept = apply_length_limit(positions, all_lengths, lambda p: f"{origin[p][0]} row {origin[p][1]}", limit, owner, log=log)
     return kept, all_lengths[kept]
 

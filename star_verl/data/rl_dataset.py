@@ -10,6 +10,12 @@ cached prompt-length filter (recipes: `data.custom_cls` = `pkg://star_verl.data.
   file and settings (cached next to the parquet). A prompt over `data.max_prompt_length` is an error,
   or dropped and counted with `data.star.drop_overlong=true`. veRL's `filter_overlong_prompts` is
   refused: it turns every per-sample error into "too long" and can empty a dataset silently.
+- The validation set (the one built from `data.val_files`; `star_verl.data.validation`): files not
+  built are left out with `data.star.skip_missing_val_files=true`, `data.star.val_subset` bounds it
+  to a fixed stratified subset, and every row's `extra_info` gets `view_rows` (the set's TVR rows
+  per view), from which `compute_score` weights the TAcc / ID / OOD reward keys. This is the one
+  key beyond the parquet contract's seven (`star_verl.prep.schema.EXTRA_INFO_KEYS`): added at load
+  time, never stored, and only on validation rows.
 """
 
 from __future__ import annotations
@@ -22,8 +28,10 @@ from star_verl.data.files import load_frame
 from star_verl.data.lengths import MeasureContext
 from star_verl.data.loading import LengthLimit, select_measured
 from star_verl.data.settings import DatasetError, StarDataSettings, check_data_config
+from star_verl.data.validation import VAL_SUBSET_SEED, file_strata, is_validation_set, present_validation_files, stratified_subset, view_rows
 from star_verl.pixels import dataset_patch_size
 from star_verl.prompts import PromptError, budget_images, image_part, prompt_messages, raw_question
+from star_verl.tasks.tvr import VIEW_ROWS_KEY
 
 
 class StarRLDataset(RLHFDataset):
@@ -32,6 +40,16 @@ class StarRLDataset(RLHFDataset):
 
     def __init__(self, data_files, tokenizer, config, processor=None, max_samples: int = -1):
         self.star = check_data_config(config, "rl")
+        self.is_validation = is_validation_set(data_files, config, self.star)
+        self.view_rows: dict[str, int] | None = None  # validation only: TVR rows per view of the kept rows
+        if self.is_validation:
+            if self.star.skip_missing_val_files:
+                data_files = present_validation_files([data_files] if isinstance(data_files, str) else list(data_files))
+            if self.star.val_subset is not None and max_samples > 0:
+                raise DatasetError(
+                    f"data.val_max_samples={max_samples} and data.star.val_subset={self.star.val_subset} both bound the validation set: "
+                    "set data.val_max_samples=-1 (data.star.val_subset picks a fixed stratified subset)"
+                )
         super().__init__(data_files=data_files, tokenizer=tokenizer, config=config, processor=processor, max_samples=max_samples)
 
     def _read_files_and_tokenize(self) -> None:
@@ -40,6 +58,7 @@ class StarRLDataset(RLHFDataset):
         ctx = MeasureContext("rl", self.star, self.tokenizer, self.processor, self.prompt_key, self.image_key,
                              dict(self.apply_chat_template_kwargs or {}), dataset_patch_size("rl", self.processor, self.config))  # fmt: skip
         limit = LengthLimit(int(self.max_prompt_length), "data.max_prompt_length", self.star.drop_overlong)
+        strata = file_strata(self.data_files) if self.is_validation else None
         kept, self.prompt_lengths = select_measured(
             ctx,
             self.data_files,
@@ -49,9 +68,26 @@ class StarRLDataset(RLHFDataset):
             seed=self.seed,
             limit=limit,
             owner="StarRLDataset",
+            subset=(lambda: self._validation_subset(strata)) if self.is_validation and self.star.val_subset is not None else None,
         )
         if not np.array_equal(kept, np.arange(len(self.dataframe))):
             self.dataframe = self.dataframe.select(kept.tolist())
+        if strata is not None:
+            self.view_rows = view_rows(strata[p] for p in kept)
+
+    def _validation_subset(self, strata) -> np.ndarray:
+        positions = stratified_subset(strata, self.star.val_subset)
+        print(
+            f"[star-verl] StarRLDataset: validation on {len(positions)} of {len(strata)} rows (data.star.val_subset={self.star.val_subset}: "
+            f"a fixed subset, stratified by data source, origin, view and number of transformations or task; seed {VAL_SUBSET_SEED})"
+        )
+        return positions
+
+    def __getitem__(self, item):
+        row = super().__getitem__(item)
+        if self.view_rows is not None:
+            row["extra_info"] = {**row["extra_info"], VIEW_ROWS_KEY: self.view_rows}
+        return row
 
     def maybe_filter_out_long_prompts(self, dataframe: datasets.Dataset = None):
         """Replaced by the measured filter of `_read_files_and_tokenize` (never veRL's error-swallowing one)."""

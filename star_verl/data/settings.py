@@ -31,6 +31,9 @@ class StarDataSettings:
     total_max_pixels: int | None = None  # per sample, over all its images
     drop_overlong: bool = False
     cache_dir: str | None = None
+    # the validation set only (star_verl.data.validation): leave out files not built; a stratified in-training subset
+    skip_missing_val_files: bool = False
+    val_subset: int | None = None
 
     @classmethod
     def from_config(cls, data_config: Mapping[str, Any] | None) -> StarDataSettings:
@@ -43,7 +46,7 @@ class StarDataSettings:
         unknown = sorted(set(star) - fields)
         if unknown:
             raise DatasetError(f"unknown data.star key(s) {unknown}; valid: {sorted(fields)}")
-        values = {k: v for k, v in star.items() if v is not None or k in ("total_max_pixels", "cache_dir")}
+        values = {k: v for k, v in star.items() if v is not None or k in ("total_max_pixels", "cache_dir", "val_subset")}
         settings = cls(**values)
         settings.check()
         return settings
@@ -56,8 +59,11 @@ class StarDataSettings:
                 raise DatasetError(f"data.star.{key} must be a positive integer, got {getattr(self, key)!r}")
         if self.min_pixels > self.max_pixels:
             raise DatasetError(f"data.star.min_pixels={self.min_pixels} > data.star.max_pixels={self.max_pixels}")
-        if not isinstance(self.drop_overlong, bool):
-            raise DatasetError(f"data.star.drop_overlong must be true or false, got {self.drop_overlong!r}")
+        for key in ("drop_overlong", "skip_missing_val_files"):
+            if not isinstance(getattr(self, key), bool):
+                raise DatasetError(f"data.star.{key} must be true or false, got {getattr(self, key)!r}")
+        if self.val_subset is not None and (isinstance(self.val_subset, bool) or not isinstance(self.val_subset, int) or self.val_subset < 1):
+            raise DatasetError(f"data.star.val_subset must be null or a positive number of rows, got {self.val_subset!r}")
         if self.total_max_pixels is not None and (not isinstance(self.total_max_pixels, int) or self.total_max_pixels < self.min_pixels):
             raise DatasetError(f"data.star.total_max_pixels must be null or an integer >= min_pixels, got {self.total_max_pixels!r}")
 

@@ -17,6 +17,8 @@ def _score(ns: argparse.Namespace) -> int:
     )
     for problem in metrics["bad_lines"]:
         print(f"skipped: {problem}", file=sys.stderr)
+    for warning in metrics["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     for name, block in metrics["benchmarks"].items():
         head = ", ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} -" for k, v in block["headline"].items())
         print(f"{name} [{ns.protocol}] n={block['format']['n']}: {head}")
@@ -37,7 +39,9 @@ def _generate(ns: argparse.Namespace) -> int:
 def _report(ns: argparse.Namespace) -> int:
     from star_verl.eval.report import report
 
-    report(ns.runs, ns.out, names=ns.names)
+    result = report(ns.runs, ns.out, names=ns.names)
+    for warning in result["warnings"]:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"wrote {ns.out}/report.md, report.json and report.png")
     return 0
 

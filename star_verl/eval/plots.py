@@ -15,7 +15,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from star_verl.eval.official import MINDCUBE_EXCLUDED_FROM_OVERALL  # noqa: E402
+from star_verl.tasks.official import MINDCUBE_EXCLUDED_FROM_OVERALL  # noqa: E402
 from star_verl.tasks.registry import SPARBENCH_LEVELS  # noqa: E402
 
 LEVEL_COLORS = {"low": "#4C72B0", "middle": "#DD8452", "high": "#55A868"}

@@ -9,9 +9,18 @@ Input lines (one JSON object per line), either
   "output", "gts", "score", "step", <reward_extra_info keys>...}`. They carry no data source and no
   extra_info: the family is read from the ground truth (TVR's `transformations`, else its `task`),
   and `--origin` names the benchmark.
+The ground truth's category (`task`; TVR's `view`) is read from `extra_info` where the ground truth
+lacks it (`star_verl.tasks.ground_truth`): only a SPAR numeric line with no task anywhere fails,
+naming the line and the field to add. A MindCube line without a task gets its setting from its
+question id, as MindCube's evaluator does (`get_setting_from_id`).
+
+A benchmark's block in metrics.json records its `origin`: None when a line has no
+`extra_info.origin` and no `--origin` was passed (veRL dumps), so `eval report` never places the
+paper's numbers beside data of unknown origin; `warnings` says how to pass `--origin`.
 
 Protocols:
-- `official`: each benchmark's own scorer (`star_verl.eval.official`), quirks included.
+- `official`: each benchmark's own scorer (`star_verl.tasks.official`), quirks included; the same
+  code gives the `official` reward key that veRL's validation logs during training.
 - `strict`: the reward's parsers (`star_verl.rewards.compute_score`: `acc` is correctness, `r_ans`
   with `mv_answer_weight=1, mv_graded_share=1` is the sample's score, e.g. the MRA).
 TVR has one protocol: TVR's official evaluator IS the metrics of `star_verl.tasks.tvr` (the
@@ -23,13 +32,15 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from star_verl.eval import official
-from star_verl.rewards import GroundTruthError, compute_score, load_ground_truth, validate_ground_truth
+import numpy as np
+
+from star_verl.rewards import GroundTruthError, compute_score, load_ground_truth, parse_ground_truth
+from star_verl.tasks import official, registry
 from star_verl.tasks.registry import DATA_SOURCES, ORIGINS, ground_truth_family, mmsi_category
 from star_verl.tasks.tags import as_text, parse_tags
 
@@ -50,6 +61,7 @@ class Sample:
     gt: dict[str, Any]
     extra_info: dict[str, Any]
     generation: dict[str, Any] | None = None
+    origin: str | None = None  # extra_info.origin or --origin; None: unknown (a dump scored without --origin)
 
 
 @dataclass
@@ -105,21 +117,14 @@ def _parse_line(path: Path, line_no: int, text: str, origin: str | None, data_so
         if not isinstance(extra_info, dict):
             raise InputError(_problem(path, line_no, f"extra_info must be an object, got {type(extra_info).__name__}"))
     try:
-        gt = validate_ground_truth(source, gt_raw, extra_info) if fmt == "star_verl" or source else None
+        gt = load_ground_truth(gt_raw)
+        if source is None:  # a dump without --data-source: read the family off the ground truth
+            source = ground_truth_family(gt)
+            if source is None:
+                raise InputError(_problem(path, line_no, f"cannot tell the data source of ground truth task {gt.get('task')!r}; pass --data-source"))
+        parse_ground_truth(source, gt, extra_info)  # the one check, the category read from extra_info where the ground truth lacks it
     except GroundTruthError as exc:
         raise InputError(_problem(path, line_no, exc.problem)) from None
-    if gt is None:  # a dump without --data-source: read the family off the ground truth
-        try:
-            loaded = load_ground_truth(gt_raw)
-        except GroundTruthError as exc:
-            raise InputError(_problem(path, line_no, exc.problem)) from None
-        source = ground_truth_family(loaded)
-        if source is None:
-            raise InputError(_problem(path, line_no, f"cannot tell the data source of ground truth task {loaded.get('task')!r}; pass --data-source"))
-        try:
-            gt = validate_ground_truth(source, loaded)
-        except GroundTruthError as exc:
-            raise InputError(_problem(path, line_no, exc.problem)) from None
     sample_origin = extra_info.get("origin") or origin
     if sample_origin:
         if sample_origin not in ORIGINS:
@@ -131,7 +136,7 @@ def _parse_line(path: Path, line_no: int, text: str, origin: str | None, data_so
     else:
         benchmark = source
     generation = row.get("generation") if isinstance(row.get("generation"), dict) else None
-    sample = Sample(line_no, sample_id, source, benchmark, as_text(response), gt, dict(extra_info), generation)
+    sample = Sample(line_no, sample_id, source, benchmark, as_text(response), gt, dict(extra_info), generation, sample_origin or None)
     return sample, fmt
 
 
@@ -170,40 +175,38 @@ def read_generations(path: str | Path, *, skip_bad: bool = False, origin: str | 
 # ---------------------------------------------------------------------------------------- scoring
 
 
-def _category(sample: Sample) -> str:
+def _category(sample: Sample, gt) -> str:
+    """TVR's view, MindCube's setting, SPAR's task, MMSI's category (in the release's spelling)."""
     if sample.family == "tvr":
-        return str(sample.gt["view"])
-    task = str(sample.gt.get("task") or sample.extra_info.get("task") or "")
-    return mmsi_category(task) if sample.family == "mmsi" else task
+        return gt.view
+    if sample.family == "mmsi":
+        return mmsi_category(gt.task)
+    if sample.family == "mindcube" and not gt.task:  # MindCube's evaluator: the setting named by the id
+        return official.mindcube_setting(str(sample.extra_info.get("question_id") or sample.id))
+    return gt.task
 
 
 def score_sample(sample: Sample, protocol: str) -> Scored:
     """One sample under a protocol. Never raises on the model's output (any text, however odd)."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
-    response, gt = sample.response, sample.gt
-    category = _category(sample)
+    response = sample.response
+    gt = parse_ground_truth(sample.family, sample.gt, sample.extra_info)
+    category = _category(sample, gt)
     well_formed = parse_tags(response).well_formed
     if sample.family == "tvr":
         from star_verl.tasks.tvr import tvr_sample_metrics
 
         metrics = tvr_sample_metrics(response, gt)
         return Scored(sample, category, metrics["strict"] == 1.0, metrics["strict"], int(metrics["diff"]), well_formed, metrics)
-    kind = official.spar_task_kind(category, gt.get("type")) if sample.family == "spar" else "mca"
     if protocol == "strict":
         reward = compute_score(
             sample.family, response, gt, sample.extra_info, mv_answer_weight=1.0, mv_graded_share=1.0, mv_format_weight=0.0, ref_weight=0.0
         )
+        kind = official.spar_task_kind(gt.task, gt.type) if sample.family == "spar" else "mca"
         return Scored(sample, category, reward["acc"] == 1.0, reward["r_ans"], None, well_formed, kind=kind)
-    answer = gt["answer"]
-    if sample.family == "mindcube":
-        correct = official.mindcube_correct(response, str(answer))
-        return Scored(sample, category, correct, float(correct), None, well_formed)
-    if sample.family == "mmsi":
-        correct = official.mmsi_correct(official.harness_text("mmsi", response), str(answer))
-        return Scored(sample, category, correct, float(correct), None, well_formed)
-    value = official.spar_score(category, official.harness_text("spar", response), str(answer), gt.get("type"))
-    return Scored(sample, category, value == 1.0, value, None, well_formed, kind=kind)
+    result = official.official_score(sample.family, response, gt)
+    return Scored(sample, category, result.correct, result.value, None, well_formed, kind=result.kind)
 
 
 # ------------------------------------------------------------------------------------- aggregation
@@ -253,8 +256,45 @@ def aggregate_tvr(rows: list[Scored]) -> dict[str, Any]:
     }
 
 
+def mindcube_aggregate(rows: Iterable[tuple[str, bool]]) -> dict:
+    """(setting, correct) pairs -> MindCube's results (its `evaluator.py`): per-setting accuracy, and
+    the overall micro accuracy over every setting except translation (tracked, excluded)."""
+    counts = {s: [0, 0] for s in official.MINDCUBE_REPORT_ORDER}
+    for setting, correct in rows:
+        counts.setdefault(setting, [0, 0])
+        counts[setting][0] += 1
+        counts[setting][1] += int(bool(correct))
+    order = [s for s in official.MINDCUBE_REPORT_ORDER if s in counts] + [s for s in counts if s not in official.MINDCUBE_REPORT_ORDER]
+    settings = {s: {"n": counts[s][0], "correct": counts[s][1], "accuracy": 100.0 * counts[s][1] / counts[s][0]} for s in order if counts[s][0]}
+    n_all = sum(n for s, (n, _) in counts.items() if s not in official.MINDCUBE_EXCLUDED_FROM_OVERALL)
+    c_all = sum(c for s, (_, c) in counts.items() if s not in official.MINDCUBE_EXCLUDED_FROM_OVERALL)
+    return {"overall": 100.0 * c_all / n_all if n_all else None, "n_overall": n_all, "correct_overall": c_all, "settings": settings}
+
+
+def spar_aggregate(task_means: Mapping[str, float], task_kinds: Mapping[str, str], *, official_levels: bool = True) -> dict:
+    """lmms-eval's `sparbench_aggregate_results` on per-task mean scores (fractions): overall is the
+    unweighted mean over the tasks present; levels are the means of their tasks.
+
+    Quirk kept when `official_levels`: lmms-eval finds a task's level by stripping the last
+    "_"-piece of "<task>_<metric>"; for "view_change_infer_vci_metric" that leaves
+    "view_change_infer_vci", which is in no level, so Middle is the mean of position_matching and
+    camera_motion_infer only. `official_levels=False` (strict) counts view_change_infer in Middle.
+    An empty level is None (lmms-eval: NaN). Results are in percent."""
+    overall = float(np.mean(list(task_means.values()))) if task_means else None
+    levels = {}
+    for level, members in registry.SPARBENCH_LEVELS.items():
+        values = []
+        for task, mean in task_means.items():
+            key = f"{task}_{official.SPAR_METRIC_NAME[task_kinds[task]]}"
+            name = "_".join(key.split("_")[:-1]) if official_levels else task
+            if name in members:
+                values.append(mean)
+        levels[level] = 100.0 * float(np.mean(values)) if values else None
+    return {"overall": None if overall is None else 100.0 * overall, "levels": levels}
+
+
 def aggregate_mindcube(rows: list[Scored]) -> dict[str, Any]:
-    result = official.mindcube_aggregate((r.category, r.correct) for r in rows)
+    result = mindcube_aggregate((r.category, r.correct) for r in rows)
     headline = {"overall": result["overall"], **{s: v["accuracy"] for s, v in result["settings"].items()}}
     return {"family": "mindcube", "unit": "percent", "headline": headline, **result, "format": _format_stats(rows)}
 
@@ -265,7 +305,7 @@ def aggregate_spar(rows: list[Scored], protocol: str) -> dict[str, Any]:
         by_task[r.category].append(r)
     means = {t: sum(r.score for r in rs) / len(rs) for t, rs in sorted(by_task.items())}
     kinds = {t: rs[0].kind for t, rs in by_task.items()}
-    agg = official.spar_aggregate(means, kinds, official_levels=protocol == "official")
+    agg = spar_aggregate(means, kinds, official_levels=protocol == "official")
     tasks = {
         t: {"n": len(by_task[t]), "metric": official.SPAR_METRIC_NAME[kinds[t]], "value": 100.0 * m, "correct": sum(r.correct for r in by_task[t])}
         for t, m in means.items()
@@ -309,7 +349,8 @@ def _aggregate_family(rows: list[Scored], protocol: str) -> dict[str, Any]:
 
 
 def aggregate(scored: list[Scored], protocol: str) -> dict[str, dict[str, Any]]:
-    """metrics.json's `benchmarks`: one block per benchmark, in first-seen order, each with the
+    """metrics.json's `benchmarks`: one block per benchmark, in first-seen order, each with its
+    `origin` (the one origin of all its lines; None when some line's origin is unknown) and the
     headline of every split it holds (`splits`; "unknown" for lines without extra_info.split)."""
     groups: dict[str, list[Scored]] = {}
     for r in scored:
@@ -317,11 +358,33 @@ def aggregate(scored: list[Scored], protocol: str) -> dict[str, dict[str, Any]]:
     out = {}
     for bench, rows in groups.items():
         block = _aggregate_family(rows, protocol)
+        origins = {r.sample.origin for r in rows}
+        block["origin"] = origins.pop() if len(origins) == 1 else None
+        block["n_unknown_origin"] = sum(r.sample.origin is None for r in rows)
         by_split: dict[str, list[Scored]] = {}
         for r in rows:
             by_split.setdefault(str(r.sample.extra_info.get("split") or "unknown"), []).append(r)
         block["splits"] = {split: {"n": len(sub), "headline": _aggregate_family(sub, protocol)["headline"]} for split, sub in by_split.items()}
         out[bench] = block
+    return out
+
+
+def origin_warnings(benchmarks: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per benchmark block that no paper number may stand beside: unknown or synthetic origin."""
+    named = ", ".join(name for name, origin in ORIGINS.items() if origin.benchmark)
+    out = []
+    for name, block in benchmarks.items():
+        origin = ORIGINS.get(block.get("origin") or "")
+        if block.get("n_unknown_origin"):
+            out.append(
+                f"{name}: {block['n_unknown_origin']} line(s) without extra_info.origin (a veRL dump?): benchmark unknown, so no paper numbers "
+                f"beside it; if it is a benchmark's test split, score it again with --origin ({named})"
+            )
+        elif origin is not None and origin.benchmark is None:
+            out.append(
+                f"{name}: origin {origin.name!r} is no published benchmark, so no paper numbers beside it "
+                f"(the paper's are for {named}; a veRL dump of one is scored with --origin)"
+            )
     return out
 
 
@@ -384,6 +447,7 @@ def score_file(
         "generation": generation,
         "benchmarks": aggregate(scored, protocol),
     }
+    metrics["warnings"] = origin_warnings(metrics["benchmarks"])
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

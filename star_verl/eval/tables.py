@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from star_verl.tasks.registry import SPARBENCH_LEVELS
+from star_verl.tasks.tvr import VIEWS
 
 
 def fmt(value: Any, digits: int = 1) -> str:
@@ -37,6 +38,9 @@ def tvr_section(block: dict[str, Any]) -> str:
     rows.append(["**total**", block["total"]["n"], *(block["total"][c] for c in TVR_COLUMNS)])
     h = block["headline"]
     head = f"TAcc **{fmt(h['TAcc'])}** · ID (center) {fmt(h['ID'])} · OOD (left/right) {fmt(h['OOD'])} · Diff {fmt(h['Diff'], 3)} · NDiff {fmt(h['NDiff'], 3)}"
+    missing = [v for v in VIEWS if v not in block["views"]]
+    if missing:
+        head += f"\n\nNo {', '.join(missing)} view: TAcc, OOD and NDiff average the views present, so they are not the paper's metrics."
     return head + "\n\n" + table(["view", "n", *TVR_COLUMNS], rows, [0, 0, 1, 1, 3, 3, 1, 1, 1, 2])
 
 
@@ -74,6 +78,7 @@ SECTIONS = {"tvr": tvr_section, "mindcube": mindcube_section, "spar": spar_secti
 def metrics_markdown(metrics: dict[str, Any]) -> str:
     parts = [f"# Evaluation: protocol `{metrics['protocol']}`", "", metrics["protocol_description"], "",
              f"Input `{metrics['input']}`: {metrics['n_scored']} scored, {metrics['n_bad']} bad line(s) skipped.", ""]  # fmt: skip
+    parts += [f"**Warning:** {warning}\n" for warning in metrics.get("warnings", [])]
     for name, block in metrics["benchmarks"].items():
         f = block["format"]
         parts += [

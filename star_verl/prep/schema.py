@@ -31,6 +31,9 @@ EXTRA_INFO_FIELDS = (
     ("n_images", pa.int64()),
 )
 EXTRA_INFO_KEYS = tuple(name for name, _ in EXTRA_INFO_FIELDS)
+# Every stored row has exactly these. At load time StarRLDataset adds one more to the rows of the
+# validation set only, never stored: `view_rows` (star_verl.data.validation), from which compute_score
+# weights the TAcc / ID / OOD keys that veRL's validation logs.
 
 _MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 IMAGE_TYPE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])

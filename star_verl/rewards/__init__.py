@@ -4,7 +4,10 @@ Pure Python (no torch, no veRL): data prep, the teacher filter and evaluation ca
 reward managers are in `star_verl.rewards.managers`, which only veRL imports.
 
 Every call returns the same keys (`REWARD_KEYS`) in the same order for every data source, because
-veRL takes the key set of the first sample for the whole batch. A term that does not apply to a
+veRL takes the key set of the first sample for the whole batch: the family's reward terms, then the
+benchmark metrics (`star_verl.rewards.benchmark`: `official`, TVR's `tacc`, `acc_id`, `acc_ood`,
+`ndiff`), which veRL's validation logs. The ground truth's `task` (TVR's `view`) is read from
+`extra_info` where the ground truth lacks it (`star_verl.tasks.ground_truth`). A term that does not apply to a
 source is 0.0, never None or NaN. Each family (`tvr`, `multiview`: a `RewardFamily` of
 `star_verl.rewards.base`) has its settings and one scorer, all called the same way.
 """
@@ -17,6 +20,7 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 from star_verl.rewards.base import REWARD_KEYS
+from star_verl.rewards.benchmark import benchmark_terms
 from star_verl.rewards.multiview import MULTIVIEW, MultiViewRewardSettings
 from star_verl.rewards.tvr import TVR, TVRRewardSettings
 
@@ -89,4 +93,6 @@ def compute_score(
     kwargs.pop("reward_model_tokenizer", None)
     gt = parse_ground_truth(data_source, ground_truth, extra_info)  # parsed once (the data source checked), scored by its family
     family = FAMILY_OF_SOURCE[data_source]
-    return family.score(solution_str, gt, getattr(split_reward_kwargs(kwargs), family.name))
+    out = family.score(solution_str, gt, getattr(split_reward_kwargs(kwargs), family.name))
+    out.update(benchmark_terms(data_source, solution_str, gt, extra_info))  # the eval's per-sample metrics, logged at validation
+    return out

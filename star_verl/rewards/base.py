@@ -12,6 +12,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+# The benchmark metrics `compute_score` adds beside every family's reward (`star_verl.rewards.benchmark`:
+# the per-sample code of `star-verl eval score`), so veRL's validation logs the paper's numbers.
+BENCHMARK_KEYS = (
+    "official",  # the benchmark's official per-sample score: TVR's strict accuracy, MindCube's/MMSI's extractor verdict, SPAR's accuracy/MRA/VCI
+    "tacc",  # TVR: strict x the row's TAcc weight (the row mean over a validation set is TAcc); else 0.0
+    "acc_id",  # TVR: strict x the row's in-distribution (center) weight; else 0.0
+    "acc_ood",  # TVR: strict x the row's out-of-distribution (left/right) weight; else 0.0
+    "ndiff",  # TVR: official NDiff, diff / n_gt (the row mean is NDiff); else 0.0
+)
+
 REWARD_KEYS = (
     "score",  # the reward GRPO uses
     "acc",  # 1.0 when the answer is fully right (TVR exact set, right option, MRA == 1)
@@ -27,6 +37,7 @@ REWARD_KEYS = (
     "n_exact",  # TVR: exact matches; multi-view: key references stated with the right relation
     "n_hedge",  # TVR: distinct predictions beyond the first for the same index and attribute; multi-view: 0.0
     "diff",  # TVR: attribute distance after applying the predictions (official Diff); else 0.0
+    *BENCHMARK_KEYS,
 )
 
 

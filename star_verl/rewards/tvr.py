@@ -42,10 +42,9 @@ from typing import Any
 
 from star_verl.rewards.base import RewardFamily, finalize
 from star_verl.tasks.tags import parse_tags
-from star_verl.tasks.tvr import Triplet, TVRGroundTruth, apply_prediction, match_triplets, parse_tvr_ground_truth, response_triplets
+from star_verl.tasks.tvr import MAX_ANSWER_CHARS, Triplet, TVRGroundTruth, apply_prediction, match_triplets, parse_tvr_ground_truth, response_triplets
 
 TVR_MODES = ("dense", "naive", "count_diff")
-MAX_ANSWER_CHARS = 65536  # characters of the answer block read (a right answer is < 100 characters)
 INCORRECT_MODES = ("not_exact", "no_credit")
 
 

@@ -8,6 +8,13 @@ reading it.
   fields (`to_dict`), so what a converter writes is exactly what the reward parses back.
 - `GroundTruthError` carries the `problem` and the `sample` (its origin, split, index and question
   id) as fields: a caller that names the sample its own way (a file and row) uses the problem alone.
+- The category fields a ground truth names (every ground truth's `task`, TVR's `view`) are read
+  from the row's `extra_info` (`task`, `view`) when the ground truth lacks them: star-verl's
+  converters write both places, rows written by other tools usually only `extra_info`. The ground
+  truth wins where both are present. A multi-view ground truth without any task is scored (the
+  reward does not depend on it; its task is then ""), except SPAR's numeric ones: SPAR-Bench's
+  scorer reads the last number of the answer for the `_mv` tasks and the first for the others, so
+  without the task there is no official score; that is an error naming the field to add.
 
 Each family's JSON form (both directions) lives with its dataclass: `star_verl.tasks.tvr`,
 `star_verl.tasks.multiview`.
@@ -74,7 +81,15 @@ def load_ground_truth(ground_truth: Any, extra_info: Mapping[str, Any] | None = 
         raise GroundTruthError(exc.problem, sample_name(extra_info)) from None
 
 
-def _parse(data_source: str, ground_truth: Any) -> GroundTruth:
+CategoryFields = tuple[tuple[str, str], ...]  # (("task", ...), ("view", ...)): the row's extra_info values that are strings
+
+
+def _category_fields(extra_info: Mapping[str, Any] | None) -> CategoryFields:
+    info = extra_info or {}
+    return tuple((key, info[key]) for key in ("task", "view") if isinstance(info.get(key), str) and info[key])
+
+
+def _parse(data_source: str, ground_truth: Any, fields: CategoryFields = ()) -> GroundTruth:
     if data_source not in DATA_SOURCES:
         raise GroundTruthError(f"unknown data_source {data_source!r}; expected one of {DATA_SOURCES}")
     family = TVRGroundTruth if data_source == "tvr" else MultiViewGroundTruth
@@ -83,39 +98,59 @@ def _parse(data_source: str, ground_truth: Any) -> GroundTruth:
             raise GroundTruthError(f"a {type(ground_truth).__name__} is not a {data_source} ground truth")
         return ground_truth
     gt = _load(ground_truth)
+    from_row = {key: value for key, value in fields if key not in gt and (key == "task" or data_source == "tvr")}
+    if from_row:
+        gt = {**gt, **from_row}
+    if data_source == "tvr" and "view" not in gt:
+        raise GroundTruthError(
+            f"bad tvr ground truth: no 'view' (keys: {sorted(gt)}); add 'view' (center, left or right) to the ground truth or to extra_info"
+        )
+    if data_source != "tvr" and "task" not in gt:
+        gt = {**gt, "task": ""}
     try:
-        return parse_tvr_ground_truth(gt) if data_source == "tvr" else parse_multiview_ground_truth(gt)
+        parsed = parse_tvr_ground_truth(gt) if data_source == "tvr" else parse_multiview_ground_truth(gt)
     except (KeyError, TypeError, ValueError) as exc:
         raise GroundTruthError(f"bad {data_source} ground truth: {exc}") from None
+    if data_source == "spar" and parsed.type == "numeric" and not parsed.task:
+        raise GroundTruthError(
+            "spar numeric ground truth without a task: add 'task' (the SPAR task, e.g. depth_prediction_oc_mv) to the ground truth "
+            "or to extra_info; SPAR-Bench's scorer reads the last number of the answer for the _mv tasks and the first for the others"
+        )
+    return parsed
 
 
 @functools.lru_cache(maxsize=4096)
-def _parse_text(data_source: str, text: str) -> GroundTruth:
-    return _parse(data_source, text)
+def _parse_text(data_source: str, text: str, fields: CategoryFields) -> GroundTruth:
+    return _parse(data_source, text, fields)
 
 
 def parse_ground_truth(data_source: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None) -> GroundTruth:
-    """The typed ground truth of a data source; raise GroundTruthError naming the sample.
+    """The typed ground truth of a data source, its category fields (`task`, TVR's `view`) taken from
+    `extra_info` where it lacks them; raise GroundTruthError naming the sample.
 
-    The JSON strings of the parquet are parsed once per distinct string: a GRPO group's responses
-    (and every epoch) share their ground truth.
+    The JSON strings of the parquet are parsed once per distinct string (and category fields): a
+    GRPO group's responses (and every epoch) share their ground truth.
 
     >>> parse_ground_truth("mmsi", '{"type": "numeric", "answer": 2, "task": "toy"}').answer
     2.0
+    >>> parse_ground_truth("mmsi", '{"type": "numeric", "answer": 2}', {"task": "toy"}).task  # the row's task
+    'toy'
     >>> try:
     ...     parse_ground_truth("mmsi", '{"type": "numeric", "answer": "2", "task": "toy"}', {"index": 3})
     ... except GroundTruthError as exc:
     ...     print(exc.sample, "|", exc.problem)
     sample(index=3) | bad mmsi ground truth: numeric answer must be a finite number, got '2'
     """
+    fields = _category_fields(extra_info)
     try:
-        return _parse_text(data_source, ground_truth) if isinstance(ground_truth, str) else _parse(data_source, ground_truth)
+        return _parse_text(data_source, ground_truth, fields) if isinstance(ground_truth, str) else _parse(data_source, ground_truth, fields)
     except GroundTruthError as exc:
         raise GroundTruthError(exc.problem, sample_name(extra_info)) from None
 
 
 def validate_ground_truth(data_source: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Check a ground truth for its data source and return it decoded; raise GroundTruthError naming the sample."""
+    """Check a ground truth for its data source and return it decoded (as written: the category
+    fields taken from `extra_info` are not added); raise GroundTruthError naming the sample."""
     parse_ground_truth(data_source, ground_truth, extra_info)
     return load_ground_truth(ground_truth, extra_info)
 

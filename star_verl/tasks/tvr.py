@@ -243,6 +243,9 @@ def parse_tvr_ground_truth(gt: Mapping[str, Any]) -> TVRGroundTruth:
 # are accepted; the index must not continue a number or word ("1. 2.color.red" reads item 2).
 _ITEM = re.compile(r"(?<![\w.])(\d+)\s*\.\s*(?:(position)\s*\.\s*([a-z]+(?:-[a-z]+)*)\s*\.\s*(\d+)|([a-z_]+)\s*\.\s*([a-z]+(?:-[a-z]+)*))")
 _BIG_INDEX = 10**9  # stands for any index too long to be a real object
+# Characters of the answer block read, by the reward and by the metrics alike (a right answer is < 100
+# characters; a 16k-token generation is far shorter): bounded work on any response, one reading.
+MAX_ANSWER_CHARS = 65536
 
 
 def _triplet(m: re.Match) -> Triplet:
@@ -452,10 +455,11 @@ METRIC_KEYS = ("strict", "loose", "diff", "ndiff", "obj_acc", "attr_acc", "val_a
 
 def tvr_sample_metrics(prediction: object, gt: Mapping[str, Any] | TVRGroundTruth) -> dict[str, float]:
     """Per-sample official metrics. `prediction`: a full model response (its last `<answer>` block
-    is read, as the reward does; no block means no prediction) or a list of Triplets (to score a
-    baseline that answers without tags, pass `parse_tvr_answer(text)`)."""
+    is read, as the reward does, within its first MAX_ANSWER_CHARS characters; no block means no
+    prediction) or a list of Triplets (to score a baseline that answers without tags, pass
+    `parse_tvr_answer(text)`)."""
     g = gt if isinstance(gt, TVRGroundTruth) else parse_tvr_ground_truth(gt)
-    pred = list(prediction) if isinstance(prediction, (list, tuple)) else response_triplets(prediction)
+    pred = list(prediction) if isinstance(prediction, (list, tuple)) else response_triplets(prediction, max_chars=MAX_ANSWER_CHARS)
     pred = [p if isinstance(p, Triplet) else Triplet(*p) for p in pred]
     applied = apply_prediction(pred, g)
     m = match_triplets(pred, g.transformations)
@@ -501,3 +505,29 @@ def aggregate_tvr_metrics(samples: Iterable[tuple[str, Mapping[str, float]]]) ->
         out["lacc"] = out["loose"]
         out["tacc"] = sum(out[f"{v}/strict"] for v in views) / len(views)
     return out
+
+
+# ---------------------------------------------------------------- the headline as a row mean
+
+OOD_VIEWS = ("left", "right")  # cross-view; center is in distribution
+VIEW_ROWS_KEY = "view_rows"  # extra_info key StarRLDataset adds to its validation rows: the set's TVR rows per view
+
+
+def view_weights(view: str, view_rows: Mapping[str, int]) -> tuple[float, float, float]:
+    """(TAcc, ID, OOD) weights of a row of `view` in a set with `view_rows` TVR rows per view: the
+    plain mean over the set's rows of weight x strict is TAcc (the mean of the per-view accuracies,
+    as `aggregate_tvr_metrics` computes it), the center accuracy and the mean of the left and right
+    accuracies, for any number of rows per view. veRL's validation averages each reward key over the
+    rows of a data source, so these weighted keys log the paper's numbers exactly (up to float
+    rounding). A row of a view the set does not count raises ValueError: the counts are not its set's."""
+    counts = {v: int(view_rows.get(v, 0)) for v in VIEWS}
+    if counts.get(view, 0) <= 0:
+        raise ValueError(f"{VIEW_ROWS_KEY}={dict(view_rows)} counts no {view!r} row: it is not the set this row belongs to")
+    n = sum(counts.values())
+    present = [v for v in VIEWS if counts[v] > 0]
+    ood = [v for v in OOD_VIEWS if counts[v] > 0]
+    n_view = counts[view]
+    tacc = n / (len(present) * n_view)
+    acc_id = n / n_view if view == "center" else 0.0
+    acc_ood = n / (len(ood) * n_view) if view in ood else 0.0
+    return tacc, acc_id, acc_ood

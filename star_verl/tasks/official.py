@@ -1,12 +1,19 @@
-"""The benchmarks' own scorers, reproduced with their quirks so numbers compare with published ones.
+"""The benchmarks' own per-sample scorers, reproduced with their quirks so numbers compare with published ones.
 
 Each function below re-implements, from reading the upstream source, what the benchmark's official
 evaluation does with one model output. Nothing here is "fixed": where the official code does
 something surprising, so does this module, and the comment says so. The `strict` protocol
 (`star_verl.eval.scoring`) is where the model's meaning is scored with the reward's parsers.
 
+`official_score` is the one entry point for a multi-view sample: `star-verl eval score` (protocol
+`official`) and `star_verl.rewards.compute_score` (the `official` reward key, logged at every
+validation of a run) both call it, so the numbers logged during training and the numbers of `eval
+score` come from the same code. TVR's official metrics are `star_verl.tasks.tvr.tvr_sample_metrics`.
+The benchmarks' aggregations (MindCube's overall without translation, SPAR-Bench's task and level
+means) are in `star_verl.eval.scoring`.
+
 Sources (read for this module; no code copied):
-- MindCube: github.com/mll-lab-nu/MindCube @6d8fd9a, `src/evaluation/core/extractors.py`
+- MindCube: github.com/mll-lab-nu/MindCube @6d8fd9a (HEAD), `src/evaluation/core/extractors.py`
   (`extract_answer`, `get_setting_from_id`) and `src/evaluation/evaluator.py` (correctness and the
   overall accuracy that excludes the translation setting).
 - SPAR-Bench: github.com/EvolvingLMMs-Lab/lmms-eval, `lmms_eval/tasks/sparbench/utils.py`
@@ -16,17 +23,17 @@ Sources (read for this module; no code copied):
   `extract_single_choice_with_word_boundary`), which lmms-eval's `mmsi_bench/utils.py` also follows;
   compared with the VLMEvalKit class `MMSIBenchDataset.evaluate` (see `mmsi_correct`).
 
-Every function takes any model output (None, bytes, odd text) and never raises on it.
+Every function takes any model output (None, bytes, odd text) and never raises on it. Pure Python
+(no numpy): `compute_score` calls it for every sample.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
-
-import numpy as np
+from dataclasses import dataclass
 
 from star_verl.tasks import registry
+from star_verl.tasks.multiview import MultiViewGroundTruth
 from star_verl.tasks.numeric import mean_relative_accuracy  # SPAR-Bench's MRA, thresholds as np.linspace builds them
 from star_verl.tasks.tags import as_text, last_answer
 
@@ -76,7 +83,6 @@ _MC_PATTERNS = tuple(
     for p in (
         r"(?:Answer: )?([A-E])\. [A-Za-z0-9 \-\(\)'\",]+(?=(?:\n|$|\.|\"))",
         r"(?:Answer: )?([A-E])\. [A-Za-z0-9 \-\(\)'\"]+",
-        r"(?:Answer: )?([A-E])(?:\.|$|\s)",
         r"(?:^|\n)(?:Answer: )?([A-E])(?:\.|$|\s)",
         r"[\*\"]([A-E])[\*\"]",
         r"\bAnswer:?\s*([A-E])\b",
@@ -97,10 +103,21 @@ def _last_group(pattern: re.Pattern[str], text: str) -> str | None:
 
 
 def mindcube_extract_answer(response: object) -> str | None:
-    """MindCube's `extract_answer`: the first rule that matches wins, and within a rule the LAST match.
+    """MindCube's `extract_answer` (HEAD 6d8fd9a): the first rule that matches wins; within rules 1-3
+    the LAST match, within rule 4 the first match of the last line that has one. X is a capital A-E.
 
-    Quirk kept: rule 1 is the last `X.` (X in A-E) anywhere in the text, reasoning included, so
-    "... option B. Final: <answer>C</answer>" gives B.
+    1. `X.` anywhere in the text, reasoning included (quirk kept: "... option B. Final:
+       <answer>C</answer>" gives B);
+    2. inside a `<Answer>` section (capital A: STAR-R1's `<answer>` is not one): "my answer is X",
+       "the answer is X", "X.", a standalone X;
+    3. in the whole text, in this order: "X. description", `X` at the start of a line followed by
+       white space, a period or the end ("D or B" gives D), `*X*` or `"X"`, "Answer: X", "my
+       answer is X", "answer is X";
+    4. per line: the last line with "X. description"; else, from the bottom, the last line with a
+       standalone X, and on it the FIRST one ("I think D or B" and "<answer>D or B</answer>" give D).
+
+    The initial commit of the file had one more rule 3 pattern, an X followed by white space, a
+    period or the end anywhere (which read "I think D or B" as B); HEAD removed it.
     """
     text = as_text(response)
     if not text:
@@ -139,21 +156,6 @@ def mindcube_correct(response: object, gt_answer: str) -> bool:
     """Correct iff the extracted letter equals `gt_answer` exactly (no case folding, no stripping)."""
     extracted = mindcube_extract_answer(response)
     return bool(extracted) and extracted == gt_answer
-
-
-def mindcube_aggregate(rows: Iterable[tuple[str, bool]]) -> dict:
-    """(setting, correct) pairs -> MindCube's results: per-setting accuracy, and the overall micro
-    accuracy over every setting except translation (tracked, excluded)."""
-    counts = {s: [0, 0] for s in MINDCUBE_REPORT_ORDER}
-    for setting, correct in rows:
-        counts.setdefault(setting, [0, 0])
-        counts[setting][0] += 1
-        counts[setting][1] += int(bool(correct))
-    order = [s for s in MINDCUBE_REPORT_ORDER if s in counts] + [s for s in counts if s not in MINDCUBE_REPORT_ORDER]
-    settings = {s: {"n": counts[s][0], "correct": counts[s][1], "accuracy": 100.0 * counts[s][1] / counts[s][0]} for s in order if counts[s][0]}
-    n_all = sum(n for s, (n, _) in counts.items() if s not in MINDCUBE_EXCLUDED_FROM_OVERALL)
-    c_all = sum(c for s, (_, c) in counts.items() if s not in MINDCUBE_EXCLUDED_FROM_OVERALL)
-    return {"overall": 100.0 * c_all / n_all if n_all else None, "n_overall": n_all, "correct_overall": c_all, "settings": settings}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -223,12 +225,12 @@ def spar_vci(pred: object, answer: str) -> float:
         p, g = _parse_vci(as_text(pred)), _parse_vci(str(answer))
     except ValueError:
         return 0.0
-    scores = []
+    total = 0.0  # summed in order, as np.mean does for fewer than 8 values: the same float
     for plus, minus in _VCI_COMPONENTS:
         p_val = p.get(plus, 0) - p.get(minus, 0)
         g_val = g.get(plus, 0) - g.get(minus, 0)
-        scores.append(mean_relative_accuracy(g_val, p_val))  # the swap, as upstream
-    return float(np.mean(scores))
+        total += mean_relative_accuracy(g_val, p_val)  # the swap, as upstream
+    return total / len(_VCI_COMPONENTS)
 
 
 def spar_score(task: str, pred: object, answer: str, gt_type: str | None = None) -> float:
@@ -244,28 +246,6 @@ def spar_score(task: str, pred: object, answer: str, gt_type: str | None = None)
     except (TypeError, ValueError):
         return 0.0
     return 0.0 if value is None else mean_relative_accuracy(value, target)
-
-
-def spar_aggregate(task_means: Mapping[str, float], task_kinds: Mapping[str, str], *, official_levels: bool = True) -> dict:
-    """lmms-eval's `sparbench_aggregate_results` on per-task mean scores (fractions): overall is the
-    unweighted mean over the tasks present; levels are the means of their tasks.
-
-    Quirk kept when `official_levels`: lmms-eval finds a task's level by stripping the last
-    "_"-piece of "<task>_<metric>"; for "view_change_infer_vci_metric" that leaves
-    "view_change_infer_vci", which is in no level, so Middle is the mean of position_matching and
-    camera_motion_infer only. `official_levels=False` (strict) counts view_change_infer in Middle.
-    An empty level is None (lmms-eval: NaN). Results are in percent."""
-    overall = float(np.mean(list(task_means.values()))) if task_means else None
-    levels = {}
-    for level, members in registry.SPARBENCH_LEVELS.items():
-        values = []
-        for task, mean in task_means.items():
-            key = f"{task}_{SPAR_METRIC_NAME[task_kinds[task]]}"
-            name = "_".join(key.split("_")[:-1]) if official_levels else task
-            if name in members:
-                values.append(mean)
-        levels[level] = 100.0 * float(np.mean(values)) if values else None
-    return {"overall": None if overall is None else 100.0 * overall, "levels": levels}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -302,3 +282,36 @@ def mmsi_correct(pred: object, gt: str) -> bool:
     if letter is None:
         return False
     return str(gt).lower().replace("\n", " ").strip() == letter.lower()[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# One multi-view sample under its benchmark's protocol
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OfficialScore:
+    value: float  # in [0, 1]: the verdict 1/0 (MindCube, MMSI, SPAR choices), SPAR's MRA or view-change metric
+    kind: str  # SPAR's task kind ("mca", "na", "vci"); "mca" for MindCube and MMSI
+
+    @property
+    def correct(self) -> bool:
+        return self.value == 1.0
+
+
+def official_score(data_source: str, response: object, gt: MultiViewGroundTruth) -> OfficialScore:
+    """A MindCube, SPAR or MMSI sample scored as its benchmark's harness scores it: MindCube's
+    extractor on the whole response, SPAR-Bench's lmms-eval scorer and MMSI-Bench's README extractor
+    on `harness_text`. Never raises on the response. A SPAR numeric ground truth without its task
+    raises ValueError: which number the scorer reads depends on the task (the `_mv` tasks take the
+    last one), and `star_verl.tasks.ground_truth` refuses such a ground truth before it gets here."""
+    answer = str(gt.answer)
+    if data_source == "mindcube":
+        return OfficialScore(float(mindcube_correct(response, answer)), "mca")
+    if data_source == "mmsi":
+        return OfficialScore(float(mmsi_correct(harness_text("mmsi", response), answer)), "mca")
+    if data_source != "spar":
+        raise ValueError(f"official_score scores mindcube, spar and mmsi samples, not {data_source!r}")
+    if gt.type == "numeric" and not gt.task:
+        raise ValueError("a SPAR numeric ground truth needs its task (the _mv tasks read the last number, the others the first)")
+    return OfficialScore(spar_score(gt.task, harness_text("spar", response), answer, gt.type), spar_task_kind(gt.task, gt.type))
