@@ -12,9 +12,11 @@ import json
 import math
 from pathlib import Path
 
+import pytest
 import torch
 
 from star_verl.rewards import REWARD_KEYS, compute_score
+from star_verl.rewards.benchmark import TVR_VALIDATION_KEYS, validation_metric
 from testing_support.varied_reward import E_SHARE_KEY, e_share
 from tests.trainer_runs import TVR_TRAIN_ROWS, sft_hf_checkpoint
 
@@ -110,6 +112,14 @@ def test_validation_dump_holds_the_three_views_and_scores_with_eval_score(tvr_ru
     assert set(metrics["benchmarks"]["tvr"]["views"]) == VIEWS
     per_sample = (tvr_run.out / "eval" / "per_sample.jsonl").read_text().splitlines()
     assert len(per_sample) == 3
+    # the trainer logged the paper's numbers for that dump, equal to what eval score computes from it
+    logged = {key: tvr_run.steps()[2][validation_metric("tvr", key)] for key in TVR_VALIDATION_KEYS}
+    tvr = metrics["benchmarks"]["tvr"]
+    assert 100 * logged["tacc"] == pytest.approx(tvr["headline"]["TAcc"], abs=1e-9)
+    assert 100 * logged["acc_id"] == pytest.approx(tvr["headline"]["ID"], abs=1e-9)
+    assert 100 * logged["acc_ood"] == pytest.approx(tvr["headline"]["OOD"], abs=1e-9)
+    assert logged["ndiff"] == pytest.approx(tvr["headline"]["NDiff"], abs=1e-9)
+    assert 100 * logged["official"] == pytest.approx(tvr["total"]["Acc"], abs=1e-9)
 
 
 def test_curves_rescores_the_rollouts_and_flags_the_test_reward(tvr_run):
@@ -150,7 +160,7 @@ def test_resume_continues_the_global_step_and_the_dataloader(tvr_run, tvr_resume
 # star_r1_sft -> star_r1_mv
 
 
-def test_stage2_trains_from_the_sft_checkpoint_with_the_recipes_reward(mv_run, sft_run):
+def test_stage2_trains_from_the_sft_checkpoint_with_the_recipes_reward(mv_run, sft_run, multiview_data):
     mv_run.check()
     cfg = mv_run.config()
     assert cfg["actor_rollout_ref"]["model"]["path"] == str(sft_hf_checkpoint(sft_run))
@@ -162,10 +172,14 @@ def test_stage2_trains_from_the_sft_checkpoint_with_the_recipes_reward(mv_run, s
     assert sorted(steps) == [0, 1, 2]
     for step in (1, 2):
         assert steps[step]["training/rollout_probs_diff_max"] < SYNCED_PROBS_DIFF
-    # every component of both multi-view sources of the validation rows (3 MindCube, 1 SPAR) reached the trainer
-    for source in ("mindcube", "spar"):
+    # validation ran on the recipe's benchmark files that exist (SPAR-Bench was not built: left out,
+    # one line), and every component of both benchmarks reached the trainer
+    assert cfg["data"]["val_files"] == [str(multiview_data / "multiview" / "bench" / f"{b}.parquet") for b in ("mindcube_tiny", "sparbench", "mmsi")]
+    assert "sparbench.parquet was not built: left out of validation" in mv_run.console
+    for source in ("mindcube", "mmsi"):
         for key in REWARD_KEYS:
-            assert f"val-aux/{source}/{key}/mean@1" in steps[2] or f"val-core/{source}/{key}/mean@1" in steps[2], (source, key)
+            assert validation_metric(source, key) in steps[2], (source, key)
+    assert not any(name.startswith("val-aux/spar/") for name in steps[2])
 
 
 def test_stage2_dumped_scores_match_compute_score(mv_run):
@@ -180,4 +194,8 @@ def test_stage2_dumped_scores_match_compute_score(mv_run):
     assert "WARNING" not in mv_run.console
     metrics = json.loads((mv_run.out / "eval" / "metrics.json").read_text())
     assert metrics["n_scored"] == 4 and metrics["n_bad"] == 0
-    assert set(metrics["benchmarks"]) >= {"mindcube"}
+    assert set(metrics["benchmarks"]) == {"mindcube", "mmsi"}
+    # the trainer's `official` mean of each benchmark is eval score's official accuracy of the same dump
+    for source in ("mindcube", "mmsi"):
+        logged = mv_run.steps()[2][validation_metric(source, "official")]
+        assert 100 * logged == pytest.approx(metrics["benchmarks"][source]["overall"], abs=1e-9), source

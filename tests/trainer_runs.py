@@ -166,33 +166,23 @@ def sft_run(stage1, tiny_qwen25vl, tmp_path_factory) -> SmokeRun:
 
 @pytest.fixture(scope="session")
 def multiview_data(tmp_path_factory) -> Path:
-    """rl_train.parquet and val.parquet built by `star-verl build-multiview` from MindCube- and
-    SPAR-7M-shaped sources in their release formats."""
-    from tests.multiview_fixtures import write_mindcube_fixture, write_spar_fixture
+    """$STAR_VERL_DATA with multiview/rl_train.parquet and two of star_r1_mv's three validation
+    benchmarks (multiview/bench/mindcube_tiny.parquet, mmsi.parquet; SPAR-Bench not built), built by
+    `star-verl build-multiview` from MindCube-, SPAR-7M- and MMSI-shaped sources in their release formats."""
+    from tests.multiview_fixtures import write_mindcube_fixture, write_mmsi_fixture, write_spar_fixture
 
     root = tmp_path_factory.mktemp("multiview")
     mindcube = write_mindcube_fixture(root / "mindcube", n=12, n_tiny=4)
     spar = write_spar_fixture(root / "spar", n=1, image_size=(160, 120))
-    out = root / "out"
+    mmsi = write_mmsi_fixture(root / "MMSI_Bench.parquet", n=4)
+    data = root / "star_verl_data"
     args = [
-        "build-multiview",
-        "--mindcube",
-        str(mindcube),
-        "--spar",
-        str(spar),
-        "--out",
-        str(out),
-        "--rl-samples",
-        "8",
-        "--val-samples",
-        "4",
-        "--sft-pool",
-        "0",
-        "--no-progress",
-    ]
+        "build-multiview", "--mindcube", str(mindcube), "--spar", str(spar), "--out", str(data / "multiview"),
+        "--rl-samples", "8", "--val-samples", "4", "--sft-pool", "0", "--benchmarks", "mindcube_tiny,mmsi", "--mmsi", str(mmsi), "--no-progress",
+    ]  # fmt: skip
     done = subprocess.run([sys.executable, "-m", "star_verl.cli", *args], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
-    return out
+    return data
 
 
 def sft_hf_checkpoint(sft_run: SmokeRun) -> Path:
@@ -201,9 +191,10 @@ def sft_hf_checkpoint(sft_run: SmokeRun) -> Path:
 
 @pytest.fixture(scope="session")
 def mv_run(sft_run, multiview_data, tmp_path_factory) -> SmokeRun:
-    """Stage 2 with the recipe's own reward (a run whose dumped scores `star-verl curves` must match)."""
+    """Stage 2 with the recipe's own reward and data paths (a run whose dumped scores `star-verl curves` must match)."""
     sft_run.check()
+    # the recipe's own data paths under $STAR_VERL_DATA; 2 validation rows of each benchmark built
     return run_smoke(
-        tmp_path_factory.mktemp("mv_run") / "run", "+recipe=star_r1_mv", "--model", str(sft_hf_checkpoint(sft_run)),
-        f"data.train_files={multiview_data / 'rl_train.parquet'}", f"data.val_files={multiview_data / 'val.parquet'}", "data.star.val_subset=4",
+        tmp_path_factory.mktemp("mv_run") / "run", "+recipe=star_r1_mv", "--model", str(sft_hf_checkpoint(sft_run)), "data.star.val_subset=4",
+        env={"STAR_VERL_DATA": str(multiview_data)},
     )  # fmt: skip
