@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from star_verl.rewards import REWARD_KEYS, compute_score
 from star_verl.rewards.benchmark import TVR_VALIDATION_KEYS, validation_metric
@@ -160,7 +161,7 @@ def test_resume_continues_the_global_step_and_the_dataloader(tvr_run, tvr_resume
 # star_r1_sft -> star_r1_mv
 
 
-def test_stage2_trains_from_the_sft_checkpoint_with_the_recipes_reward(mv_run, sft_run, multiview_data):
+def test_stage2_trains_from_the_sft_checkpoint_with_the_recipes_reward(mv_run, sft_run, multiview_data, monkeypatch):
     mv_run.check()
     cfg = mv_run.config()
     assert cfg["actor_rollout_ref"]["model"]["path"] == str(sft_hf_checkpoint(sft_run))
@@ -174,7 +175,9 @@ def test_stage2_trains_from_the_sft_checkpoint_with_the_recipes_reward(mv_run, s
         assert steps[step]["training/rollout_probs_diff_max"] < SYNCED_PROBS_DIFF
     # validation ran on the recipe's benchmark files that exist (SPAR-Bench was not built: left out,
     # one line), and every component of both benchmarks reached the trainer
-    assert cfg["data"]["val_files"] == [str(multiview_data / "multiview" / "bench" / f"{b}.parquet") for b in ("mindcube_tiny", "sparbench", "mmsi")]
+    monkeypatch.setenv("STAR_VERL_DATA", str(multiview_data))  # as the run had it: the saved config keeps the recipe's ${oc.env:...}
+    val_files = OmegaConf.to_container(OmegaConf.create(cfg["data"]), resolve=True)["val_files"]
+    assert val_files == [str(multiview_data / "multiview" / "bench" / f"{b}.parquet") for b in ("mindcube_tiny", "sparbench", "mmsi")]
     assert "sparbench.parquet was not built: left out of validation" in mv_run.console
     for source in ("mindcube", "mmsi"):
         for key in REWARD_KEYS:
