@@ -3,6 +3,7 @@ virtual environment, then veRL's own entry points with `+recipe=`."""
 
 from __future__ import annotations
 
+import argparse
 import site
 import subprocess
 import sys
@@ -104,14 +105,67 @@ def test_cli_recipes_lists_each_recipe_with_its_description(capsys):
     for line in lines:
         assert len(line.split(maxsplit=1)) == 2, f"recipe without a description: {line!r}"
     assert any(line.startswith("star_r1_tvr ") and "GRPO" in line for line in lines)
+    entry_points = {line.split()[0]: line.split()[1] for line in lines}
+    assert entry_points["star_r1_sft"] == "sft_trainer"
+    assert {name: entry for name, entry in entry_points.items() if name != "star_r1_sft"} == dict.fromkeys(
+        set(entry_points) - {"star_r1_sft"}, "main_ppo"
+    )
 
 
-@pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
-def test_cli_subcommand_help(command, capsys):
+def _help_of(argv: list[str], monkeypatch, capsys) -> tuple[str, argparse.ArgumentParser]:
+    """`star-verl ARGV --help`: the text printed and the parser that printed it."""
+    shown: list[argparse.ArgumentParser] = []
+    real_format_help = argparse.ArgumentParser.format_help
+
+    def recording_format_help(self):
+        shown.append(self)
+        return real_format_help(self)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "format_help", recording_format_help)
     with pytest.raises(SystemExit) as exit_info:
-        star_verl_main([command, "--help"])
+        star_verl_main([*argv, "--help"])
     assert exit_info.value.code == 0
-    assert "usage:" in capsys.readouterr().out
+    return capsys.readouterr().out, shown[-1]
+
+
+HELP_COMMANDS = sorted([[name] for name in SUBCOMMANDS if name != "eval"] + [["eval"], ["eval", "score"], ["eval", "generate"], ["eval", "report"]])
+# build_multiview.py belongs to issue 16's branch: its parser is fixed where that branch lands
+NOT_YET = {("build-multiview",): "build_multiview.py's parser (prog build_mindcube_spar.py) is issue 16's file"}
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [pytest.param(a, marks=pytest.mark.xfail(strict=True, reason=NOT_YET[tuple(a)])) if tuple(a) in NOT_YET else a for a in HELP_COMMANDS],
+    ids=" ".join,
+)
+def test_cli_subcommand_help(argv, monkeypatch, capsys):
+    """Each command's --help: the usage names `star-verl <cmd>`, every option has help, and every
+    option that takes a value shows its default (or is required)."""
+    text, parser = _help_of(argv, monkeypatch, capsys)
+    assert text.startswith(f"usage: star-verl {' '.join(argv)} "), text.splitlines()[0]
+    assert parser.description and parser.description[0].isupper() and parser.description.rstrip().endswith("."), parser.description
+    in_required_group = {id(a) for g in parser._mutually_exclusive_groups if g.required for a in g._group_actions}
+    formatter = parser._get_formatter()
+    for action in parser._actions:
+        if isinstance(action, (argparse._HelpAction, argparse._VersionAction, argparse._SubParsersAction)):
+            continue
+        name = "/".join(action.option_strings) or action.dest
+        assert action.help and action.help.strip(), f"{name} has no help"
+        shown = formatter._expand_help(action)
+        takes_value = action.option_strings and action.nargs != 0
+        if takes_value and not action.required and id(action) not in in_required_group:
+            assert "default" in shown, f"{name}: the help does not say its default: {shown!r}"
+
+
+def test_cli_help_lists_each_command_with_a_sentence(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        star_verl_main(["--help"])
+    assert exit_info.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    for name in SUBCOMMANDS:
+        (line,) = [line for line in lines if line.split()[:1] == [name]]
+        sentence = line.split(maxsplit=1)[1]
+        assert sentence[0].isupper() and sentence.endswith(".") and sentence.count(". ") == 0, line
 
 
 def test_cli_version(capsys):
