@@ -176,6 +176,14 @@ def test_cli_recipes_lists_each_recipe_with_its_description(capsys):
     )
 
 
+@pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
+def test_cli_subcommand_help_exits_0(command, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        star_verl_main([command, "--help"])
+    assert exit_info.value.code == 0
+    assert "usage:" in capsys.readouterr().out
+
+
 def _help_of(argv: list[str], monkeypatch, capsys) -> tuple[str, argparse.ArgumentParser]:
     """`star-verl ARGV --help`: the text printed and the parser that printed it."""
     shown: list[argparse.ArgumentParser] = []
