@@ -149,19 +149,31 @@ def test_readme_is_a_short_manual():
     assert len(lines) <= README_MAX_LINES, f"README.md has {len(lines)} lines; reference material goes to docs/"
 
 
+def _prose(page: Path) -> str:
+    return re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL)  # code blocks hold no links or headings
+
+
 def _relative_links(page: Path) -> list[str]:
-    text = re.sub(r"```.*?```", "", page.read_text(encoding="utf-8"), flags=re.DOTALL)  # code blocks hold no links
-    targets = re.findall(r"\]\(([^)\s]+)\)", text)
-    return [t for t in targets if not re.match(r"[a-z]+:", t) and not t.startswith("#")]
+    """Links to files and anchors (`docs/x.md`, `x.md#part`, `#part`), not to web addresses."""
+    return [t for t in re.findall(r"\]\(([^)\s]+)\)", _prose(page)) if not re.match(r"[a-z]+:", t)]
+
+
+def _anchors(page: Path) -> set[str]:
+    """The heading anchors GitHub makes: lower case, punctuation dropped, spaces as hyphens."""
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-") for h in re.findall(r"^#+ (.*)$", _prose(page), re.MULTILINE)}
 
 
 @pytest.mark.parametrize("page", PAGES, ids=lambda p: p.relative_to(REPO).as_posix())
 def test_page_links_point_at_files_of_the_repository(page):
-    links = _relative_links(page)
+    links = [link for link in _relative_links(page) if not link.startswith("#")]
     missing = [link for link in links if not (page.parent / link.split("#")[0]).exists()]
     assert not missing, f"{page.name} links to files the repository does not have: {missing}"
     outside = [link for link in links if not (page.parent / link.split("#")[0]).resolve().is_relative_to(REPO)]
     assert not outside, f"{page.name} links outside the repository: {outside}"
+    for link in _relative_links(page):
+        target, _, anchor = link.partition("#")
+        if anchor:
+            assert anchor in _anchors(page.parent / target if target else page), f"{page.name}: no heading for the link {link}"
 
 
 REPO_PATH = re.compile(r"`((?:star_verl|tests|recipes|docs|bench|data_prep|constraints|testing_support|shared|\.ci)/[\w./-]*\w)`")
