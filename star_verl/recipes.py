@@ -31,12 +31,20 @@ def recipe_summary(path: Path) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="star-verl recipes", description="List the recipes star-verl ships.")
+    from star_verl.cli import HelpFormatter
+
+    parser = argparse.ArgumentParser(
+        prog="star-verl recipes",
+        description="List the recipes star-verl ships: name, the veRL entry point that runs it (python -m verl.trainer.ENTRY +recipe=NAME), purpose.",
+        formatter_class=HelpFormatter,
+    )
     parser.parse_args(argv)
     files = recipe_files()
     width = max(len(name) for name in files)
+    entries = {name: recipe_entry_point(name) for name in files}
+    entry_width = max(map(len, entries.values()))
     for name, path in files.items():
-        print(f"{name:<{width}}  {recipe_summary(path)}")
+        print(f"{name:<{width}}  {entries[name]:<{entry_width}}  {recipe_summary(path)}")
     return 0
 
 
@@ -88,6 +96,11 @@ def _merge(into: dict, part: dict) -> None:
 _SFT_ONLY_KEYS = {"model", "engine", "optim", "checkpoint"}
 PPO_CONFIG, SFT_CONFIG = "ppo_trainer", "sft_trainer_engine"
 VERL_CONFIG_MODULE = "verl.trainer.config"
+
+
+def recipe_entry_point(name: str) -> str:
+    """The veRL module that runs recipe `name`, as in `python -m verl.trainer.<entry> +recipe=NAME`."""
+    return {PPO_CONFIG: "main_ppo", SFT_CONFIG: "sft_trainer"}[recipe_config_name(name)]
 
 
 def recipe_config_name(name: str) -> str:

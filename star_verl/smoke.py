@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from star_verl.cli import SUBCOMMANDS, HelpFormatter
 from star_verl.recipes import SFT_CONFIG, compose_recipe, recipe_config_name, recipe_files
 
 DEFAULT_STEPS = 2
@@ -390,8 +391,8 @@ def describe_outputs(out: Path, is_sft: bool) -> list[str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="star-verl smoke", description=__doc__.split("\n\n")[0].split(": ", 1)[1], epilog=__doc__.split("\n\n", 1)[1],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    parser = argparse.ArgumentParser(prog="star-verl smoke", description=SUBCOMMANDS["smoke"][1], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=HelpFormatter)  # fmt: skip
     parser.add_argument(
         "overrides", nargs="*", metavar="+recipe=NAME [key=value ...]", help="the recipe and veRL overrides (they beat smoke's settings)"
     )

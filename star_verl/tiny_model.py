@@ -146,7 +146,9 @@ def build_tiny_qwen25vl(out_dir: str | Path, *, min_pixels: int = 28 * 28 * 4, m
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    parser = argparse.ArgumentParser(prog="star-verl tiny-model", description=__doc__.splitlines()[0].split(": ", 1)[1])
+    from star_verl.cli import SUBCOMMANDS, HelpFormatter
+
+    parser = argparse.ArgumentParser(prog="star-verl tiny-model", description=SUBCOMMANDS["tiny-model"][1], formatter_class=HelpFormatter)
     parser.add_argument("out", type=Path, metavar="DIR", help="output folder (created; existing model files are replaced)")
     args = parser.parse_args(argv)
     out = build_tiny_qwen25vl(args.out)

@@ -20,7 +20,7 @@ from star_verl.tasks.tvr import parse_tvr_answer
 from star_verl.templates import DEFAULT_TEMPLATE_FOR_SOURCE, IMAGE_PLACEHOLDER, TEMPLATES, get_template
 
 GOLDEN = Path(__file__).parent / "golden" / "templates"
-# the objects of the README's TVR example
+# the objects of the TVR example in docs/templates.md
 TVR_EXAMPLE_OBJECTS = [
     {"size": "small", "color": "gray", "material": "metal", "shape": "cylinder", "position": [-8, 3]},
     {"size": "large", "color": "red", "material": "rubber", "shape": "cube", "position": [5, -12]},
@@ -131,7 +131,7 @@ def test_tvr_example_answer_is_what_the_tvr_parser_reads():
     assert [(t.obj_idx, t.attr, t.val) for t in parse_tvr_answer(example)] == [(2, "color", "cyan"), (4, "size", "small")]
 
 
-def test_the_readme_tvr_example_is_what_the_converter_writes():
-    """The README's TVR template example: the template on the question the converter builds."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    assert render("tvr", QUESTIONS["tvr"]) in readme
+def test_the_documented_tvr_example_is_what_the_converter_writes():
+    """The TVR template example of docs/templates.md: the template on the question the converter builds."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "templates.md").read_text(encoding="utf-8")
+    assert render("tvr", QUESTIONS["tvr"]) in page

@@ -44,6 +44,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from star_verl.cli import HelpFormatter
 from star_verl.doctor import data, environment, recipe
 from star_verl.doctor.context import DEFAULT_ROWS, FAIL, Check, Context, Options, short
 from star_verl.doctor.table import format_json, format_table
@@ -111,9 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
         prog="star-verl doctor",
         description="Preflight check of the environment, a recipe (+recipe=NAME and key=value overrides, as on the training command line) and its data.",
         epilog="Exit status: 0 when nothing failed, 1 when a check failed, 2 on a usage error.",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("--cpu-ok", action="store_true", help="on a machine without GPUs, report the GPU checks as SKIP instead of FAIL")
-    p.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows of each data file to validate (default %(default)s)")
+    p.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows of each data file to validate")
     p.add_argument("--json", action="store_true", help="print the checks as JSON instead of a table")
     p.add_argument("overrides", nargs="*", help="+recipe=NAME and key=value overrides")
     return p

@@ -31,6 +31,7 @@ from typing import Any
 
 import yaml
 
+from star_verl.cli import SUBCOMMANDS, HelpFormatter
 from star_verl.eval.tables import table
 from star_verl.rewards import REWARD_KEYS, GroundTruthError, compute_score, load_ground_truth, split_reward_kwargs
 from star_verl.tasks.registry import ground_truth_family
@@ -147,11 +148,15 @@ def run_settings(config: Path | None, settings: list[str]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="star-verl curves", description=__doc__.splitlines()[0].split(": ", 1)[-1])
+    parser = argparse.ArgumentParser(prog="star-verl curves", description=SUBCOMMANDS["curves"][1], formatter_class=HelpFormatter)
     parser.add_argument("rollout_dir", type=Path, help="trainer.rollout_data_dir of a run (<step>.jsonl files)")
     parser.add_argument("--out", type=Path, required=True, help="output directory (curves.csv, curves.md, curves.png)")
-    parser.add_argument("--config", type=Path, help="the run's .hydra/config.yaml: its reward_kwargs are used to rescore")
-    parser.add_argument("--setting", action="append", default=[], metavar="KEY=VALUE", help="a reward setting (repeatable; over --config)")
+    parser.add_argument(
+        "--config", type=Path, help="the run's .hydra/config.yaml: its reward_kwargs are used to rescore (default: the reward's defaults)"
+    )
+    parser.add_argument(
+        "--setting", action="append", default=[], metavar="KEY=VALUE", help="a reward setting, repeatable, over --config (default: none)"
+    )
     args = parser.parse_args(argv)
     settings = run_settings(args.config, args.setting)
     split_reward_kwargs(settings)  # fail fast on an unknown or bad setting

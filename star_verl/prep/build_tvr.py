@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from star_verl.cli import HelpFormatter
 from star_verl.prep.trance import SPLITS, TRANCE_SPLIT_SIZES, TranceConvertConfig, convert_trance, output_paths
 from star_verl.prep.trance_format import ALL_ATTRIBUTES, ATTRIBUTES, VIEWS
 
@@ -50,9 +51,9 @@ def _names(text: str, allowed: tuple[str, ...], option: str) -> tuple[str, ...]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="build_tvr.py",
+        prog="star-verl build-tvr",
         description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
         epilog=__doc__.split("\n\n", 1)[1],
     )
     src = p.add_mutually_exclusive_group(required=True)
@@ -61,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--synthetic", metavar="N", type=int, help=f"render N synthetic samples into OUT/{SYNTHETIC_SUBDIR} (TRANCE format), then convert them"
     )
     p.add_argument("--out", metavar="DIR", help=f"output folder (default: ${DATA_ENV}/tvr, else ~/data/star_verl/tvr)")
-    p.add_argument("--seed", type=int, default=0, help="synthetic: random seed (same seed and N, same data)")
+    p.add_argument("--seed", type=int, default=0, help="synthetic: random seed (same seed and N, same data, whatever --workers)")
     p.add_argument("--workers", type=int, default=None, help="synthetic: rendering processes (default: all CPUs)")
     p.add_argument("--views", default=",".join(VIEWS), help="final views of the val/test rows, one row per sample and view (default: %(default)s)")
     p.add_argument(
@@ -77,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TRAIN,VAL,TEST",
         help=f"samples per split, in file order (TRANCE default: {','.join(map(str, TRANCE_SPLIT_SIZES))}; synthetic: 88%%/2%%/10%%)",
     )
-    p.add_argument("--limit", type=int, help="at most N samples per split (a quick subset)")
+    p.add_argument("--limit", type=int, help="at most N samples per split, for a quick subset (default: every sample)")
     p.add_argument(
         "--max-pixels", type=int, help="resize every image to at most this many pixels (Qwen2.5-VL rounding); default: keep the bytes as read"
     )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from star_verl.cli import HelpFormatter
 from star_verl.prep.teacher.cache import CACHE_FILE, CacheKey, ResponseCache, cache_key, exclusive, prompt_hash
 from star_verl.prep.teacher.client import Answer, ChatClient, Counts, SampleFailed, request_messages
 from star_verl.prep.teacher.filter import ResponseLimit
@@ -205,7 +206,8 @@ def generate(
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="generate_cot.py",
+        prog="star-verl generate-cot",
+        formatter_class=HelpFormatter,
         description="Teacher chains of thought (three-step template) from an OpenAI-compatible endpoint, filtered by the project's scorer, as SFT parquet.",
     )
     p.add_argument(
@@ -220,20 +222,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", required=True, help="the API root, e.g. http://localhost:8000/v1 (requests go to BASE_URL/chat/completions)")
     p.add_argument("--model", required=True, help="model name sent to the endpoint (part of the cache key)")
     p.add_argument("--api-key-env", default=None, help="name of the environment variable holding the API key (default: no key, as for a local vLLM)")
-    p.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
-    p.add_argument("--samples-per-question", type=int, default=1, help="chains asked per question (default 1)")
+    p.add_argument("--concurrency", type=int, default=8, help="requests in flight at once")
+    p.add_argument("--samples-per-question", type=int, default=1, help="chains asked per question")
     p.add_argument(
         "--max-questions",
         type=int,
         default=None,
-        help="only N questions: those with the smallest sha256(question_id), a stable pseudo-random subset that a larger N extends",
+        help="only N questions: those with the smallest sha256(question_id), a stable pseudo-random subset that a larger N extends (default: all)",
     )
-    p.add_argument("--timeout", type=float, default=300.0, help="seconds per request before it is retried (default 300)")
-    p.add_argument("--max-retries", type=int, default=5, help="retries per sample on 429/5xx/timeouts (default 5)")
+    p.add_argument("--timeout", type=float, default=300.0, help="seconds per request before it counts as a failed attempt and is retried")
+    p.add_argument("--max-retries", type=int, default=5, help="retries per sample on 408/409/425/429/5xx, timeouts and connection errors")
     p.add_argument("--requests-per-second", type=float, default=None, help="rate limit over all workers, retries included (default none)")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--max-tokens", type=int, default=4096)
-    p.add_argument("--seed", type=int, default=None, help="send seed+k for sample k (reproducible sampling where the server supports it)")
+    p.add_argument("--temperature", type=float, default=0.7, help="sampling temperature sent to the endpoint")
+    p.add_argument("--max-tokens", type=int, default=4096, help="max_tokens sent to the endpoint: the longest chain asked for")
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=None,
+        help="send seed+k for sample k, for reproducible sampling where the server supports it (default: no seed sent)",
+    )
     p.add_argument(
         "--val-fraction",
         type=float,
