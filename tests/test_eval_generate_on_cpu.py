@@ -12,7 +12,7 @@ from star_verl.eval import cli
 from star_verl.eval.generate import GenerationSettings, prepare_row, recipe_defaults
 from star_verl.prep.schema import ParquetRowWriter, image_entry, make_extra_info, make_rl_row
 from star_verl.templates import get_template
-from tests.dataset_fixtures import BAD_FILE_CASES, bad_data_file, write_rows
+from tests.dataset_fixtures import BAD_FILE_CASES, bad_data_file, without_column, write_rows
 from tests.images import solid
 
 
@@ -118,6 +118,12 @@ def test_a_data_file_bad_as_a_whole_is_one_line_naming_it(case, cause, tiny_qwen
     assert cli.main(["generate", "--model", tiny_qwen25vl, "--data", str(path), "--out", str(tmp_path / "g.jsonl")]) == 2
     err = capsys.readouterr().err
     assert re.match(rf"star-verl eval generate: error: {path}: {cause}", err) and len(err.splitlines()) == 1, err
+
+
+def test_a_missing_column_is_one_line_naming_the_file(tiny_qwen25vl, tmp_path, capsys):
+    path = without_column(write_rows(tmp_path / "rows.parquet", _rows()), "prompt")
+    assert cli.main(["generate", "--model", tiny_qwen25vl, "--data", str(path), "--out", str(tmp_path / "g.jsonl")]) == 2
+    assert capsys.readouterr().err.startswith(f"star-verl eval generate: error: {path}: missing column(s) ['prompt']; columns are")
 
 
 def test_a_model_folder_that_does_not_exist_is_named(tmp_path, capsys):

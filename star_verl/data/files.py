@@ -75,11 +75,17 @@ def file_row_count(path: str | os.PathLike, *, require_rows: bool = False) -> in
 def measured_columns(path: str | os.PathLike, text_key: str, image_key: str) -> list[str]:
     """The columns the row checks read from `path`; a DatasetError when a required one is missing
     (the image column is optional: a text-only file has none)."""
+    names = require_columns(path, (text_key, *MEASURED_COLUMNS))
+    return [c for c in (text_key, image_key, *MEASURED_COLUMNS) if c in names]
+
+
+def require_columns(path: str | os.PathLike, required: Sequence[str]) -> list[str]:
+    """The file's columns; a DatasetError naming the file and every missing one (once for the file, never per row)."""
     names = file_columns(path)
-    missing = [c for c in (text_key, *MEASURED_COLUMNS) if c not in names]
+    missing = [c for c in required if c not in names]
     if missing:
         raise DatasetError(f"{os.fspath(path)}: missing column(s) {missing}; columns are {sorted(names)}")
-    return [c for c in (text_key, image_key, *MEASURED_COLUMNS) if c in names]
+    return names
 
 
 def iter_rows(path: str | os.PathLike, columns: Sequence[str] | None = None, batch_size: int = 256) -> Iterator[dict[str, Any]]:

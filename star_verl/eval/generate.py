@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from star_verl.data.files import parquet_file
+from star_verl.data.files import parquet_file, require_columns
 from star_verl.data.settings import StarDataSettings
 from star_verl.pixels import DEFAULT_PATCH_SIZE, BudgetError, PixelBudget, processor_patch_size
 from star_verl.prompts import IMAGE_PART, PromptError, budget_images, prompt_messages, raw_question
@@ -95,9 +95,7 @@ def open_rows(parquet: str | Path, limit: int | None = None, batch_size: int = 6
     are streamed batch by batch, so a benchmark with thousands of images is never all in memory."""
     path = Path(parquet)
     file = parquet_file(path)  # a directory, a missing, empty or corrupt file: one error naming it
-    missing = [c for c in _COLUMNS if c not in file.schema_arrow.names]
-    if missing:
-        raise ValueError(f"{path}: not a star-verl RL parquet, missing column(s) {missing} (has {file.schema_arrow.names})")
+    require_columns(path, _COLUMNS)
     head = file.read(columns=["data_source", "extra_info"]).slice(0, limit).to_pylist()
     sources = {r["data_source"] for r in head}
     max_images = max((int((r["extra_info"] or {}).get("n_images") or 0) for r in head), default=0)
