@@ -222,6 +222,13 @@ def test_a_file_bad_as_a_whole_is_named_with_the_cause(case, cause, base_cfg, tm
         build(base_cfg, [path], tok_proc)
 
 
+def test_a_json_lines_file_that_does_not_parse_is_named(base_cfg, tmp_path, tok_proc):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"data_source": "tvr"}\n{oops\n')
+    with pytest.raises(DatasetError, match=rf"^{path}: not readable as JSON \("):
+        build(base_cfg, [path], tok_proc)
+
+
 @pytest.mark.parametrize("column", ["prompt", "reward_model"])
 def test_a_missing_column_is_one_error_naming_the_file(column, base_cfg, four_view, tok_proc):
     path = without_column(four_view, column)

@@ -55,7 +55,10 @@ def load_frame(path: str | os.PathLike):
     try:
         return datasets.load_dataset("json", data_files=path)["train"]
     except Exception as exc:  # noqa: BLE001 - datasets wraps the JSON parser's error in its own
-        raise DatasetError(f"{path}: not readable as JSON lines ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        cause = exc
+        while cause.__cause__ is not None or cause.__context__ is not None:  # the parser's own words
+            cause = cause.__cause__ or cause.__context__
+        raise DatasetError(f"{path}: not readable as JSON ({' '.join(f'{type(cause).__name__}: {cause}'.split())})") from None
 
 
 def file_columns(path: str | os.PathLike) -> list[str]:
