@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from star_verl.cli import SUBCOMMANDS, HelpFormatter
+from star_verl.eval.curves import EXIT_MISMATCH
 from star_verl.recipes import SFT_CONFIG, compose_recipe, recipe_config_name, recipe_files
 
 DEFAULT_STEPS = 2
@@ -349,7 +350,7 @@ def after_rl(cfg, out: Path) -> list[str]:
     own_reward = (fn.get("path"), fn.get("name")) == STAR_REWARD
     say("star-verl curves (reward components per step, rescored with compute_score):")
     done = run_cli(["curves", str(out / "rollouts"), "--out", str(out / "curves"), "--config", str(out / ".hydra" / "config.yaml")])
-    if done.returncode == 2 and not own_reward and (out / "curves" / "curves.csv").is_file():
+    if done.returncode == EXIT_MISMATCH and not own_reward:
         say(
             f"  (the run's reward is {fn.get('path')}:{fn.get('name')}, not star-verl's compute_score: its scores differ from the rescored ones by design)"
         )

@@ -90,3 +90,33 @@ def agent_loop_prompts(cfg, items, tok_proc):
         return out
 
     return asyncio.run(run())
+
+
+# (case, what the error must say after "FILE: ") for a data path that is bad as a whole
+BAD_FILE_CASES = [
+    ("directory", r"is a directory, not a data file"),
+    ("empty", r"empty file \(0 bytes\)"),
+    ("corrupt", r"not a readable parquet file \(Parquet magic bytes not found"),
+    ("missing", r"no such file"),
+]
+
+
+def bad_data_file(folder: Path, case: str) -> Path:
+    """A data path that is bad as a whole: a folder named like a parquet, a 0-byte file, bytes that are no parquet, nothing."""
+    path = folder / f"{case}.parquet"
+    if case == "directory":
+        path.mkdir()
+    elif case == "empty":
+        path.write_bytes(b"")
+    elif case == "corrupt":
+        path.write_bytes(b"this is not a parquet file")
+    return path
+
+
+def without_column(path: Path, column: str) -> Path:
+    """A copy of a parquet file without one column, next to it."""
+    import pyarrow.parquet as pq
+
+    out = path.with_name(f"no_{column}_{path.name}")
+    pq.write_table(pq.read_table(path).drop([column]), out)
+    return out

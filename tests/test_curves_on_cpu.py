@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 
 import pytest
 
-from star_verl.eval.curves import main
+from star_verl.eval.curves import EXIT_BAD_INPUT, EXIT_MISMATCH, main
 from star_verl.rewards import REWARD_KEYS, compute_score
 from tests.tvr_fixtures import WORKED_GT, tagged
 
@@ -61,7 +62,7 @@ def test_v1_dumps_are_rescored_per_step_and_family(writers, tmp_path):
 
 def test_settings_of_the_run_are_needed_and_mismatches_are_reported(writers, tmp_path, capsys):
     dump_v1(writers[0], tmp_path / "rollouts", tvr_incorrect_penalty=0.0)  # as a no_incorrect run would
-    assert main([str(tmp_path / "rollouts"), "--out", str(tmp_path / "a")]) == 2
+    assert main([str(tmp_path / "rollouts"), "--out", str(tmp_path / "a")]) == EXIT_MISMATCH == 3  # its own code: the curves are written
     assert "differ from the trainer's score" in capsys.readouterr().out
     rows = {(int(r["step"]), r["family"]): r for r in read_csv(tmp_path / "a" / "curves.csv")}
     assert rows[(1, "tvr")]["mismatch"] == 0.5  # the response with wrong predictions; the empty one agrees
@@ -83,14 +84,26 @@ def test_v0_dumps_with_components_are_read_as_they_are(writers, tmp_path):
     assert [row[key] for key in REWARD_KEYS] == [i + 2.0 for i in range(len(REWARD_KEYS))]
 
 
-def test_bad_input_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no <step>.jsonl"):
-        main([str(tmp_path), "--out", str(tmp_path / "out")])
-    (tmp_path / "3.jsonl").write_text(json.dumps({"output": "", "gts": GT, "score": -2.0}) + "\n{oops\n")
-    with pytest.raises(ValueError, match=r"3\.jsonl:2: not a JSON line"):
-        main([str(tmp_path), "--out", str(tmp_path / "out")])
-    (tmp_path / "3.jsonl").write_text(json.dumps({"output": "", "gts": json.dumps({"transformations": []}), "score": 0}) + "\n")
-    with pytest.raises(ValueError, match=r"3\.jsonl:1: .*bad tvr ground truth"):
-        main([str(tmp_path), "--out", str(tmp_path / "out")])
-    with pytest.raises(TypeError, match="tvr_typo"):
-        main([str(tmp_path), "--out", str(tmp_path / "out"), "--setting", "tvr_typo=1"])
+def test_bad_input_is_one_line_naming_the_file_with_exit_code_2(tmp_path, capsys):
+    def error(*extra) -> str:
+        assert main([str(tmp_path / "rollouts"), "--out", str(tmp_path / "out"), *extra]) == EXIT_BAD_INPUT == 2
+        err = capsys.readouterr().err
+        assert len(err.splitlines()) == 1 and err.startswith("star-verl curves: error: ") and "Traceback" not in err, err
+        return err.removeprefix("star-verl curves: error: ").strip()
+
+    rollouts = tmp_path / "rollouts"
+    assert error() == f"{rollouts}: not a directory (expected trainer.rollout_data_dir with <step>.jsonl files)"
+    rollouts.mkdir()
+    assert error().startswith(f"{rollouts}: no <step>.jsonl rollout dumps")
+    (rollouts / "3.jsonl").write_text("\n")
+    assert error() == f"{rollouts}: the <step>.jsonl files hold no rollout line"
+    (rollouts / "3.jsonl").write_text(json.dumps({"output": "", "gts": GT, "score": -2.0}) + "\n{oops\n")
+    assert error().startswith(f"{rollouts / '3.jsonl'}:2: not a JSON line")
+    (rollouts / "3.jsonl").write_text(json.dumps({"output": "", "gts": json.dumps({"transformations": []}), "score": 0}) + "\n")
+    assert re.match(rf"{rollouts / '3.jsonl'}:1: .*bad tvr ground truth", error())
+    assert "'tvr_attr_wieght' (did you mean tvr_attr_weight?)" in error("--setting", "tvr_attr_wieght=1")
+    assert error("--setting", "tvr_attr_weight") == "--setting expects key=value, got 'tvr_attr_weight'"
+    assert error("--config", str(tmp_path / "nope.yaml")).startswith(f"{tmp_path / 'nope.yaml'}: no such file")
+    (tmp_path / "bad.yaml").write_text("reward: [\n")
+    assert error("--config", str(tmp_path / "bad.yaml")).startswith(f"{tmp_path / 'bad.yaml'}: not YAML")
+    assert not (tmp_path / "out").exists()  # nothing written on bad input

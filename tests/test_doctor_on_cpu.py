@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from star_verl.doctor import environment
 from star_verl.doctor.context import FAIL, NO_GPU, PASS, SKIP, Check, Options
 from star_verl.doctor.table import format_table
 from star_verl.recipes import compose_recipe, recipe_config_name, recipe_dir, validate_recipe_config
+from tests.dataset_fixtures import BAD_FILE_CASES, bad_data_file, without_column
 from tests.tvr_prep_fixtures import synthetic_tvr_set
 
 REPO = Path(__file__).resolve().parents[1]
@@ -163,7 +165,108 @@ def test_placeholder_mismatch_in_data_fails_naming_file_and_row(healthy, tvr_dir
 def test_missing_data_file_fails_with_the_build_command(healthy, tmp_path):
     checks = run(["--cpu-ok", *healthy, f"data.val_files={tmp_path / 'nope.parquet'}"])
     assert failures(checks) == {"data val: nope.parquet"}
-    assert "does not exist" in checks["data val: nope.parquet"].detail and "data_prep/build_tvr.py" in checks["data val: nope.parquet"].fix
+    assert "does not exist" in checks["data val: nope.parquet"].detail and "star-verl build-tvr --synthetic" in checks["data val: nope.parquet"].fix
+
+
+@pytest.mark.parametrize(("case", "cause"), [c for c in BAD_FILE_CASES if c[0] != "missing"])
+def test_a_data_file_bad_as_a_whole_names_the_file_and_the_cause(case, cause, healthy, tmp_path):
+    path = bad_data_file(tmp_path, case)
+    checks = run(["--cpu-ok", *healthy, f"data.train_files={path}"])
+    assert failures(checks) == {f"data train: {path.name}"}
+    assert re.match(rf"^{path}: {cause}", checks[f"data train: {path.name}"].detail), checks[f"data train: {path.name}"].detail
+
+
+@pytest.mark.parametrize("column", ["prompt", "reward_model"])
+def test_a_missing_column_is_one_line_naming_the_file(column, healthy, tvr_dir):
+    path = without_column(tvr_dir / "train.parquet", column)
+    check = run(["--cpu-ok", *healthy, f"data.train_files={path}"])[f"data train: {path.name}"]
+    assert check.status == FAIL and check.detail.startswith(f"{path}: missing column(s) ['{column}']") and "row" not in check.detail
+
+
+def test_a_bad_files_rows_are_one_per_line_in_the_table(healthy, tvr_dir, tmp_path, capsys):
+    table = pq.read_table(tvr_dir / "train.parquet")
+    rows = table.to_pylist()
+    for i in (2, 5):
+        rows[i]["prompt"][0]["content"] = "<image>" + rows[i]["prompt"][0]["content"]
+    bad = tmp_path / "two_bad.parquet"
+    pq.write_table(type(table).from_pylist(rows, schema=table.schema), bad)
+    assert doctor.main(["--cpu-ok", *healthy, f"data.train_files={bad}"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("data train: two_bad.parquet"))
+    assert f"FAIL {bad}: 2 bad row(s):" in " ".join(" ".join(lines[head : head + 2]).split()), lines[head : head + 2]
+    starts = [i for i, line in enumerate(lines) if line.strip().startswith(str(bad))]  # one line per bad row (wrapped below it)
+    rows_named = [re.search(r"row (\d+) ", lines[i] + " " + lines[i + 1].strip()).group(1) for i in starts]
+    assert rows_named == ["2", "5"], lines
+
+
+def test_rows_all_checks_every_row_and_a_sample_says_it_is_one(healthy, capsys):
+    def train_detail(argv):
+        doctor.main(["--json", "--cpu-ok", *argv, *healthy])
+        return next(c["detail"] for c in json.loads(capsys.readouterr().out) if c["name"].startswith("data train"))
+
+    assert "a sample: the first 3 of 8 rows (--rows all checks every row)" in train_detail(["--rows", "3"])
+    assert train_detail(["--rows", "all"]).startswith("valid: all 8 rows")
+    with pytest.raises(SystemExit) as exit_:
+        doctor.main(["--rows", "none", *healthy])
+    assert exit_.value.code == 2 and "expected a positive number of rows or all, got 'none'" in capsys.readouterr().err
+
+
+def test_missing_sft_data_points_at_generate_cot(tiny_qwen25vl, tmp_path):
+    checks = run(["--cpu-ok", "+recipe=star_r1_sft", f"model.path={tiny_qwen25vl}", f"data.train_files={tmp_path / 'sft' / 'train.parquet'}"])
+    fix = checks["data train: train.parquet"].fix
+    assert "star-verl generate-cot --in $STAR_VERL_DATA/multiview/sft_pool.parquet --out $STAR_VERL_DATA/sft" in fix
+
+
+# --------------------------------------------------------------------------------------------
+# the model check: a local folder, the hub cache, or one attempt at the hub
+
+
+def test_a_model_path_that_is_not_a_local_folder_fails_at_once(healthy, tmp_path):
+    checks = run(["--cpu-ok", *healthy, f"actor_rollout_ref.model.path={tmp_path / 'no_model'}"])
+    assert checks["model processor"].detail == f"{tmp_path / 'no_model'} does not exist (not a local folder)"
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    checks = run(["--cpu-ok", *healthy, f"actor_rollout_ref.model.path={tmp_path / 'weights.bin'}"])
+    assert checks["model processor"].detail.startswith(f"{tmp_path / 'weights.bin'} is a file, not a model folder")
+    assert "star-verl tiny-model DIR" in checks["model processor"].fix
+
+
+def test_an_unreachable_hub_fails_the_model_check_after_one_attempt(healthy, monkeypatch, capsys, caplog):
+    from huggingface_hub import constants
+
+    repo = "nobody-star-verl/no-such-model"
+    checks = run(["--cpu-ok", *healthy, f"actor_rollout_ref.model.path={repo}"])  # the tests run with HF_HUB_OFFLINE=1
+    assert checks["model processor"].detail.startswith(f"{repo} is not a local folder and not in HF_HOME's cache")
+    assert "HF_HUB_OFFLINE is set, so nothing is downloaded" in checks["model processor"].detail
+    # online, with a hub that refuses connections (port 9 of this machine): one attempt, no retries
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    checks = run(["--cpu-ok", *healthy, f"actor_rollout_ref.model.path={repo}"])
+    detail = checks["model processor"].detail
+    assert "http://127.0.0.1:9 is unreachable (ConnectionRefusedError" in detail, detail
+    assert checks["chat template"].status == SKIP
+    assert "Retrying" not in capsys.readouterr().err + caplog.text
+
+
+# --------------------------------------------------------------------------------------------
+# the quickstart's CPU command
+
+
+def test_the_quickstart_cpu_command_passes_with_no_network_following_the_printed_hint(tiny_qwen25vl, tmp_path, monkeypatch, capsys):
+    """star-verl tiny-model DIR (the session's tiny model is that builder's), star-verl build-tvr --synthetic 24,
+    then doctor --cpu-ok with the model path: the training-steps row names the batch sizes, and with them it passes."""
+    from star_verl.prep import build_tvr
+
+    assert build_tvr.main(["--synthetic", "24", "--seed", "0", "--out", str(tmp_path / "tvr"), "--workers", "1", "--no-progress"]) in (0, None)
+    monkeypatch.setenv("STAR_VERL_DATA", str(tmp_path))
+    command = ["--cpu-ok", "+recipe=star_r1_tvr", f"actor_rollout_ref.model.path={tiny_qwen25vl}"]
+    checks = run(command)
+    assert failures(checks) == {"training steps"}
+    hint = re.match(r"set ((?:\S+=\d+ )+)\(", checks["training steps"].fix)
+    assert hint, checks["training steps"].fix
+    overrides = hint.group(1).split()
+    assert overrides == ["data.train_batch_size=16", "actor_rollout_ref.actor.ppo_mini_batch_size=16"]
+    capsys.readouterr()
+    assert doctor.main([*command, *overrides]) == 0, capsys.readouterr().out
 
 
 def test_a_validation_file_not_built_is_left_out_with_the_switch(healthy, tvr_dir, tmp_path):
@@ -352,6 +455,7 @@ def test_legacy_reward_keys_that_main_ppo_ignores_fail(healthy):
 def test_override_typo_fails_composition_naming_the_key(healthy):
     checks = run(["--cpu-ok", *healthy, "data.star.max_pixel=1000"])
     assert failures(checks) == {"recipe composes"} and "max_pixel" in checks["recipe composes"].detail
+    assert "the key may be misspelt" in checks["recipe composes"].fix
 
 
 @pytest.mark.parametrize("doctor_rc", [0, 1])
@@ -373,11 +477,34 @@ def test_launch_script_starts_the_trainer_only_when_doctor_passes(doctor_rc, tmp
         assert proc.returncode == 0 and called.read_text().startswith("-m verl.trainer.main_ppo +recipe=star_r1_tvr ")
 
 
-def test_train_set_smaller_than_one_batch_fails(healthy):
+def test_train_set_smaller_than_one_batch_fails_and_following_the_fix_passes(healthy):
     checks = run(["--cpu-ok", *healthy, "data.train_batch_size=16", "actor_rollout_ref.actor.ppo_mini_batch_size=16"])
     assert failures(checks) == {"training steps"}
     assert checks["training steps"].detail == "8 train rows // data.train_batch_size=16 = 0 step(s) per epoch x 15 epoch(s): nothing would be trained"
-    assert checks["training steps"].fix == "lower data.train_batch_size to at most 8, or add data"
+    assert checks["training steps"].fix == (
+        "set data.train_batch_size=8 actor_rollout_ref.actor.ppo_mini_batch_size=8 (data.train_batch_size and "
+        "actor_rollout_ref.actor.ppo_mini_batch_size (which divides it) times actor_rollout_ref.rollout.n=5 must be divisible "
+        "by the 8 GPU(s) of trainer.n_gpus_per_node x trainer.nnodes), or add data"
+    )
+    checks = run(
+        [
+            "--cpu-ok",
+            *healthy,
+            "data.train_batch_size=16",
+            "actor_rollout_ref.actor.ppo_mini_batch_size=16",
+            *checks["training steps"].fix.split()[1:3],
+        ]
+    )
+    assert not failures(checks), {n: c.detail for n, c in checks.items() if c.status == FAIL}
+
+
+def test_batch_sizes_keep_rollout_n_divisible_by_the_gpus():
+    from star_verl.doctor.data import batch_sizes_for
+
+    assert batch_sizes_for(rows=21, batch=512, mini_batch=128, group=5, gpus=8) == (16, 16)  # 16 x 5 = 80 = 10 per GPU
+    assert batch_sizes_for(rows=100, batch=512, mini_batch=32, group=5, gpus=8) == (96, 32)
+    assert batch_sizes_for(rows=21, batch=512, mini_batch=128, group=8, gpus=8) == (21, 21)
+    assert batch_sizes_for(rows=1, batch=512, mini_batch=128, group=5, gpus=8) is None
 
 
 def test_rollout_engine_built_for_another_torch_fails(healthy, monkeypatch):

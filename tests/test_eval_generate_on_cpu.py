@@ -4,6 +4,7 @@ rows written here with the row schema, then `eval score` on its output."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -11,6 +12,7 @@ from star_verl.eval import cli
 from star_verl.eval.generate import GenerationSettings, prepare_row, recipe_defaults
 from star_verl.prep.schema import ParquetRowWriter, image_entry, make_extra_info, make_rl_row
 from star_verl.templates import get_template
+from tests.dataset_fixtures import BAD_FILE_CASES, bad_data_file, without_column, write_rows
 from tests.images import solid
 
 
@@ -105,3 +107,26 @@ def test_generate_writes_lines_eval_score_reads_and_refuses_to_overwrite(tiny_qw
     assert len((tmp_path / "scored" / "per_sample.jsonl").read_text().splitlines()) == 3
     for name in ("mindcube_tiny", "sparbench", "mmsi"):
         assert (tmp_path / "scored" / f"{name}.png").is_file()
+
+
+# -------------------------------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(("case", "cause"), [*BAD_FILE_CASES, ("no_rows", "no rows")])
+def test_a_data_file_bad_as_a_whole_is_one_line_naming_it(case, cause, tiny_qwen25vl, tmp_path, capsys):
+    path = write_rows(tmp_path / "no_rows.parquet", []) if case == "no_rows" else bad_data_file(tmp_path, case)
+    assert cli.main(["generate", "--model", tiny_qwen25vl, "--data", str(path), "--out", str(tmp_path / "g.jsonl")]) == 2
+    err = capsys.readouterr().err
+    assert re.match(rf"star-verl eval generate: error: {path}: {cause}", err) and len(err.splitlines()) == 1, err
+
+
+def test_a_missing_column_is_one_line_naming_the_file(tiny_qwen25vl, tmp_path, capsys):
+    path = without_column(write_rows(tmp_path / "rows.parquet", _rows()), "prompt")
+    assert cli.main(["generate", "--model", tiny_qwen25vl, "--data", str(path), "--out", str(tmp_path / "g.jsonl")]) == 2
+    assert capsys.readouterr().err.startswith(f"star-verl eval generate: error: {path}: missing column(s) ['prompt']; columns are")
+
+
+def test_a_model_folder_that_does_not_exist_is_named(tmp_path, capsys):
+    data = write_rows(tmp_path / "rows.parquet", _rows())
+    assert cli.main(["generate", "--model", str(tmp_path / "no_model"), "--data", str(data), "--out", str(tmp_path / "g.jsonl")]) == 2
+    assert capsys.readouterr().err == f"star-verl eval generate: error: --model {tmp_path / 'no_model'} does not exist (not a local folder)\n"

@@ -244,6 +244,15 @@ def test_verls_validation_dump_is_scored_per_view(tmp_path):
 # -------------------------------------------------------------------------------------- bad input
 
 
+def test_a_directory_or_a_parquet_given_as_generations_is_named(tmp_path, capsys):
+    (tmp_path / "dump").mkdir()
+    (tmp_path / "rows.parquet").write_bytes(b"PAR1")
+    assert cli.main(["score", str(tmp_path / "dump"), "--out", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.startswith(f"star-verl eval score: error: {tmp_path / 'dump'}: is a directory, not a generations file")
+    assert cli.main(["score", str(tmp_path / "rows.parquet"), "--out", str(tmp_path / "out")]) == 2
+    assert f"{tmp_path / 'rows.parquet'}: a parquet data file, not a generations file" in capsys.readouterr().err
+
+
 def test_bad_lines_stop_with_line_number_or_are_listed(tmp_path, capsys):
     good = _mv(0, "mmsi", "mmsi", "MSR", "<answer>A</answer>", "A")
     missing = {k: v for k, v in good.items() if k != "response"}

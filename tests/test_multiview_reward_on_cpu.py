@@ -152,6 +152,11 @@ def test_settings_reach_the_reward_through_compute_score():
         compute_score("mmsi", response({}), choice([]), ref_wieght=0.1)
 
 
+def test_a_misspelt_setting_names_the_nearest_valid_one_before_the_ground_truth_is_read():
+    with pytest.raises(TypeError, match=r"^unknown reward setting\(s\) 'tvr_attr_wieght' \(did you mean tvr_attr_weight\?\), 'zzz'; valid: \["):
+        compute_score("tvr", "<answer>x</answer>", "not a ground truth", tvr_attr_wieght=1.0, zzz=1)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [

@@ -21,7 +21,17 @@ from star_verl.prep.schema import image_entry
 from star_verl.recipes import compose_recipe
 from star_verl.rewards import compute_score, split_reward_kwargs
 from star_verl.templates import TEMPLATES
-from tests.dataset_fixtures import MV_GT, agent_loop_prompts, mv_question, mv_rl_row, tvr_rl_row, write_rows
+from tests.dataset_fixtures import (
+    BAD_FILE_CASES,
+    MV_GT,
+    agent_loop_prompts,
+    bad_data_file,
+    mv_question,
+    mv_rl_row,
+    tvr_rl_row,
+    without_column,
+    write_rows,
+)
 from tests.images import noise
 
 # Four views whose fitted sizes under the budget below are worked out by hand (Qwen's smart_resize,
@@ -203,6 +213,28 @@ def test_settings_the_dataset_refuses_are_named(base_cfg, four_view, tok_proc):
     # 4 views x 3136 px minimum cannot fit a 10000 px total
     with pytest.raises(DatasetError, match=r"total_max_pixels=10000 over 4 images leaves 2500 pixels per image, below data.star.min_pixels=3136"):
         build(data_cfg(base_cfg, star__total_max_pixels=10000), [four_view], tok_proc)
+
+
+@pytest.mark.parametrize(("case", "cause"), BAD_FILE_CASES)
+def test_a_file_bad_as_a_whole_is_named_with_the_cause(case, cause, base_cfg, tmp_path, tok_proc):
+    path = bad_data_file(tmp_path, case)
+    with pytest.raises(DatasetError, match=rf"^{path}: {cause}"):
+        build(base_cfg, [path], tok_proc)
+
+
+def test_a_json_lines_file_that_does_not_parse_is_named(base_cfg, tmp_path, tok_proc):
+    path = tmp_path / "rows.jsonl"
+    path.write_text('{"data_source": "tvr"}\n{oops\n')
+    with pytest.raises(DatasetError, match=rf"^{path}: not readable as JSON \("):
+        build(base_cfg, [path], tok_proc)
+
+
+@pytest.mark.parametrize("column", ["prompt", "reward_model"])
+def test_a_missing_column_is_one_error_naming_the_file(column, base_cfg, four_view, tok_proc):
+    path = without_column(four_view, column)
+    with pytest.raises(DatasetError) as err:
+        build(base_cfg, [path], tok_proc)
+    assert str(err.value).startswith(f"{path}: missing column(s) ['{column}']") and "\n" not in str(err.value)
 
 
 def test_empty_file_is_an_error(base_cfg, tmp_path, tok_proc):

@@ -15,7 +15,7 @@ from star_verl.data.settings import DatasetError
 from star_verl.prep.schema import image_entry
 from star_verl.recipes import compose_recipe
 from star_verl.templates import TEMPLATES
-from tests.dataset_fixtures import MV_GT, MV_RESPONSE, mv_question, mv_rl_row, mv_sft_row, write_rows
+from tests.dataset_fixtures import BAD_FILE_CASES, MV_GT, MV_RESPONSE, bad_data_file, mv_question, mv_rl_row, mv_sft_row, without_column, write_rows
 
 # Budget (hand-worked, Qwen smart_resize, factor 28): 2 images, cap = min(23520, 50176 // 2) = 23520.
 #   448x336: 150528 px -> beta = sqrt(150528/23520) = 2.530; h = floor(336/2.53/28)*28 = 112,
@@ -155,6 +155,20 @@ def test_bad_rows_are_named(case, pattern, sft_cfg, tmp_path, tok_proc):
     path = write_with_bad(tmp_path, case, row)
     with pytest.raises(DatasetError, match=rf"{path}: 1 bad row\(s\):\n  {path} {pattern}"):
         build(sft_cfg, [path], tok_proc)
+
+
+@pytest.mark.parametrize(("case", "cause"), BAD_FILE_CASES)
+def test_a_file_bad_as_a_whole_is_named_with_the_cause(case, cause, sft_cfg, tmp_path, tok_proc):
+    path = bad_data_file(tmp_path, case)
+    with pytest.raises(DatasetError, match=rf"^{path}: {cause}"):
+        build(sft_cfg, [path], tok_proc)
+
+
+def test_a_missing_messages_column_is_one_error_naming_the_file(sft_cfg, cot, tok_proc):
+    path = without_column(cot, "messages")
+    with pytest.raises(DatasetError) as err:
+        build(sft_cfg, [path], tok_proc)
+    assert str(err.value).startswith(f"{path}: missing column(s) ['messages']") and "\n" not in str(err.value)
 
 
 def test_overlong_samples_fail_or_are_dropped_and_none_left_fails(sft_cfg, tmp_path, tok_proc, capsys):

@@ -263,9 +263,13 @@ def test_never_overwrites_without_overwrite(trance7, tmp_path):
     assert len(rows(out / "train.parquet")) == 1
 
 
-def test_missing_source_and_bad_options_raise(tmp_path):
+def test_missing_source_and_bad_options_raise(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match="no TRANCE data"):
         convert_trance(tmp_path, tmp_path / "out", config())
+    from star_verl.prep import build_tvr
+
+    assert build_tvr.main(["--trance", str(tmp_path / "no_such_folder"), "--out", str(tmp_path / "out")]) == 2
+    assert f"error: {tmp_path / 'no_such_folder'}: does not exist (--trance takes the TRANCE folder" in capsys.readouterr().err
     with pytest.raises(ValueError, match="views"):
         TranceConvertConfig(views=("top",))
     with pytest.raises(ValueError, match="attributes"):

@@ -14,6 +14,7 @@ from __future__ import annotations
 from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 from verl.utils.py_functional import convert_nested_value_to_list_recursive
 
+from star_verl.data.files import measured_columns
 from star_verl.data.lengths import MeasureContext
 from star_verl.data.loading import LengthLimit, select_measured
 from star_verl.data.settings import DatasetError, check_data_config
@@ -32,6 +33,10 @@ class StarSFTDataset(MultiTurnSFTDataset):
         super().__init__(parquet_files, tokenizer, config, processor=processor, max_samples=max_samples)
 
     def _read_files_and_process(self) -> None:
+        # Each file checked as a whole first (a directory, empty, corrupt, a missing column: one error
+        # naming it), since veRL's pandas reader would fail on it with a bare KeyError or pyarrow's text.
+        for path in self.parquet_files:
+            measured_columns(path, self.messages_key, self.image_key)
         # veRL's reader, on every row (max_samples is applied below, after validation, with veRL's rule).
         requested, self.max_samples = self.max_samples, -1
         try:

@@ -22,8 +22,9 @@ visible; everything else is checked as usual. A node with GPUs, but fewer than t
 `trainer.n_gpus_per_node`, always fails. On a multi-node recipe each node must hold
 `n_gpus_per_node` GPUs: doctor checks this node's share (run it on every node).
 
-Data rows are sampled (the first `--rows` of each file, so row numbers in messages are the file's),
-never read whole; only the text column is scanned over the whole file, for the image counts.
+Data rows are sampled (the first `--rows` of each file, so row numbers in messages are the file's;
+a PASS on a sample says so, "the first n of N rows"); `--rows all` validates every row. Only the
+text column is scanned over the whole file, for the image counts.
 
 Output: a table of checks (check, status PASS/FAIL/SKIP, detail) with each failure's fix on the line
 below it (`--json`: the same four fields per check); exit status 1 when any check fails, 0 otherwise.
@@ -107,6 +108,15 @@ def run_checks(options: Options) -> list[Check]:
     return checks
 
 
+def row_count(value: str) -> int | None:
+    """--rows: a positive count, or `all` (None: every row)."""
+    if value == "all":
+        return None
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    raise argparse.ArgumentTypeError(f"expected a positive number of rows or all, got {value!r}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="star-verl doctor",
@@ -115,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=HelpFormatter,
     )
     p.add_argument("--cpu-ok", action="store_true", help="on a machine without GPUs, report the GPU checks as SKIP instead of FAIL")
-    p.add_argument("--rows", type=int, default=DEFAULT_ROWS, help="rows of each data file to validate")
+    p.add_argument("--rows", type=row_count, default=DEFAULT_ROWS, help="rows of each data file to validate, or all (default %(default)s)")
     p.add_argument("--json", action="store_true", help="print the checks as JSON instead of a table")
     p.add_argument("overrides", nargs="*", help="+recipe=NAME and key=value overrides")
     return p

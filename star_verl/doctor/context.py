@@ -33,7 +33,7 @@ class Options:
     recipe: str | None = None  # +recipe=NAME
     overrides: tuple[str, ...] = ()  # the training command's key=value overrides
     cpu_ok: bool = False  # no GPU is a SKIP, not a FAIL
-    rows: int = DEFAULT_ROWS  # rows of each data file to validate
+    rows: int | None = DEFAULT_ROWS  # rows of each data file to validate (None: every row, --rows all)
 
 
 @dataclass(frozen=True)

@@ -64,11 +64,18 @@ def load_model(ctx: Context) -> tuple[Model | None, Check]:
         )
     from transformers import AutoProcessor, AutoTokenizer
 
+    from star_verl.model_path import model_source
+
+    problem, local_only = model_source(path)
+    if problem is not None:
+        return None, Check(
+            "model processor", FAIL, problem, f"set {key} to a local Hugging Face folder (star-verl tiny-model DIR writes a tiny one for CPU checks)"
+        )
     trust = bool(ctx.recipe.cfg.data.get("trust_remote_code", False))
     tokenizer = None
     try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust)
-        processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust)
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust, local_files_only=local_only)
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=trust, local_files_only=local_only)
     except Exception as exc:  # noqa: BLE001 - veRL's hf_processor would swallow this and return None
         if "torchvision" in str(exc).lower():
             fix = "install torchvision (see its row); veRL's hf_processor returns None on this error and image samples are dropped"
@@ -103,10 +110,10 @@ def _layout(ctx: Context) -> tuple[str, str, str, str]:
     return "sft", str(data.get("messages_key", "messages")), str(data.get("image_key", "images")), "data.max_length"
 
 
-def _read_sample(path: str, text_key: str, rows: int) -> tuple[list[dict[str, Any]], int, list[int]]:
-    """(first rows, row count, placeholder count of every row), with the datasets' file reader.
-    Only the text column is read whole."""
-    from star_verl.data.files import file_columns, file_row_count, iter_rows
+def _read_sample(path: str, text_key: str, image_key: str, rows: int | None) -> tuple[list[dict[str, Any]], int, list[int]]:
+    """(first `rows` rows, every row when None; row count; placeholder count of every row), with the
+    datasets' file reader. Only the text column is read whole."""
+    from star_verl.data.files import file_row_count, iter_rows, measured_columns
     from star_verl.templates import IMAGE_PLACEHOLDER
 
     def count(value: Any) -> int:
@@ -116,9 +123,11 @@ def _read_sample(path: str, text_key: str, rows: int) -> tuple[list[dict[str, An
             return sum(count(m.get("content")) if isinstance(m, Mapping) else 0 for m in value)
         return 0
 
-    sample = list(islice(iter_rows(path, batch_size=rows), rows))
-    counts = [count(r[text_key]) for r in iter_rows(path, [text_key])] if text_key in file_columns(path) else []
-    return sample, file_row_count(path), counts
+    total = file_row_count(path, require_rows=True)
+    measured_columns(path, text_key, image_key)  # a missing column is one error for the file, not one per row
+    sample = list(iter_rows(path)) if rows is None else list(islice(iter_rows(path, batch_size=rows), rows))
+    counts = [count(r[text_key]) for r in iter_rows(path, [text_key])]
+    return sample, total, counts
 
 
 def _check_rows(ctx: Context, name: str, path: str, rows: list[dict[str, Any]], total: int, image_counts: list[int]) -> Check:
@@ -151,33 +160,45 @@ def _check_rows(ctx: Context, name: str, path: str, rows: list[dict[str, Any]], 
     try:
         lengths = measure_rows(measure, rows, path)
     except DatasetError as exc:
-        return Check(name, FAIL, str(exc).replace("\n", " "), f"fix the rows named (or rebuild {Path(path).name} with data_prep/)")
+        return Check(name, FAIL, str(exc), f"fix the rows named, or rebuild {Path(path).name} with {build_hint(ctx)}")
     limit = int(data.max_prompt_length if kind == "rl" else data.max_length)
+    checked = f"all {total} rows" if len(rows) == total else f"a sample: the first {len(rows)} of {total} rows (--rows all checks every row)"
     over = [i for i, n in enumerate(lengths.tolist()) if n > limit]
     if over and not settings.drop_overlong:
         return Check(
             name,
             FAIL,
-            f"rows {over[:10]} of the first {len(rows)} exceed {length_key}={limit} (longest {int(lengths.max())} tokens)",
+            f"rows {over[:10]} exceed {length_key}={limit} (longest {int(lengths.max())} tokens); checked {checked}",
             f"raise {length_key}, lower data.star.max_pixels / total_max_pixels, or set data.star.drop_overlong=true",
         )
     if over:
-        return Check(
-            name, PASS, f"{total} rows; {len(over)} of the first {len(rows)} over {length_key}={limit} will be dropped (data.star.drop_overlong)"
+        return Check(name, PASS, f"{len(over)} row(s) over {length_key}={limit} will be dropped (data.star.drop_overlong); checked {checked}")
+    return Check(name, PASS, f"valid: {checked}; longest {int(lengths.max()) if len(lengths) else 0} tokens <= {length_key}={limit}")
+
+
+def build_hint(ctx: Context) -> str:
+    """The command(s) that build the recipe's data: SFT conversations come from `star-verl generate-cot`
+    on build-multiview's SFT pool, multi-view RL data from build-multiview, TVR from build-tvr."""
+    if not ctx.recipe.rl:
+        return (
+            "star-verl build-multiview ... --out $STAR_VERL_DATA/multiview (writes sft_pool.parquet), then "
+            "star-verl generate-cot --in $STAR_VERL_DATA/multiview/sft_pool.parquet --out $STAR_VERL_DATA/sft --base-url URL --model NAME"
         )
-    return Check(
-        name, PASS, f"{total} rows; first {len(rows)} valid; longest {int(lengths.max()) if len(lengths) else 0} tokens <= {length_key}={limit}"
-    )
+    if ctx.data_settings is not None and ctx.data_settings.template == "tvr":
+        return "star-verl build-tvr --synthetic 20000 --out $STAR_VERL_DATA/tvr (or --trance DIR)"
+    return "star-verl build-multiview --mindcube DIR --spar DIR --out $STAR_VERL_DATA/multiview (--benchmarks for the validation sets)"
 
 
 def read_data(ctx: Context) -> tuple[DataSample | None, list[Check]]:
     """Stage "data files": each train and val file once: it exists, its rows are counted (and the
     images of each), its first rows validated. A file's unexpected error is its own failure."""
+    from star_verl.data.settings import DatasetError
+
     data = ctx.recipe.cfg.data
     files = {"data.train_files": _files(data.get("train_files")), "data.val_files": _files(data.get("val_files"))}
     if not any(files.values()):
         return None, [Check("data files", FAIL, "data.train_files is not set", "pass data.train_files=PATH (and data.val_files=PATH)")]
-    text_key = _layout(ctx)[1]
+    _, text_key, image_key, _ = _layout(ctx)
     checks: list[Check] = []
     file_rows: dict[str, int] = {}
     max_images: int | None = None
@@ -199,25 +220,43 @@ def read_data(ctx: Context) -> tuple[DataSample | None, list[Check]]:
                     name,
                     FAIL,
                     f"{path} does not exist ({key})",
-                    "build it (python data_prep/build_tvr.py / build_mindcube_spar.py) or set STAR_VERL_DATA / " + key,
+                    f"build it with {build_hint(ctx)}; or set STAR_VERL_DATA / {key}",
                 )
             )
             continue
         try:
-            rows, total, image_counts = _read_sample(path, text_key, ctx.options.rows)
+            rows, total, image_counts = _read_sample(path, text_key, image_key, ctx.options.rows)
             file_rows[path] = total
             if image_counts:
                 max_images = max(max_images or 0, max(image_counts))
             sources |= {str(r.get("data_source")) for r in rows}
             checks.append(_check_rows(ctx, name, path, rows, total, image_counts))
+        except DatasetError as exc:  # the file as a whole: a directory, empty, corrupt, a missing column
+            checks.append(Check(name, FAIL, str(exc), f"give {key} the data file itself, or rebuild it with {build_hint(ctx)}"))
         except Exception as exc:  # noqa: BLE001 - reported in the table
-            checks.append(Check(f"data {Path(path).name}", FAIL, short(exc), f"fix or rebuild {path} (data_prep/*.py)"))
+            checks.append(Check(name, FAIL, f"{path}: {short(exc)}", f"fix {path}, or rebuild it with {build_hint(ctx)}"))
     return DataSample(file_rows, max_images, frozenset(sources)), checks
+
+
+def batch_sizes_for(rows: int, batch: int, mini_batch: int, group: int, gpus: int) -> tuple[int, int] | None:
+    """(data.train_batch_size, actor.ppo_mini_batch_size) for a train set of `rows`, the largest at most
+    the current ones that veRL 0.9.1 accepts together: the batch at most the rows (one step at least),
+    batch x rollout.n divisible by the GPUs (validate_config), the mini-batch at most the batch, dividing
+    it, and mini-batch x rollout.n divisible by the GPUs (the actor's data-parallel split). None: no
+    batch fits the rows."""
+    for b in range(min(rows, batch), 0, -1):
+        if b * group % gpus:
+            continue
+        for m in range(min(mini_batch, b), 0, -1):
+            if b % m == 0 and m * group % gpus == 0:
+                return b, m
+    return None
 
 
 def check_training_steps(ctx: Context) -> list[Check]:
     """veRL's trainers run len(dataset) // data.train_batch_size steps per epoch (the last partial
-    batch is dropped): a train set smaller than one batch trains nothing, without an error."""
+    batch is dropped): a train set smaller than one batch trains nothing, without an error. The fix
+    names every setting that must change with the batch, with values veRL accepts together."""
     if ctx.data is None:
         return []  # no data files named: "data files" says so
     cfg = ctx.recipe.cfg
@@ -231,9 +270,22 @@ def check_training_steps(ctx: Context) -> list[Check]:
     batch, epochs = int(cfg.data.train_batch_size), int(cfg.trainer.total_epochs)
     steps = rows // batch
     detail = f"{rows} train rows // data.train_batch_size={batch} = {steps} step(s) per epoch x {epochs} epoch(s)"
-    if steps == 0:
+    if steps > 0:
+        return [Check("training steps", PASS, detail + (f"; {rows - steps * batch} row(s) left over each epoch" if rows % batch else ""))]
+    if not ctx.recipe.rl:
         return [Check("training steps", FAIL, detail + ": nothing would be trained", f"lower data.train_batch_size to at most {rows}, or add data")]
-    return [Check("training steps", PASS, detail + (f"; {rows - steps * batch} row(s) left over each epoch" if rows % batch else ""))]
+    actor = cfg.actor_rollout_ref.actor
+    group, gpus = int(cfg.actor_rollout_ref.rollout.n), int(cfg.trainer.n_gpus_per_node) * int(cfg.trainer.nnodes)
+    rule = (
+        f"data.train_batch_size and actor_rollout_ref.actor.ppo_mini_batch_size (which divides it) times "
+        f"actor_rollout_ref.rollout.n={group} must be divisible by the {gpus} GPU(s) of trainer.n_gpus_per_node x trainer.nnodes"
+    )
+    sizes = batch_sizes_for(rows, batch, int(actor.ppo_mini_batch_size), group, gpus)
+    if sizes is None:
+        fix = f"add data ({rule}: no batch of at most {rows} rows fits), or lower trainer.n_gpus_per_node"
+    else:
+        fix = f"set data.train_batch_size={sizes[0]} actor_rollout_ref.actor.ppo_mini_batch_size={sizes[1]} ({rule}), or add data"
+    return [Check("training steps", FAIL, detail + ": nothing would be trained", fix)]
 
 
 # ---------------------------------------------------------------------------------------------

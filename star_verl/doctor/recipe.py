@@ -57,7 +57,12 @@ def compose(ctx: Context) -> tuple[Recipe | None, list[Check]]:
         recipe = Recipe(name, compose_recipe(name, overrides), recipe_config_name(name))
     except Exception as exc:  # noqa: BLE001 - Hydra's message names the bad override
         return None, [
-            Check("recipe composes", FAIL, short(exc, 500), "fix the override (a key new to veRL's schema needs a leading +; +recipe= needs the +)")
+            Check(
+                "recipe composes",
+                FAIL,
+                short(exc, 500),
+                "check the key's spelling against the recipe (star-verl recipes; the key may be misspelt), or add a leading + for a key new to veRL's schema (+recipe= needs the +)",
+            )
         ]
     checks = [Check("recipe composes", PASS, f"{name} with {len(overrides)} override(s) on veRL's {recipe.config_name}")]
     try:

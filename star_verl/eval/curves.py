@@ -16,6 +16,12 @@ the summed reward only, and its rollout dump (`trainer.rollout_data_dir`,
 Outputs: `DIR/curves.csv` and `DIR/curves.md` (mean of every component per step, per family
 `tvr` / `multiview` when a run mixes them, and `all`), `DIR/curves.png` (one panel per component
 that is not zero throughout).
+
+Exit status: 0 when the curves were written and every rescored score matched the dumped one; 2 on bad
+input (no rollout folder or dumps, a line that is not a rollout line, an unreadable --config, an unknown
+or bad reward setting), with a one-line error naming the file (and line) and nothing written; 3 when
+the curves were written but some rescored scores differ from the trainer's (other reward settings than
+the run's, or a run whose reward is not star-verl's compute_score).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import argparse
 import csv
 import json
 import re
+import sys
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,6 +45,11 @@ from star_verl.tasks.registry import ground_truth_family
 
 _STEP_FILE = re.compile(r"^(\d+)\.jsonl$")
 MISMATCH_TOL = 1e-4
+EXIT_OK, EXIT_BAD_INPUT, EXIT_MISMATCH = 0, 2, 3
+
+
+class CurvesInputError(ValueError):
+    """Input curves cannot read: the message names the file (and line) or option, and the problem."""
 
 
 def family(gt: dict[str, Any]) -> str:
@@ -47,10 +59,10 @@ def family(gt: dict[str, Any]) -> str:
 
 def _rollout_files(rollout_dir: Path) -> list[tuple[int, Path]]:
     if not rollout_dir.is_dir():
-        raise FileNotFoundError(f"{rollout_dir}: not a directory (expected trainer.rollout_data_dir with <step>.jsonl files)")
+        raise CurvesInputError(f"{rollout_dir}: not a directory (expected trainer.rollout_data_dir with <step>.jsonl files)")
     files = sorted((int(m.group(1)), p) for p in rollout_dir.iterdir() if (m := _STEP_FILE.match(p.name)))
     if not files:
-        raise FileNotFoundError(f"{rollout_dir}: no <step>.jsonl rollout dumps (validation dumps live in trainer.validation_data_dir)")
+        raise CurvesInputError(f"{rollout_dir}: no <step>.jsonl rollout dumps (validation dumps live in trainer.validation_data_dir)")
     return files
 
 
@@ -65,16 +77,16 @@ def iter_components(rollout_dir: Path, settings: dict[str, Any]) -> Iterator[tup
                 try:
                     row = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise ValueError(f"{where}: not a JSON line ({exc})") from None
+                    raise CurvesInputError(f"{where}: not a JSON line ({exc})") from None
                 if not isinstance(row, dict) or "gts" not in row:
-                    raise ValueError(
+                    raise CurvesInputError(
                         f"{where}: a rollout line needs 'gts' (veRL's dump format), got keys {sorted(row) if isinstance(row, dict) else type(row).__name__}"
                     )
                 step = int(row.get("step", file_step))
                 try:
                     gt = load_ground_truth(row["gts"])
                 except GroundTruthError as exc:
-                    raise ValueError(f"{where}: {exc.problem}") from None
+                    raise CurvesInputError(f"{where}: {exc.problem}") from None
                 fam = family(gt)
                 if all(key in row for key in REWARD_KEYS):
                     yield step, fam, {key: float(row[key]) for key in REWARD_KEYS}, False
@@ -83,7 +95,7 @@ def iter_components(rollout_dir: Path, settings: dict[str, Any]) -> Iterator[tup
                 try:
                     comp = compute_score(data_source, row.get("output", ""), gt, None, **settings)
                 except GroundTruthError as exc:
-                    raise ValueError(f"{where}: {exc.problem}") from None
+                    raise CurvesInputError(f"{where}: {exc.problem}") from None
                 dumped = row.get("score")
                 comp = dict(comp)
                 comp["mismatch"] = float(dumped is not None and abs(float(dumped) - comp["score"]) > MISMATCH_TOL)
@@ -136,19 +148,36 @@ def run_settings(config: Path | None, settings: list[str]) -> dict[str, Any]:
     """reward_kwargs of the run (`.hydra/config.yaml`), then `--setting key=value` on top."""
     kwargs: dict[str, Any] = {}
     if config is not None:
-        cfg = yaml.safe_load(config.read_text()) or {}
+        if not config.is_file():
+            raise CurvesInputError(f"{config}: no such file (--config: the run's .hydra/config.yaml)")
+        try:
+            cfg = yaml.safe_load(config.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise CurvesInputError(f"{config}: not YAML ({' '.join(str(exc).split())})") from None
         fn = ((cfg.get("reward") or {}).get("custom_reward_function") or {}) if isinstance(cfg, dict) else {}
         kwargs.update(fn.get("reward_kwargs") or {})
     for item in settings:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--setting expects key=value, got {item!r}")
-        kwargs[key.strip()] = yaml.safe_load(value)
+            raise CurvesInputError(f"--setting expects key=value, got {item!r}")
+        try:
+            kwargs[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise CurvesInputError(f"--setting {item!r}: the value is not YAML ({' '.join(str(exc).split())})") from None
+    try:
+        split_reward_kwargs(kwargs)  # an unknown or bad setting stops here, before any rollout is read
+    except (TypeError, ValueError) as exc:
+        raise CurvesInputError(f"reward settings ({'--config ' + str(config) if config else '--setting'}): {exc}") from None
     return kwargs
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="star-verl curves", description=SUBCOMMANDS["curves"][1], formatter_class=HelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="star-verl curves",
+        description=SUBCOMMANDS["curves"][1],
+        epilog=f"Exit status: {EXIT_OK} written, {EXIT_BAD_INPUT} bad input (nothing written), {EXIT_MISMATCH} written but rescored scores differ from the run's.",
+        formatter_class=HelpFormatter,
+    )
     parser.add_argument("rollout_dir", type=Path, help="trainer.rollout_data_dir of a run (<step>.jsonl files)")
     parser.add_argument("--out", type=Path, required=True, help="output directory (curves.csv, curves.md, curves.png)")
     parser.add_argument(
@@ -158,15 +187,20 @@ def main(argv: list[str] | None = None) -> int:
         "--setting", action="append", default=[], metavar="KEY=VALUE", help="a reward setting, repeatable, over --config (default: none)"
     )
     args = parser.parse_args(argv)
-    settings = run_settings(args.config, args.setting)
-    split_reward_kwargs(settings)  # fail fast on an unknown or bad setting
-    rows, rescored, mismatched = aggregate(iter_components(args.rollout_dir, settings))
+    try:
+        settings = run_settings(args.config, args.setting)
+        rows, rescored, mismatched = aggregate(iter_components(args.rollout_dir, settings))
+        if not rows:
+            raise CurvesInputError(f"{args.rollout_dir}: the <step>.jsonl files hold no rollout line")
+    except CurvesInputError as exc:
+        print(f"star-verl curves: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     plotted = write_outputs(rows, args.out)
     steps = sorted({row["step"] for row in rows})
     print(f"{len(steps)} steps ({steps[0]}..{steps[-1]}), {sum(r['n'] for r in rows if r['family'] == 'all')} rollouts, "
           f"{rescored} rescored; plotted {', '.join(plotted)} -> {args.out}/curves.png, curves.csv, curves.md")  # fmt: skip
     if mismatched:
         print(f"WARNING: {mismatched} of {rescored} rescored rollouts differ from the trainer's score: "
-              "pass the run's reward settings (--config RUN/.hydra/config.yaml or --setting).")  # fmt: skip
-        return 2
-    return 0
+              f"pass the run's reward settings (--config RUN/.hydra/config.yaml or --setting). Exit status {EXIT_MISMATCH}.")  # fmt: skip
+        return EXIT_MISMATCH
+    return EXIT_OK

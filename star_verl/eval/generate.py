@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from star_verl.data.files import parquet_file, require_columns
 from star_verl.data.settings import StarDataSettings
 from star_verl.pixels import DEFAULT_PATCH_SIZE, BudgetError, PixelBudget, processor_patch_size
 from star_verl.prompts import IMAGE_PART, PromptError, budget_images, prompt_messages, raw_question
@@ -92,15 +93,9 @@ _COLUMNS = ("data_source", "prompt", "images", "reward_model", "extra_info")
 def open_rows(parquet: str | Path, limit: int | None = None, batch_size: int = 64) -> tuple[int, set[str], int, Iterator[list[dict[str, Any]]]]:
     """(rows, data sources, most images in a row, batches of rows) of a star-verl RL parquet; the rows
     are streamed batch by batch, so a benchmark with thousands of images is never all in memory."""
-    import pyarrow.parquet as pq
-
     path = Path(parquet)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such parquet file")
-    file = pq.ParquetFile(path)
-    missing = [c for c in _COLUMNS if c not in file.schema_arrow.names]
-    if missing:
-        raise ValueError(f"{path}: not a star-verl RL parquet, missing column(s) {missing} (has {file.schema_arrow.names})")
+    file = parquet_file(path)  # a directory, a missing, empty or corrupt file: one error naming it
+    require_columns(path, _COLUMNS)
     head = file.read(columns=["data_source", "extra_info"]).slice(0, limit).to_pylist()
     sources = {r["data_source"] for r in head}
     max_images = max((int((r["extra_info"] or {}).get("n_images") or 0) for r in head), default=0)
@@ -229,9 +224,14 @@ def generate(model: str, data: str | Path, out: str | Path, *, template: str = "
     """Generate for every row of `data` (or the first `limit`); write `out` (JSON lines). Returns the lines written."""
     from tqdm import tqdm
 
+    from star_verl.model_path import model_source
+
     out = Path(out)
     if out.exists() and not overwrite:
         raise FileExistsError(f"{out} exists; pass --overwrite to replace it")
+    problem, _ = model_source(str(model))
+    if problem is not None:
+        raise FileNotFoundError(f"--model {problem}")
     n_rows, sources, max_images, batches = open_rows(data, limit, batch_size)
     if not n_rows:
         raise ValueError(f"{data}: no rows")

@@ -151,8 +151,14 @@ def read_generations(path: str | Path, *, skip_bad: bool = False, origin: str | 
     """Every scorable line of a generations file. A bad line raises InputError (file:line: problem)
     unless `skip_bad`, where it is listed in `ReadResult.bad` instead (never dropped silently)."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(
+            f"{path}: is a directory, not a generations file (give the .jsonl file itself, e.g. trainer.validation_data_dir/<step>.jsonl)"
+        )
     if not path.is_file():
         raise InputError(f"{path}: no such file")
+    if path.suffix == ".parquet":
+        raise InputError(f"{path}: a parquet data file, not a generations file (JSON lines): star-verl eval generate writes one from it")
     if origin is not None and origin not in ORIGINS:
         raise InputError(f"--origin {origin!r} is not one of {sorted(ORIGINS)}")
     if data_source is not None and data_source not in DATA_SOURCES:

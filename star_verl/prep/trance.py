@@ -425,6 +425,8 @@ def sample_rows(
 def find_source(path: str | Path) -> tuple[Path, str]:
     """(path, kind): a folder with data.jsonl (preferred: full-size images) or data.h5, or a data.h5 file."""
     p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: does not exist (--trance takes the TRANCE folder with data.jsonl and image/, or its data.h5)")
     if p.is_file() and p.suffix == ".h5":
         return p, "h5"
     if (p / "data.jsonl").is_file():

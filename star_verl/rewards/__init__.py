@@ -15,6 +15,7 @@ source is 0.0, never None or NaN. Each family (`tvr`, `multiview`: a `RewardFami
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import functools
 from collections.abc import Mapping
 from typing import Any, NamedTuple
@@ -54,7 +55,7 @@ def split_reward_kwargs(kwargs: Mapping[str, Any]) -> RewardSettings:
     4.0
     >>> split_reward_kwargs({"tvr_exact_wieght": 4.0})  # doctest: +ELLIPSIS
     Traceback (most recent call last):
-    TypeError: unknown reward setting(s) ['tvr_exact_wieght']; valid: [...]
+    TypeError: unknown reward setting(s) 'tvr_exact_wieght' (did you mean tvr_exact_weight?); valid: [...]
     """
     key = tuple(sorted(kwargs.items()))
     try:
@@ -74,7 +75,10 @@ def _split_reward_kwargs(kwargs: Mapping[str, Any]) -> RewardSettings:
     known = set().union(*names.values())
     unknown = sorted(set(kwargs) - known)
     if unknown:
-        raise TypeError(f"unknown reward setting(s) {unknown}; valid: {sorted(known)}")
+        guesses = [
+            f"{name!r} (did you mean {close[0]}?)" if (close := difflib.get_close_matches(name, known, n=1)) else repr(name) for name in unknown
+        ]
+        raise TypeError(f"unknown reward setting(s) {', '.join(guesses)}; valid: {sorted(known)}")
     return RewardSettings(**{family.name: family.settings(**{k: v for k, v in kwargs.items() if k in names[family.name]}) for family in FAMILIES})
 
 
@@ -91,8 +95,9 @@ def compute_score(
     """
     kwargs.pop("reward_router_address", None)
     kwargs.pop("reward_model_tokenizer", None)
+    settings = split_reward_kwargs(kwargs)  # a misspelt setting is named before any ground truth is read
     gt = parse_ground_truth(data_source, ground_truth, extra_info)  # parsed once (the data source checked), scored by its family
     family = FAMILY_OF_SOURCE[data_source]
-    out = family.score(solution_str, gt, getattr(split_reward_kwargs(kwargs), family.name))
+    out = family.score(solution_str, gt, getattr(settings, family.name))
     out.update(benchmark_terms(data_source, solution_str, gt, extra_info))  # the eval's per-sample metrics, logged at validation
     return out
