@@ -315,7 +315,7 @@ def test_multiview_validation_logs_each_benchmarks_official_score(ray_local, tin
     monkeypatch.setenv("SFT_CKPT", tiny_qwen25vl)
     cfg = compose_recipe("star_r1_mv", [*SMALL, "reward.num_workers=2"])
     OmegaConf.resolve(cfg)  # as the TaskRunner does before it starts any worker ($STAR_VERL_DATA, $SFT_CKPT are the driver's)
-    assert [Path(f).name for f in cfg.data.val_files] == ["mindcube_tiny.parquet", "sparbench.parquet", "mmsi.parquet"]
+    assert [Path(f).name for f in cfg.data.val_files] == ["mindcube_tiny.parquet", "sparbench.parquet", "mmsi.parquet", "synthetic_mv.parquet"]
     tok, proc = tok_proc
     dataset = create_rl_dataset(cfg.data.val_files, cfg.data, tok, proc, is_train=False, max_samples=-1)
     items = [dataset[i] for i in range(len(dataset))]
