@@ -323,7 +323,7 @@ def parse_args(argv: Sequence[str] | None) -> BuildOptions:
         type=int,
         metavar="N",
         help="instead of --mindcube/--spar: N generated questions (MindCube's settings, rendered scenes, exact per-view references; "
-        f"{synthetic_mv.VAL_FRACTION:.0%} validation, {synthetic_mv.SFT_POOL_FRACTION:.0%} SFT pool, the rest RL); the validation split "
+        f"1/{round(1 / synthetic_mv.VAL_FRACTION)} validation, 1/{round(1 / synthetic_mv.SFT_POOL_FRACTION)} SFT pool, the rest RL); the validation split "
         f"is written again as {SYNTHETIC_BENCH}, where star_r1_mv validates; see docs/synthetic_multiview.md (default: none)",
     )
     p.add_argument(

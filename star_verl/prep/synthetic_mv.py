@@ -277,7 +277,9 @@ def _question(rng: np.random.Generator, scene: Scene, seen: Sequence[Sequence[in
         a, b = (int(x) for x in rng.choice(n, size=2, replace=False))
         quarter = turn_between(scene.views[a], scene.views[b])
         labels = TURN_OPTIONS if kind == "turn" else MOVE_OPTIONS
-        right = labels[{3: 0, 1: 1, 2: 2, 0: 3}[quarter]]
+        # turning in place by a quarter to the right faces right; circling the center while facing it, a quarter
+        # turn to the right moves the camera to its left (it stands at minus its facing times the radius)
+        right = labels[({3: 0, 1: 1, 2: 2, 0: 3} if kind == "turn" else {1: 0, 3: 1, 2: 2, 0: 3})[quarter]]
         names = " and the ".join(scene.names[i] for i in shown_anywhere)
         if kind == "turn":
             text = f"The camera stays in one place among the {names}. From image {a + 1} to image {b + 1}, how did the camera turn?"
@@ -504,7 +506,7 @@ def write_oracle_chains(pool_path: Path, generated: Sequence[SyntheticQuestion],
     val_ids = frozenset(val_questions(list(kept), ORACLE_VAL_FRACTION))
     total = sum(per_cat.values(), Counter())
     report = {
-        "pool": str(pool_path),
+        "pool": f"{pool_path.parent.name}/{pool_path.name}",  # relative: the output does not depend on where it is built
         "model": ORACLE_MODEL,
         "chains": "synthetic_oracle",
         "template": TEMPLATE_NAME,
