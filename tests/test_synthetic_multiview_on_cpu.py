@@ -58,8 +58,8 @@ def bearing(cam: dict, x: float, y: float) -> float:
 
 def sector(angle: float, width: float = 45.0) -> str | None:
     """front / right / behind / left when the angle is within `width` of that direction."""
-    for name, centre in (("front", 0), ("right", 90), ("behind", 180), ("left", 270)):
-        if abs((angle - centre + 180) % 360 - 180) < width:
+    for name, center in (("front", 0), ("right", 90), ("behind", 180), ("left", 270)):
+        if abs((angle - center + 180) % 360 - 180) < width:
             return name
     return None
 
@@ -227,7 +227,7 @@ def test_the_oracle_answer_with_its_oracle_step1_earns_the_rewards_maximum(synth
             assert scores["score"] == pytest.approx(maximum) and scores["r_ref"] == pytest.approx(s.ref_weight), (row["extra_info"], scores)
 
 
-def test_oracle_chains_pass_the_sft_filter_and_are_labelled(synthetic_set):
+def test_oracle_chains_pass_the_sft_filter_and_are_labeled(synthetic_set):
     sft = synthetic_set / "sft"
     train, val = rows(sft / "train.parquet"), rows(sft / "val.parquet")
     assert (len(train), len(val)) == (6, 2)  # the 8 SFT-pool questions, 20% held out
@@ -250,7 +250,7 @@ def test_the_command_writes_where_the_recipes_read_by_default(tmp_path):
     with $STAR_VERL_DATA set: the rows where star_r1_mv reads, the chains where star_r1_sft reads."""
     data = tmp_path / "star_verl_data"
     env = {**os.environ, "STAR_VERL_DATA": str(data)}
-    cmd = [sys.executable, "-m", "star_verl.cli", "build-multiview", "--synthetic", "24", "--with-chains"]
+    cmd = [sys.executable, "-m", "star_verl.cli", *BUILD_COMMAND.split()[1:]]
     done = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     for f in ("multiview/rl_train.parquet", "multiview/val.parquet", "multiview/bench/synthetic_mv.parquet", "sft/train.parquet", "sft/val.parquet"):
@@ -277,3 +277,47 @@ def test_synthetic_with_real_sources_or_chains_without_synthetic_is_refused(caps
             parse_args(argv)
     err = capsys.readouterr().err
     assert "--synthetic replaces --mindcube and --spar" in err and "--with-chains needs --synthetic N" in err and "at least 3 questions" in err
+
+
+# --------------------------------------------------------------------------------------------
+# docs/synthetic_multiview.md: every command it shows is checked here
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "synthetic_multiview.md"
+BUILD_COMMAND = "star-verl build-multiview --synthetic 24 --with-chains"  # run by test_the_command_writes_where_the_recipes_read_by_default
+
+
+def docs_commands() -> list[str]:
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", DOCS.read_text(encoding="utf-8"), re.DOTALL):
+        commands += [line.strip() for line in re.sub(r"\\\n\s*", " ", block).splitlines() if line.strip() and not line.strip().startswith("#")]
+    return commands
+
+
+def test_every_command_of_the_docs_page_is_checked(monkeypatch, tmp_path):
+    """The build command runs for real above; smoke's commands pass smoke's parser and compose with
+    the synthetic set smoke builds (test_smoke_on_cpu builds it); the GPU commands compose and pass
+    veRL's validation. A new command in the page fails here until it gets a check."""
+    from star_verl import smoke
+    from star_verl.recipes import compose_recipe, recipe_config_name, validate_recipe_config
+
+    commands = docs_commands()
+    assert commands[0] == BUILD_COMMAND
+    monkeypatch.setenv("STAR_VERL_DATA", str(tmp_path))
+    for command in commands[1:]:
+        words = command.split()
+        env = [w for w in words if re.fullmatch(r"[A-Z_]+=\S+", w)]
+        for assignment in env:
+            monkeypatch.setenv(*assignment.split("=", 1))
+        words = words[len(env) :]
+        (recipe,) = [w.split("=", 1)[1] for w in words if w.startswith("+recipe=")]
+        if words[:2] == ["star-verl", "smoke"]:
+            args = smoke.parse_args(words[2:])
+            assert args.overrides == [f"+recipe={recipe}"] and args.steps == smoke.DEFAULT_STEPS
+            if args.model is not None:  # the checkpoint the SFT smoke run writes (smoke's own outputs listing)
+                assert str(args.model) == f"star_verl_smoke/star_r1_sft/checkpoints/global_step_{smoke.DEFAULT_STEPS}/huggingface"
+            smoke.compose(recipe, smoke.run_overrides(recipe, tmp_path / "out", tmp_path / "model", args.steps, smoke.BATCH))
+        elif "verl.trainer.main_ppo" in words or "verl.trainer.sft_trainer" in words:
+            validate_recipe_config(compose_recipe(recipe, []), recipe_config_name(recipe))
+        else:
+            pytest.fail(f"no check for this command of {DOCS.name}: {command}")
+    assert len(commands) == 5

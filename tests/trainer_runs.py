@@ -153,7 +153,7 @@ def stage1(tmp_path_factory) -> Path:
         [sys.executable, "-m", "star_verl.cli", *args], capture_output=True, text=True, env={**os.environ, "STAR_VERL_DATA": str(data)}
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "oracle chains (synthetic, labelled origin synthetic_mv): 8 train, 2 val rows" in done.stdout, done.stdout
+    assert "oracle chains (synthetic, labeled origin synthetic_mv): 8 train, 2 val rows" in done.stdout, done.stdout
     return data
 
 

@@ -421,7 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if summary.get("chains"):
         chains = summary["chains"]
         print(
-            f"oracle chains (synthetic, labelled origin {synthetic_mv.ORIGIN}): {chains['train']} train, {chains['val']} val rows in {chains['out']}"
+            f"oracle chains (synthetic, labeled origin {synthetic_mv.ORIGIN}): {chains['train']} train, {chains['val']} val rows in {chains['out']}"
         )
     overlaps = summary.get("leakage_overlaps")
     return 2 if overlaps else 0
