@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from star_verl.pixels import fit_size, image_tokens, processor_pixel_range
+from star_verl.data.settings import StarDataSettings
+from star_verl.pixels import dataset_patch_size, image_tokens, merge_factor, processor_pixel_range
 from star_verl.prep.trance_format import HEIGHT, WIDTH
 from star_verl.recipes import compose_recipe
 from tests.dataset_fixtures import agent_loop_prompts
@@ -50,12 +51,14 @@ def test_sft_trainer_runs_the_recipe_on_cpu_and_writes_a_loadable_hf_checkpoint(
     image_pad = tok.convert_tokens_to_ids(proc.image_token)
     # the 320x240 views are over the tiny processor's cap, so the pixel budget is exercised: each view
     # reaches the model at the processor's fit, 2 to 4 views per row
-    low, high = processor_pixel_range(proc)
-    assert WIDTH * HEIGHT > high
-    per_view = image_tokens(*fit_size(WIDTH, HEIGHT, min_pixels=low, max_pixels=high))
+    patch = dataset_patch_size("sft", proc, cfg.data)
+    assert WIDTH * HEIGHT > processor_pixel_range(proc)[1]
+    budget = StarDataSettings.from_config(cfg.data).budget
     n_views = [int(ds.dataframe.iloc[i]["extra_info"]["n_images"]) for i in range(len(ds))]
     assert len(set(n_views)) > 1 and all(2 <= n <= 4 for n in n_views)
-    assert [int((ds[i]["input_ids"] == image_pad).sum()) for i in range(len(ds))] == [n * per_view for n in n_views]
+    expected = [sum(image_tokens(w, h, merge_factor(patch)) for w, h in budget.fitted_sizes([(WIDTH, HEIGHT)] * n, patch, processor_pixel_range(proc)))
+                for n in n_views]  # fmt: skip
+    assert [int((ds[i]["input_ids"] == image_pad).sum()) for i in range(len(ds))] == expected
     assert sum(tokens for _, _, tokens in steps) == int(ds.sample_lengths.sum())
 
     hf_dir = sft_hf_checkpoint(sft_run)

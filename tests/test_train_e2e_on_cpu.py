@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from star_verl.rewards import REWARD_KEYS, compute_score
 from star_verl.rewards.benchmark import TVR_VALIDATION_KEYS, validation_metric
@@ -161,7 +162,7 @@ def test_resume_continues_the_global_step_and_the_dataloader(tvr_run, tvr_resume
 # star_r1_sft -> star_r1_mv
 
 
-def test_stage2_trains_from_the_sft_checkpoint_with_the_recipes_reward(mv_run, sft_run, stage1):
+def test_stage2_trains_from_the_sft_checkpoint_with_the_recipes_reward(mv_run, sft_run, stage1, monkeypatch):
     mv_run.check()
     cfg = mv_run.config()
     assert cfg["actor_rollout_ref"]["model"]["path"] == str(sft_hf_checkpoint(sft_run))
@@ -176,9 +177,11 @@ def test_stage2_trains_from_the_sft_checkpoint_with_the_recipes_reward(mv_run, s
     # trained on the synthetic set's RL rows; validation ran on the recipe's benchmark files that exist
     # (MMSI's and the synthetic one; MindCube-Tiny and SPAR-Bench were not built: left out, one line
     # each), and every component of both data sources reached the trainer
-    assert cfg["data"]["train_files"] == str(stage1 / "multiview" / "rl_train.parquet")
+    monkeypatch.setenv("STAR_VERL_DATA", str(stage1))  # Hydra saved the recipe's paths unresolved: resolved as the run did
+    data = OmegaConf.to_container(OmegaConf.create(cfg["data"]), resolve=True)
+    assert data["train_files"] == str(stage1 / "multiview" / "rl_train.parquet")
     bench = stage1 / "multiview" / "bench"
-    assert cfg["data"]["val_files"] == [str(bench / f"{b}.parquet") for b in ("mindcube_tiny", "sparbench", "mmsi", "synthetic_mv")]
+    assert data["val_files"] == [str(bench / f"{b}.parquet") for b in ("mindcube_tiny", "sparbench", "mmsi", "synthetic_mv")]
     assert "sparbench.parquet was not built: left out of validation" in mv_run.console
     assert "mindcube_tiny.parquet was not built: left out of validation" in mv_run.console
     rl_rows = pq.read_table(stage1 / "multiview" / "rl_train.parquet").to_pylist()
