@@ -14,7 +14,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "recipes": ("star_verl.recipes", "List the shipped recipes with their veRL entry point and purpose."),
     # the same programs as data_prep/*.py, for users who installed the wheel and have no checkout
     "build-tvr": ("star_verl.prep.build_tvr", "Build the TVR parquet files from TRANCE or from the built-in synthetic generator."),
-    "build-multiview": ("star_verl.prep.build_multiview", "Build the MindCube and SPAR-7M training data and the multi-view benchmarks."),
+    "build-multiview": (
+        "star_verl.prep.build_multiview",
+        "Build the multi-view training data and benchmarks from MindCube, SPAR-7M and MMSI, or a synthetic set (--synthetic N).",
+    ),
     "generate-cot": ("star_verl.prep.teacher.run", "Ask a teacher model for three-step chains of thought and write the SFT cold-start data."),
     "eval": ("star_verl.eval.cli", "Generate with a model, score generations under a benchmark protocol, and compare runs."),
     "curves": ("star_verl.eval.curves", "Plot the reward components per step from a run's trainer.rollout_data_dir."),

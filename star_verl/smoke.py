@@ -12,8 +12,10 @@ save one checkpoint and dump rollouts and validation generations; then `star-ver
 rollouts (and checks the dumped scores against `compute_score`) and `star-verl eval score` scores the
 last validation dump. star_r1_sft trains and saves its Hugging Face checkpoint.
 
-Where the recipe's data files do not exist, a TVR recipe gets the built-in synthetic TVR set, built
-into DIR/data/tvr; for the others smoke names the missing files and how to build them. The data is
+Where the recipe's data files do not exist (and none were given on the command line), a TVR recipe
+gets the built-in synthetic TVR set, built into DIR/data/tvr, and the multi-view recipes (star_r1_sft,
+star_r1_mv) the built-in synthetic multi-view set with its oracle chains (`star-verl build-multiview
+--synthetic 24 --with-chains`), built into DIR/data/multiview and DIR/data/sft. The data is
 loaded in this process with the recipe's dataset class (as veRL's trainer does) before anything
 starts, so bad data fails with the dataset's own message (file, row, problem) rather than inside Ray.
 
@@ -43,6 +45,7 @@ GROUP = 2  # responses per prompt (GRPO group)
 RESPONSE_TOKENS = 64
 VAL_ROWS = 3  # a TVR sample in its three final views (RL: data.star.val_subset's stratified subset; SFT: data.val_max_samples)
 SYNTHETIC_TVR_SAMPLES = 24  # 21 train rows, 1 val sample x 3 views, 2 test samples (build-tvr's split)
+SYNTHETIC_MV_QUESTIONS = 24  # 12 RL rows, 4 validation rows, 8 SFT-pool questions -> 6 + 2 oracle-chain SFT rows
 STAR_REWARD = ("pkg://star_verl.rewards", "compute_score")
 OUTPUTS = (
     "train.log",
@@ -161,9 +164,29 @@ def build_synthetic_tvr(out: Path) -> tuple[Path, Path]:
     return train, val
 
 
+def build_synthetic_multiview(out: Path) -> Path:
+    """The built-in synthetic multi-view set in DIR/data/multiview and its oracle chains in DIR/data/sft; returns DIR/data."""
+    data = out / "data"
+    built = [
+        data / "multiview" / "rl_train.parquet",
+        data / "multiview" / "bench" / "synthetic_mv.parquet",
+        data / "sft" / "train.parquet",
+        data / "sft" / "val.parquet",
+    ]
+    if all(p.is_file() for p in built):
+        say(f"using the built-in synthetic multi-view set built earlier in {data}")
+        return data
+    say(f"building the built-in synthetic multi-view set ({SYNTHETIC_MV_QUESTIONS} questions, with oracle chains) in {data}")
+    done = run_cli(["build-multiview", "--synthetic", str(SYNTHETIC_MV_QUESTIONS), "--seed", "0", "--with-chains", "--out", str(data / "multiview"),
+                    "--no-progress", "--overwrite"])  # fmt: skip
+    if done.returncode != 0:
+        raise SmokeError(f"star-verl build-multiview failed (exit code {done.returncode})", EXIT_FAILED)
+    return data
+
+
 def data_files(recipe: str, cfg, user_keys: set[str], out: Path) -> list[str]:
-    """Overrides pointing the run at existing data: the recipe's files if they exist; for a TVR
-    recipe the built-in synthetic set where they do not; else a SmokeError naming what is missing."""
+    """Overrides pointing the run at existing data: the recipe's files if they exist; for a TVR or a
+    multi-view recipe the built-in synthetic set where they do not; else a SmokeError naming what is missing."""
     files = {key: as_list(cfg.data[key.split(".")[1]]) for key in ("data.train_files", "data.val_files")}
     missing = [f for paths in files.values() for f in paths if not Path(f).is_file()]
     val_built = [f for f in files["data.val_files"] if Path(f).is_file()]
@@ -180,15 +203,23 @@ def data_files(recipe: str, cfg, user_keys: set[str], out: Path) -> list[str]:
         say(f"the recipe's data files do not exist:\n{listed}")
         train, val = build_synthetic_tvr(out)
         return [f"data.train_files={train}", f"data.val_files={val}"]
-    if recipe_config_name(recipe) == SFT_CONFIG:
-        how = ("build them from a teacher's chains of thought with `star-verl generate-cot` (see `star-verl generate-cot --help`; "
-               "it reads the SFT pool that `star-verl build-multiview` writes)")  # fmt: skip
-    else:
-        how = "build them with `star-verl build-multiview` from the MindCube / SPAR-7M releases (see `star-verl build-multiview --help`)"
+    template = cfg.data.get("star", {}).get("template")
+    if template in ("tvr", "three_step"):
+        say(f"the recipe's data files do not exist:\n{listed}")
+    if template == "tvr":
+        train, val = build_synthetic_tvr(out)
+        return [f"data.train_files={train}", f"data.val_files={val}"]
+    if template == "three_step":
+        data = build_synthetic_multiview(out)
+        if recipe_config_name(recipe) == SFT_CONFIG:
+            return [f"data.train_files={data / 'sft' / 'train.parquet'}", f"data.val_files={data / 'sft' / 'val.parquet'}"]
+        return [
+            f"data.train_files={data / 'multiview' / 'rl_train.parquet'}",
+            f"data.val_files={data / 'multiview' / 'bench' / 'synthetic_mv.parquet'}",
+        ]
     raise SmokeError(
         f"{recipe}'s data files do not exist:\n{listed}\n"
-        f"smoke has no built-in synthetic set for this recipe yet: {how}, into $STAR_VERL_DATA (default ~/data/star_verl), "
-        f"or point the run at existing files with data.train_files=... data.val_files=..."
+        f"smoke has no built-in synthetic set for the template {template!r}: point the run at existing files with data.train_files=... data.val_files=..."
     )
 
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from tests.trainer_runs import multiview_data, mv_run, sft_run, stage1, tvr_resumed, tvr_run  # noqa: F401  (session fixtures)
+from tests.trainer_runs import mv_run, sft_run, stage1, tvr_resumed, tvr_run  # noqa: F401  (session fixtures)
 
 # veRL prints accelerator warnings at import; keep Ray and tokenizers quiet and single-threaded on 2 cores.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

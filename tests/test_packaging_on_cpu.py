@@ -201,15 +201,10 @@ def _help_of(argv: list[str], monkeypatch, capsys) -> tuple[str, argparse.Argume
 
 
 HELP_COMMANDS = sorted([[name] for name in SUBCOMMANDS if name != "eval"] + [["eval"], ["eval", "score"], ["eval", "generate"], ["eval", "report"]])
+
+
 # build_multiview.py belongs to issue 16's branch: its parser is fixed where that branch lands
-NOT_YET = {("build-multiview",): "build_multiview.py's parser (prog build_mindcube_spar.py) is issue 16's file"}
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [pytest.param(a, marks=pytest.mark.xfail(strict=True, reason=NOT_YET[tuple(a)])) if tuple(a) in NOT_YET else a for a in HELP_COMMANDS],
-    ids=" ".join,
-)
+@pytest.mark.parametrize("argv", HELP_COMMANDS, ids=" ".join)
 def test_cli_subcommand_help(argv, monkeypatch, capsys):
     """Each command's --help: the usage names `star-verl <cmd>`, every option has help, and every
     option that takes a value shows its default (or is required)."""

@@ -120,7 +120,7 @@ def test_the_scan_finds_a_copy(tmp_path):
     (package / "a.py").write_text(
         'SOURCES = ("mmsi", "spar", "tvr", "mindcube")\n'  # another order, same list
         "def f():\n    DATA_SOURCES = []\n"
-        'BY_ORIGIN = {"trance": 1, "synthetic": 1, "mindcube": 1, "spar7m": 1, "mindcube_tiny": 1, "sparbench": 1, "mmsi": 1}\n'
+        'BY_ORIGIN = {"trance": 1, "synthetic": 1, "mindcube": 1, "spar7m": 1, "synthetic_mv": 1, "mindcube_tiny": 1, "sparbench": 1, "mmsi": 1}\n'
         'TEMPLATE = {"tvr": "a", "mindcube": "b", "spar": "b", "mmsi": "b"}\n'  # keyed by data source: not a copy
         'def g():\n    """Scores a family.\n\n    >>> [score(s) for s in ["mmsi", "spar", "tvr", "mindcube"]]\n    [1, 1, 1, 1]\n    """\n'
         'def h():\n    """\n    >>> score("spar"), score("tvr")\n    (1, 1)\n    """\n'  # single names: not a copy

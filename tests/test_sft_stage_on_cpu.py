@@ -1,5 +1,5 @@
-"""Stage 1 end to end on CPU: teacher chains from the loopback server -> filtered SFT parquet ->
-veRL's SFT trainer (`torch.distributed.run -m verl.trainer.sft_trainer +recipe=star_r1_sft`, run by
+"""Stage 1 end to end on CPU: the built-in synthetic multi-view set's oracle chains (filtered by the
+teacher's SFT filter, written by the teacher's writer) -> veRL's SFT trainer (`torch.distributed.run -m verl.trainer.sft_trainer +recipe=star_r1_sft`, run by
 `star-verl smoke`) on the tiny Qwen2.5-VL -> an HF checkpoint that loads and that the stage-2 recipe
 (`star_r1_mv`) accepts; and the prompt the SFT model is trained on is token for token the prompt the
 RL dataset gives the policy.
@@ -14,6 +14,9 @@ from pathlib import Path
 
 import torch
 
+from star_verl.data.settings import StarDataSettings
+from star_verl.pixels import dataset_patch_size, image_tokens, merge_factor, processor_pixel_range
+from star_verl.prep.trance_format import HEIGHT, WIDTH
 from star_verl.recipes import compose_recipe
 from tests.dataset_fixtures import agent_loop_prompts
 from tests.trainer_runs import SFT_SETTINGS, SFT_STEPS, sft_hf_checkpoint
@@ -22,8 +25,8 @@ _STEP_LINE = re.compile(r"^step:(\d+) - .*train/loss:([-\d.e+na]+) .*train/globa
 
 
 def sft_overrides(stage1: Path, model: str) -> list[str]:
-    """The dataset settings of the SFT run (smoke's CPU settings aside)."""
-    cot = stage1 / "cot"
+    """The dataset settings of the SFT run (smoke's CPU settings aside): the recipe's files under $STAR_VERL_DATA."""
+    cot = stage1 / "sft"
     return [f"data.train_files={cot / 'train.parquet'}", f"data.val_files={cot / 'val.parquet'}", f"model.path={model}", *SFT_SETTINGS]
 
 
@@ -43,9 +46,19 @@ def test_sft_trainer_runs_the_recipe_on_cpu_and_writes_a_loadable_hf_checkpoint(
     # in batches of 4 covers every row once, so its token count is the sum of the dataset's lengths.
     tok, proc = tok_proc
     cfg = compose_recipe("star_r1_sft", sft_overrides(stage1, tiny_qwen25vl))
-    ds = StarSFTDataset(parquet_files=[str(stage1 / "cot" / "train.parquet")], tokenizer=tok, config=cfg.data, processor=proc)
+    ds = StarSFTDataset(parquet_files=[str(stage1 / "sft" / "train.parquet")], tokenizer=tok, config=cfg.data, processor=proc)
+    assert len(ds) == 8
     image_pad = tok.convert_tokens_to_ids(proc.image_token)
-    assert all((ds[i]["input_ids"] == image_pad).sum() == 2 * 64 for i in range(len(ds)))  # 2 views x (50176 px / 28^2)
+    # the 320x240 views are over the tiny processor's cap, so the pixel budget is exercised: each view
+    # reaches the model at the processor's fit, 2 to 4 views per row
+    patch = dataset_patch_size("sft", proc, cfg.data)
+    assert WIDTH * HEIGHT > processor_pixel_range(proc)[1]
+    budget = StarDataSettings.from_config(cfg.data).budget
+    n_views = [int(ds.dataframe.iloc[i]["extra_info"]["n_images"]) for i in range(len(ds))]
+    assert len(set(n_views)) > 1 and all(2 <= n <= 4 for n in n_views)
+    expected = [sum(image_tokens(w, h, merge_factor(patch)) for w, h in budget.fitted_sizes([(WIDTH, HEIGHT)] * n, patch, processor_pixel_range(proc)))
+                for n in n_views]  # fmt: skip
+    assert [int((ds[i]["input_ids"] == image_pad).sum()) for i in range(len(ds))] == expected
     assert sum(tokens for _, _, tokens in steps) == int(ds.sample_lengths.sum())
 
     hf_dir = sft_hf_checkpoint(sft_run)
@@ -73,16 +86,21 @@ def test_sft_prompt_is_byte_identical_to_the_rl_prompt(stage1, tiny_qwen25vl, to
     tok, proc = tok_proc
     sft_cfg = compose_recipe("star_r1_sft", sft_overrides(stage1, tiny_qwen25vl))
     rl_cfg = compose_recipe(
-        "star_r1_mv", [f"actor_rollout_ref.model.path={tiny_qwen25vl}", f"data.train_files={stage1 / 'pool.parquet'}", "data.max_prompt_length=1024"]
+        "star_r1_mv",
+        [
+            f"actor_rollout_ref.model.path={tiny_qwen25vl}",
+            f"data.train_files={stage1 / 'multiview' / 'sft_pool.parquet'}",
+            "data.max_prompt_length=1024",
+        ],
     )
     # the recipes agree on the template and the pixel budget (what the prompt tokens depend on)
     star = ("template", "min_pixels", "max_pixels", "total_max_pixels")
     assert {k: sft_cfg.data.star[k] for k in star} == {k: rl_cfg.data.star[k] for k in star}
     assert sft_cfg.data.star.template == "three_step"
     sft = StarSFTDataset(
-        parquet_files=[str(stage1 / "cot" / "train.parquet"), str(stage1 / "cot" / "val.parquet")], tokenizer=tok, config=sft_cfg.data, processor=proc
+        parquet_files=[str(stage1 / "sft" / "train.parquet"), str(stage1 / "sft" / "val.parquet")], tokenizer=tok, config=sft_cfg.data, processor=proc
     )
-    rl = create_rl_dataset([str(stage1 / "pool.parquet")], rl_cfg.data, tok, proc)
+    rl = create_rl_dataset([str(stage1 / "multiview" / "sft_pool.parquet")], rl_cfg.data, tok, proc)
     rl_row = {rl.dataframe[i]["extra_info"]["question_id"]: i for i in range(len(rl))}
 
     assert len(sft) == 10

@@ -44,18 +44,38 @@ def test_without_vllms_cpu_build_it_says_what_to_install(monkeypatch, tmp_path, 
     assert not (tmp_path / "out").exists()  # nothing was made
 
 
-@pytest.mark.parametrize(("recipe", "files", "how"), [
-    ("star_r1_mv", ("multiview/rl_train.parquet", *(f"multiview/bench/{b}.parquet" for b in ("mindcube_tiny", "sparbench", "mmsi"))),
-     "star-verl build-multiview"),
-    ("star_r1_sft", ("sft/train.parquet", "sft/val.parquet"), "star-verl generate-cot"),
+@pytest.mark.parametrize(("recipe", "files", "used"), [
+    ("star_r1_mv", ("multiview/rl_train.parquet", *(f"multiview/bench/{b}.parquet" for b in ("mindcube_tiny", "sparbench", "mmsi", "synthetic_mv"))),
+     ("multiview/rl_train.parquet", "multiview/bench/synthetic_mv.parquet")),
+    ("star_r1_sft", ("sft/train.parquet", "sft/val.parquet"), ("sft/train.parquet", "sft/val.parquet")),
 ])  # fmt: skip
-def test_missing_multiview_data_is_named_with_how_to_build_it(monkeypatch, tmp_path, capsys, recipe, files, how):
+def test_missing_multiview_data_is_named_and_the_synthetic_set_is_built(monkeypatch, tmp_path, capsys, recipe, files, used):
+    """The recipe's missing files are named, then smoke builds the built-in synthetic multi-view set
+    (with its oracle chains) in DIR/data and points the run at it; a second run reuses it."""
     monkeypatch.setenv("STAR_VERL_DATA", str(tmp_path / "data"))
-    assert smoke.main([f"+recipe={recipe}", "--out", str(tmp_path / "out")]) == smoke.EXIT_SETUP
+    monkeypatch.setenv("SFT_CKPT", str(tmp_path / "model"))
+    out = tmp_path / "out"
+    cfg = smoke.compose(recipe, smoke.run_overrides(recipe, out, tmp_path / "model", 2, smoke.BATCH))
+    overrides = smoke.data_files(recipe, cfg, set(), out)
+    console = capsys.readouterr().out
+    assert all(str(tmp_path / "data" / f) in console for f in files), console
+    assert f"building the built-in synthetic multi-view set ({smoke.SYNTHETIC_MV_QUESTIONS} questions, with oracle chains)" in console
+    assert overrides == [f"data.train_files={out / 'data' / used[0]}", f"data.val_files={out / 'data' / used[1]}"]
+    assert all((out / "data" / f).is_file() for f in used)
+    train = pq.read_table(out / "data" / used[0]).to_pylist()
+    assert train and {row["extra_info"]["origin"] for row in train} == {"synthetic_mv"}
+    assert smoke.data_files(recipe, cfg, set(), out) == overrides
+    assert "using the built-in synthetic multi-view set built earlier" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("recipe", ["star_r1_mv", "star_r1_sft"])
+def test_missing_multiview_files_given_on_the_command_line_are_an_error(monkeypatch, tmp_path, capsys, recipe):
+    monkeypatch.setenv("SFT_CKPT", str(tmp_path / "model"))
+    missing = tmp_path / "nope.parquet"
+    assert smoke.main([f"+recipe={recipe}", "--out", str(tmp_path / "out"), f"data.train_files={missing}"]) == smoke.EXIT_SETUP
     err = capsys.readouterr().err
-    assert all(str(tmp_path / "data" / f) in err for f in files), err
-    assert how in err and "no built-in synthetic set for this recipe yet" in err
-    assert not (tmp_path / "out" / "train.log").exists()
+    assert "data files given on the command line (data.train_files) do not exist" in err and str(missing) in err
+    assert not (tmp_path / "out" / "data").exists()
 
 
 def test_missing_files_given_on_the_command_line_are_an_error_not_a_synthetic_set(tmp_path, capsys):

@@ -12,6 +12,7 @@ import json
 import math
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 import torch
 from omegaconf import OmegaConf
@@ -161,7 +162,7 @@ def test_resume_continues_the_global_step_and_the_dataloader(tvr_run, tvr_resume
 # star_r1_sft -> star_r1_mv
 
 
-def test_stage2_trains_from_the_sft_checkpoint_with_the_recipes_reward(mv_run, sft_run, multiview_data, monkeypatch):
+def test_stage2_trains_from_the_sft_checkpoint_with_the_recipes_reward(mv_run, sft_run, stage1, monkeypatch):
     mv_run.check()
     cfg = mv_run.config()
     assert cfg["actor_rollout_ref"]["model"]["path"] == str(sft_hf_checkpoint(sft_run))
@@ -173,12 +174,20 @@ def test_stage2_trains_from_the_sft_checkpoint_with_the_recipes_reward(mv_run, s
     assert sorted(steps) == [0, 1, 2]
     for step in (1, 2):
         assert steps[step]["training/rollout_probs_diff_max"] < SYNCED_PROBS_DIFF
-    # validation ran on the recipe's benchmark files that exist (SPAR-Bench was not built: left out,
-    # one line), and every component of both benchmarks reached the trainer
-    monkeypatch.setenv("STAR_VERL_DATA", str(multiview_data))  # as the run had it: the saved config keeps the recipe's ${oc.env:...}
-    val_files = OmegaConf.to_container(OmegaConf.create(cfg["data"]), resolve=True)["val_files"]
-    assert val_files == [str(multiview_data / "multiview" / "bench" / f"{b}.parquet") for b in ("mindcube_tiny", "sparbench", "mmsi")]
+    # trained on the synthetic set's RL rows; validation ran on the recipe's benchmark files that exist
+    # (MMSI's and the synthetic one; MindCube-Tiny and SPAR-Bench were not built: left out, one line
+    # each), and every component of both data sources reached the trainer
+    monkeypatch.setenv("STAR_VERL_DATA", str(stage1))  # Hydra saved the recipe's paths unresolved: resolved as the run did
+    data = OmegaConf.to_container(OmegaConf.create(cfg["data"]), resolve=True)
+    assert data["train_files"] == str(stage1 / "multiview" / "rl_train.parquet")
+    bench = stage1 / "multiview" / "bench"
+    assert data["val_files"] == [str(bench / f"{b}.parquet") for b in ("mindcube_tiny", "sparbench", "mmsi", "synthetic_mv")]
     assert "sparbench.parquet was not built: left out of validation" in mv_run.console
+    assert "mindcube_tiny.parquet was not built: left out of validation" in mv_run.console
+    rl_rows = pq.read_table(stage1 / "multiview" / "rl_train.parquet").to_pylist()
+    questions = [row["prompt"][0]["content"].rsplit("<image>\n", 1)[1] for row in rl_rows]
+    assert {row["extra_info"]["origin"] for row in rl_rows} == {"synthetic_mv"}
+    assert all(any(q in line["input"] for q in questions) for line in mv_run.dump("rollouts", 1))
     for source in ("mindcube", "mmsi"):
         for key in REWARD_KEYS:
             assert validation_metric(source, key) in steps[2], (source, key)

@@ -315,7 +315,7 @@ def test_multiview_validation_logs_each_benchmarks_official_score(ray_local, tin
     monkeypatch.setenv("SFT_CKPT", tiny_qwen25vl)
     cfg = compose_recipe("star_r1_mv", [*SMALL, "reward.num_workers=2"])
     OmegaConf.resolve(cfg)  # as the TaskRunner does before it starts any worker ($STAR_VERL_DATA, $SFT_CKPT are the driver's)
-    assert [Path(f).name for f in cfg.data.val_files] == ["mindcube_tiny.parquet", "sparbench.parquet", "mmsi.parquet"]
+    assert [Path(f).name for f in cfg.data.val_files] == ["mindcube_tiny.parquet", "sparbench.parquet", "mmsi.parquet", "synthetic_mv.parquet"]
     tok, proc = tok_proc
     dataset = create_rl_dataset(cfg.data.val_files, cfg.data, tok, proc, is_train=False, max_samples=-1)
     items = [dataset[i] for i in range(len(dataset))]
@@ -372,7 +372,7 @@ def test_multiview_validation_leaves_out_benchmarks_not_built(tiny_qwen25vl, tok
     tok, proc = tok_proc
     dataset = create_rl_dataset(cfg.data.val_files, cfg.data, tok, proc, is_train=False, max_samples=-1)
     lines = [line for line in capsys.readouterr().out.splitlines() if "was not built" in line]
-    assert len(lines) == 2 and "mindcube_tiny.parquet" in lines[0] and "sparbench.parquet" in lines[1]
+    assert len(lines) == 3 and "mindcube_tiny.parquet" in lines[0] and "sparbench.parquet" in lines[1] and "synthetic_mv.parquet" in lines[2]
     assert {dataset[i]["data_source"] for i in range(len(dataset))} == {"mmsi"}
     (partial / "multiview" / "bench" / "mmsi.parquet").unlink()
     with pytest.raises(DatasetError, match="none of data.val_files exists"):

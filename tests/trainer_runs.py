@@ -5,9 +5,11 @@ minutes on 2 cores; tests/conftest.py imports the fixtures):
    that smoke builds with the project's converter (the recipe's data files do not exist);
 2. `tvr_resumed`: the same run resumed from its step-2 checkpoint (`trainer.resume_mode=resume_path`)
    for one more step;
-3. `sft_run`: star_r1_sft (torchrun) on the teacher pipeline's chains of thought (`stage1`);
-4. `mv_run`: star_r1_mv from `sft_run`'s Hugging Face checkpoint, on multi-view rows built by the
-   multi-view converter from MindCube- and SPAR-7M-shaped sources.
+3. `sft_run`: star_r1_sft (torchrun) on the built-in synthetic multi-view set's oracle chains
+   (`stage1`: `star-verl build-multiview --synthetic 30 --with-chains`, plus an MMSI-shaped benchmark),
+   with the recipe's own data paths ($STAR_VERL_DATA/sft);
+4. `mv_run`: star_r1_mv from `sft_run`'s Hugging Face checkpoint, on the same set's RL rows, validating
+   on the recipe's benchmark files that exist (the synthetic one and MMSI's).
 
 Every run is `star-verl smoke` in a subprocess: veRL's real entry point (`main_ppo`, or
 `sft_trainer` under `torch.distributed.run`) with star-verl's CPU support, nothing mocked. Runs 1
@@ -38,8 +40,8 @@ RUN_TIMEOUT_S = 900
 # tests/test_train_e2e_on_cpu.py) and the KL to the reference is above float32's resolution.
 LEARNING = [f"reward.custom_reward_function.path={VARIED_REWARD}", "actor_rollout_ref.actor.optim.lr=1e-2"]
 TVR_TRAIN_ROWS = 6  # 3 batches of 2: steps 1-2 in the first run, step 3 after the resume
-N_QUESTIONS = 11  # teacher pool: q3 answered wrong -> 10 kept -> 2 val (val_fraction 0.2) + 8 train
-SFT_BATCH, SFT_STEPS, SFT_MAX_LENGTH = 4, 2, 1024
+SYNTHETIC_QUESTIONS = 30  # 5 validation, 15 RL, 10 SFT-pool questions -> 10 oracle chains: 2 val (20%) + 8 train
+SFT_BATCH, SFT_STEPS, SFT_MAX_LENGTH = 4, 2, 1536  # the longest oracle-chain row: ~1300 tokens
 # What the SFT stage changes in smoke's settings: one epoch of the 8 rows in 2 steps of 4, and a
 # large lr so a few steps visibly move the weights.
 SFT_SETTINGS = [
@@ -136,53 +138,32 @@ def tvr_resumed(tvr_run, tmp_path_factory) -> SmokeRun:
 
 @pytest.fixture(scope="session")
 def stage1(tmp_path_factory) -> Path:
-    """The teacher pipeline's output: pool.parquet (RL rows) and cot/{train,val}.parquet (SFT rows)."""
-    from star_verl.prep.teacher.run import generate
-    from star_verl.prep.teacher.settings import TeacherSettings
-    from tests.teacher_fixtures import ScriptedChatServer, write_pool
+    """$STAR_VERL_DATA as `star-verl build-multiview --synthetic 30 --with-chains` leaves it with the
+    default --out: multiview/{rl_train,val,sft_pool}.parquet, multiview/bench/synthetic_mv.parquet and
+    the oracle chains in sft/{train,val}.parquet; in the same run an MMSI-shaped benchmark
+    (multiview/bench/mmsi.parquet, leakage-checked against the training rows). MindCube-Tiny and
+    SPAR-Bench are not built: star_r1_mv leaves them out of validation."""
+    from tests.multiview_fixtures import write_mmsi_fixture
 
     root = tmp_path_factory.mktemp("stage1")
-    # 300x300 views: over the tiny processor's 50176-pixel cap, so the pixel budget is exercised
-    truth = write_pool(root / "pool.parquet", N_QUESTIONS, image_size=300)
-    with ScriptedChatServer(truth, {"q3": ["wrong"]}) as server:
-        result = generate(
-            TeacherSettings(base_url=server.base_url, model="teacher-test", seed=0, val_fraction=0.2),
-            root / "pool.parquet",
-            root / "cot",
-            progress=False,
-        )
-    assert result.report["rows"] == {"train": 8, "val": 2}
-    return root
+    mmsi = write_mmsi_fixture(root / "MMSI_Bench.parquet", n=4)
+    data = root / "star_verl_data"
+    args = ["build-multiview", "--synthetic", str(SYNTHETIC_QUESTIONS), "--with-chains", "--benchmarks", "mmsi", "--mmsi", str(mmsi), "--no-progress"]
+    done = subprocess.run(
+        [sys.executable, "-m", "star_verl.cli", *args], capture_output=True, text=True, env={**os.environ, "STAR_VERL_DATA": str(data)}
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "oracle chains (synthetic, labeled origin synthetic_mv): 8 train, 2 val rows" in done.stdout, done.stdout
+    return data
 
 
 @pytest.fixture(scope="session")
 def sft_run(stage1, tiny_qwen25vl, tmp_path_factory) -> SmokeRun:
-    cot = stage1 / "cot"
+    # the recipe's own data paths: $STAR_VERL_DATA/sft/{train,val}.parquet
     return run_smoke(
-        tmp_path_factory.mktemp("sft_run") / "run", "+recipe=star_r1_sft", "--steps", str(SFT_STEPS), "--model", tiny_qwen25vl,
-        f"data.train_files={cot / 'train.parquet'}", f"data.val_files={cot / 'val.parquet'}", *SFT_SETTINGS,
+        tmp_path_factory.mktemp("sft_run") / "run", "+recipe=star_r1_sft", "--steps", str(SFT_STEPS), "--model", tiny_qwen25vl, *SFT_SETTINGS,
+        env={"STAR_VERL_DATA": str(stage1)},
     )  # fmt: skip
-
-
-@pytest.fixture(scope="session")
-def multiview_data(tmp_path_factory) -> Path:
-    """$STAR_VERL_DATA with multiview/rl_train.parquet and two of star_r1_mv's three validation
-    benchmarks (multiview/bench/mindcube_tiny.parquet, mmsi.parquet; SPAR-Bench not built), built by
-    `star-verl build-multiview` from MindCube-, SPAR-7M- and MMSI-shaped sources in their release formats."""
-    from tests.multiview_fixtures import write_mindcube_fixture, write_mmsi_fixture, write_spar_fixture
-
-    root = tmp_path_factory.mktemp("multiview")
-    mindcube = write_mindcube_fixture(root / "mindcube", n=12, n_tiny=4)
-    spar = write_spar_fixture(root / "spar", n=1, image_size=(160, 120))
-    mmsi = write_mmsi_fixture(root / "MMSI_Bench.parquet", n=4)
-    data = root / "star_verl_data"
-    args = [
-        "build-multiview", "--mindcube", str(mindcube), "--spar", str(spar), "--out", str(data / "multiview"),
-        "--rl-samples", "8", "--val-samples", "4", "--sft-pool", "0", "--benchmarks", "mindcube_tiny,mmsi", "--mmsi", str(mmsi), "--no-progress",
-    ]  # fmt: skip
-    done = subprocess.run([sys.executable, "-m", "star_verl.cli", *args], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return data
 
 
 def sft_hf_checkpoint(sft_run: SmokeRun) -> Path:
@@ -190,11 +171,11 @@ def sft_hf_checkpoint(sft_run: SmokeRun) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mv_run(sft_run, multiview_data, tmp_path_factory) -> SmokeRun:
+def mv_run(sft_run, stage1, tmp_path_factory) -> SmokeRun:
     """Stage 2 with the recipe's own reward and data paths (a run whose dumped scores `star-verl curves` must match)."""
     sft_run.check()
     # the recipe's own data paths under $STAR_VERL_DATA; 2 validation rows of each benchmark built
     return run_smoke(
         tmp_path_factory.mktemp("mv_run") / "run", "+recipe=star_r1_mv", "--model", str(sft_hf_checkpoint(sft_run)), "data.star.val_subset=4",
-        env={"STAR_VERL_DATA": str(multiview_data)},
+        env={"STAR_VERL_DATA": str(stage1)},
     )  # fmt: skip

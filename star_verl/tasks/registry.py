@@ -46,6 +46,7 @@ ORIGINS: dict[str, Origin] = {
         Origin("synthetic", "tvr", eval_name="tvr_synthetic"),
         Origin("mindcube", "mindcube"),
         Origin("spar7m", "spar"),
+        Origin("synthetic_mv", "mindcube"),
         Origin("mindcube_tiny", "mindcube", benchmark="mindcube_tiny"),
         Origin("sparbench", "spar", benchmark="sparbench"),
         Origin("mmsi", "mmsi", benchmark="mmsi"),

@@ -107,7 +107,7 @@ def decide(
             kept.setdefault(q.question_id, []).append(text)
         cat["questions_kept"] += q.question_id in kept
 
-    val_ids = frozenset(_val_questions([q.question_id for q in questions if q.question_id in kept], settings.val_fraction))
+    val_ids = frozenset(val_questions([q.question_id for q in questions if q.question_id in kept], settings.val_fraction))
     n_val = sum(len(chains) for qid, chains in kept.items() if qid in val_ids)
     total = sum(per_cat.values(), Counter())
     report = {
@@ -117,10 +117,10 @@ def decide(
         "samples_per_question": settings.samples_per_question,
         "val_fraction": settings.val_fraction,
         "length_check": _length_check(verdicts.limit, settings),
-        "total": _rates(total),
+        "total": rates(total),
         "rows": {"train": sum(map(len, kept.values())) - n_val, "val": n_val},
         "tokens": {"prompt": int(tokens["prompt_tokens"]), "completion": int(tokens["completion_tokens"])},
-        "categories": {name: {**_rates(per_cat[name]), "rejected_by": dict(sorted(reasons_cat[name].items()))} for name in sorted(per_cat)},
+        "categories": {name: {**rates(per_cat[name]), "rejected_by": dict(sorted(reasons_cat[name].items()))} for name in sorted(per_cat)},
         "rejected_by": dict(sorted(sum(reasons_cat.values(), Counter()).items())),
     }
     return Outputs(kept=kept, val_ids=val_ids, rejected=rejected, failed=failed, report=report)
@@ -133,13 +133,13 @@ def _length_check(limit: ResponseLimit | None, settings: TeacherSettings) -> dic
     return {"checked": True, "tokenizer": limit.tokenizer, "max_response_length": limit.max_response_length}
 
 
-def _rates(c: Counter) -> dict[str, Any]:
+def rates(c: Counter) -> dict[str, Any]:
     out: dict[str, Any] = {key: int(c[key]) for key in _COUNTS}
     out["kept_rate"] = round(c["kept"] / c["answered"], 4) if c["answered"] else None
     return out
 
 
-def _val_questions(kept_ids: Sequence[str], fraction: float) -> set[str]:
+def val_questions(kept_ids: Sequence[str], fraction: float) -> set[str]:
     """A deterministic held-out slice: the round(fraction * n) kept questions (at least one when
     fraction > 0 and at least two questions have kept chains) with the smallest sha256(question_id)."""
     if fraction <= 0 or len(kept_ids) < 2:
