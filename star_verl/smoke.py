@@ -33,9 +33,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from star_verl.cli import SUBCOMMANDS, HelpFormatter
+from star_verl.data.files import file_list
+from star_verl.data.validation import validation_files_left_out
 from star_verl.eval.curves import EXIT_MISMATCH
 from star_verl.recipes import SFT_CONFIG, compose_recipe, recipe_config_name, recipe_files
 
@@ -113,14 +114,6 @@ def merge_overrides(base: list[str], user: list[str]) -> list[str]:
     return kept + merged_user
 
 
-def as_list(files: Any) -> list[str]:
-    if files is None:
-        return []
-    if isinstance(files, str):
-        return [files]
-    return [str(f) for f in files]
-
-
 # --------------------------------------------------------------------------------------------
 # what the run needs before it starts
 
@@ -187,12 +180,12 @@ def build_synthetic_multiview(out: Path) -> Path:
 def data_files(recipe: str, cfg, user_keys: set[str], out: Path) -> list[str]:
     """Overrides pointing the run at existing data: the recipe's files if they exist; for a TVR or a
     multi-view recipe the built-in synthetic set where they do not; else a SmokeError naming what is missing."""
-    files = {key: as_list(cfg.data[key.split(".")[1]]) for key in ("data.train_files", "data.val_files")}
+    files = {key: file_list(cfg.data[key.split(".")[1]]) for key in ("data.train_files", "data.val_files")}
     missing = [f for paths in files.values() for f in paths if not Path(f).is_file()]
-    val_built = [f for f in files["data.val_files"] if Path(f).is_file()]
-    if missing and val_built and cfg.data.get("star", {}).get("skip_missing_val_files"):
-        # the dataset leaves the validation files not built out (one line each): only the rest must exist
-        missing = [f for f in missing if f not in files["data.val_files"]]
+    if cfg.data.get("star", {}).get("skip_missing_val_files"):
+        # the dataset leaves out the validation files not built (one line each): only the rest must exist
+        left_out = validation_files_left_out(files["data.val_files"])
+        missing = [f for f in missing if f not in left_out]
     if not missing:
         return []
     listed = "\n".join(f"  {f}" for f in missing)
@@ -234,7 +227,7 @@ def check_data(cfg, is_sft: bool) -> None:
     model = cfg.model.path if is_sft else cfg.actor_rollout_ref.model.path
     tokenizer, processor = hf_tokenizer(model), hf_processor(model)
     for split in ("train", "val"):
-        paths, max_samples = as_list(cfg.data[f"{split}_files"]), int(cfg.data.get(f"{split}_max_samples", -1))
+        paths, max_samples = file_list(cfg.data[f"{split}_files"]), int(cfg.data.get(f"{split}_max_samples", -1))
         try:
             if is_sft:
                 from verl.trainer.sft_trainer import create_sft_dataset

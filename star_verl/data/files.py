@@ -15,6 +15,20 @@ FILE_SUFFIXES = (".parquet", ".json", ".jsonl")
 MEASURED_COLUMNS = ("data_source", "reward_model", "extra_info")
 
 
+def file_list(files: Any) -> list[str]:
+    """A `data.*_files` value (one path, a list or ListConfig of paths, or None) as a list of path strings."""
+    if files is None:
+        return []
+    if isinstance(files, (str, os.PathLike)):
+        return [os.fspath(files)]
+    return [os.fspath(f) if isinstance(f, os.PathLike) else str(f) for f in files]
+
+
+def is_built(path: str) -> bool:
+    """Whether a data file is there to read: it exists, or it is a remote URL (veRL fetches it)."""
+    return "://" in path or os.path.exists(path)
+
+
 def check_file_format(path: str | os.PathLike) -> str:
     """The suffix (one of FILE_SUFFIXES) of a data file that exists and is not empty; else a DatasetError
     naming the file and the cause: a directory, no such file, an empty file, an unsupported format.

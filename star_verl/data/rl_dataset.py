@@ -24,7 +24,7 @@ import datasets
 import numpy as np
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
-from star_verl.data.files import load_frame
+from star_verl.data.files import file_list, load_frame
 from star_verl.data.lengths import MeasureContext
 from star_verl.data.loading import LengthLimit, select_measured
 from star_verl.data.settings import DatasetError, StarDataSettings, check_data_config
@@ -44,7 +44,7 @@ class StarRLDataset(RLHFDataset):
         self.view_rows: dict[str, int] | None = None  # validation only: TVR rows per view of the kept rows
         if self.is_validation:
             if self.star.skip_missing_val_files:
-                data_files = present_validation_files([data_files] if isinstance(data_files, str) else list(data_files))
+                data_files = present_validation_files(file_list(data_files))
             if self.star.val_subset is not None and max_samples > 0:
                 raise DatasetError(
                     f"data.val_max_samples={max_samples} and data.star.val_subset={self.star.val_subset} both bound the validation set: "

@@ -22,14 +22,13 @@ training set (nothing here applies) and one line says so.
 
 from __future__ import annotations
 
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from star_verl.data.files import iter_rows
+from star_verl.data.files import file_list, is_built, iter_rows
 from star_verl.data.settings import DatasetError, StarDataSettings
 from star_verl.rewards import parse_ground_truth
 from star_verl.tasks.ground_truth import GroundTruthError
@@ -39,20 +38,12 @@ VAL_SUBSET_SEED = 0
 STRATUM_COLUMNS = ("data_source", "reward_model", "extra_info")
 
 
-def _file_list(files: Any) -> list[str] | None:
-    if files is None:
-        return None
-    if isinstance(files, (str, os.PathLike)):
-        return [os.fspath(files)]
-    return [os.fspath(f) for f in files]
-
-
 def is_validation_set(data_files: Any, data_config: Mapping[str, Any], settings: StarDataSettings, log: Callable[[str], None] = print) -> bool:
     """Whether `data_files` is the validation set (see the module docstring)."""
-    files = _file_list(data_files)
-    if files != _file_list(data_config.get("val_files")):
+    files = file_list(data_files)
+    if data_config.get("val_files") is None or files != file_list(data_config.get("val_files")):
         return False
-    if files == _file_list(data_config.get("train_files")):
+    if files == file_list(data_config.get("train_files")):
         if settings.skip_missing_val_files or settings.val_subset is not None:
             log(
                 "[star-verl] StarRLDataset: data.val_files is data.train_files, so this set is the training set: "
@@ -62,20 +53,25 @@ def is_validation_set(data_files: Any, data_config: Mapping[str, Any], settings:
     return True
 
 
+def validation_files_left_out(files: Sequence[str]) -> list[str]:
+    """The validation files `data.star.skip_missing_val_files` leaves out: those not built (`is_built`),
+    when at least one is; none when none is (that is an error, which `present_validation_files` raises).
+    smoke and doctor ask it which missing files are no error."""
+    left_out = [path for path in files if not is_built(path)]
+    return left_out if len(left_out) < len(files) else []
+
+
 def present_validation_files(files: Sequence[str], log: Callable[[str], None] = print) -> list[str]:
-    """The validation files that exist (remote URLs are kept for veRL to fetch), one line per file left out."""
-    present = []
-    for path in files:
-        if "://" in path or os.path.exists(path):
-            present.append(path)
-        else:
-            log(f"[star-verl] StarRLDataset: validation file {path} was not built: left out of validation (data.star.skip_missing_val_files=true)")
-    if not present:
+    """The validation files that are built (`is_built`), one line per file left out."""
+    left_out = validation_files_left_out(files)
+    for path in left_out:
+        log(f"[star-verl] StarRLDataset: validation file {path} was not built: left out of validation (data.star.skip_missing_val_files=true)")
+    if not any(is_built(path) for path in files):
         raise DatasetError(
             f"StarRLDataset: none of data.val_files exists ({list(files)}); data.star.skip_missing_val_files leaves out the files "
             "that were not built, but validation needs at least one: build one or point data.val_files at an existing file"
         )
-    return present
+    return [path for path in files if path not in left_out]
 
 
 def row_stratum(row: Mapping[str, Any]) -> tuple[Any, ...]:

@@ -14,15 +14,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from star_verl.data.files import file_list
+from star_verl.data.validation import validation_files_left_out
 from star_verl.doctor.context import FAIL, PASS, SKIP, Check, Context, DataSample, Model, short
-
-
-def _files(value: Any) -> list[str]:
-    if value is None:
-        return []
-    if isinstance(value, str):
-        return [value]
-    return [str(v) for v in value]
 
 
 def _star_dataset(ctx: Context) -> bool:
@@ -195,7 +189,7 @@ def read_data(ctx: Context) -> tuple[DataSample | None, list[Check]]:
     from star_verl.data.settings import DatasetError
 
     data = ctx.recipe.cfg.data
-    files = {"data.train_files": _files(data.get("train_files")), "data.val_files": _files(data.get("val_files"))}
+    files = {"data.train_files": file_list(data.get("train_files")), "data.val_files": file_list(data.get("val_files"))}
     if not any(files.values()):
         return None, [Check("data files", FAIL, "data.train_files is not set", "pass data.train_files=PATH (and data.val_files=PATH)")]
     _, text_key, image_key, _ = _layout(ctx)
@@ -208,10 +202,10 @@ def read_data(ctx: Context) -> tuple[DataSample | None, list[Check]]:
         for path in paths:
             first_key.setdefault(path, key)
     # StarRLDataset leaves out the validation files that were not built (data.star.skip_missing_val_files), none left is an error
-    skip_missing = bool(getattr(ctx.data_settings, "skip_missing_val_files", False)) and any(os.path.exists(p) for p in files["data.val_files"])
+    left_out = validation_files_left_out(files["data.val_files"]) if getattr(ctx.data_settings, "skip_missing_val_files", False) else []
     for path, key in first_key.items():
         name = f"data {key.split('.')[-1].removesuffix('_files')}: {Path(path).name}"
-        if not os.path.exists(path) and key == "data.val_files" and skip_missing:
+        if key == "data.val_files" and path in left_out:
             checks.append(Check(name, PASS, f"{path} was not built: left out of validation (data.star.skip_missing_val_files=true)"))
             continue
         if not os.path.exists(path):
@@ -260,7 +254,7 @@ def check_training_steps(ctx: Context) -> list[Check]:
     if ctx.data is None:
         return []  # no data files named: "data files" says so
     cfg = ctx.recipe.cfg
-    train_files = _files(cfg.data.get("train_files"))
+    train_files = file_list(cfg.data.get("train_files"))
     if not train_files or any(f not in ctx.data.file_rows for f in train_files):
         return [Check("training steps", SKIP, "a train file could not be read")]
     rows = sum(ctx.data.file_rows[f] for f in train_files)
