@@ -192,10 +192,6 @@ def data_files(recipe: str, cfg, user_keys: set[str], out: Path) -> list[str]:
     set_by_user = sorted(user_keys & set(files))
     if set_by_user:
         raise SmokeError(f"data files given on the command line ({', '.join(set_by_user)}) do not exist:\n{listed}")
-    if cfg.data.get("star", {}).get("template") == "tvr":
-        say(f"the recipe's data files do not exist:\n{listed}")
-        train, val = build_synthetic_tvr(out)
-        return [f"data.train_files={train}", f"data.val_files={val}"]
     template = cfg.data.get("star", {}).get("template")
     if template in ("tvr", "three_step"):
         say(f"the recipe's data files do not exist:\n{listed}")
